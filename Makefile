@@ -1,0 +1,33 @@
+# Two commands set up everything on a fresh machine:  make demo  and  make test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Modules that run on the Jetson under Python 3.6 (JetPack 4.6); vermin proves the floor.
+DEVICE_MODULES := dfseg/__init__.py dfseg/errors.py dfseg/arch.py dfseg/sizes.py dfseg/parts.py \
+	dfseg/cli/__init__.py dfseg/cli/common.py dfseg/backends dfseg/latency
+
+.PHONY: demo test lint vermin clean
+
+# The file target: rebuilt when the packaging changes.  CPU torch 2.13.0 comes first so that the
+# host extra's torch range is already satisfied and pip never pulls a CUDA build.
+$(VENV): setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[host,dev,distributed]"
+	touch $(VENV)
+
+lint: $(VENV)
+	$(BIN)/ruff check .
+
+vermin: $(VENV)
+	$(BIN)/vermin --no-tips --violations --eval-annotations --backport dataclasses --backport typing -t=3.6- $(DEVICE_MODULES)
+
+test: $(VENV) lint vermin
+	bash tools/run_pytest.sh $(BIN)/python
+
+demo: $(VENV)
+	$(BIN)/python tools/demo.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo-out

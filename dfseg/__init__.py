@@ -1,0 +1,7 @@
+"""dfseg: DF networks, Jetson deployment and Partial Order Pruning search.
+
+Importing dfseg is cheap and safe on a device without torch or TensorRT: heavy and optional
+dependencies are imported by the modules that need them, when they need them.
+"""
+
+__version__ = "0.1.0"

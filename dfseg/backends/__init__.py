@@ -1,0 +1,73 @@
+"""Inference backends behind one runner interface (see ``base.BaseRunner``).
+
+Nothing heavy is imported here: ``onnxruntime``, ``tensorrt`` and ``torch`` load when a runner
+activates, so ``import dfseg.backends`` works on any machine.  Device side: Python 3.6.
+"""
+
+import importlib
+import importlib.util
+import shutil
+from typing import List, Optional, Sequence
+
+from ..errors import UserError
+from .base import BaseRunner, RunnerError, TensorMeta, TimingResult
+
+__all__ = [
+    "BACKENDS",
+    "BaseRunner",
+    "RunnerError",
+    "TensorMeta",
+    "TimingResult",
+    "available_backends",
+    "best_backend",
+    "get_runner",
+]
+
+# Preference order when the user does not choose.
+BACKENDS = ("tensorrt", "trtexec", "onnxruntime")
+
+
+def _has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def available_backends() -> List[str]:
+    """Backends usable on this machine, fastest first."""
+    found = []
+    if _has_module("tensorrt"):
+        found.append("tensorrt")
+    if shutil.which("trtexec") or shutil.which("/usr/src/tensorrt/bin/trtexec"):
+        found.append("trtexec")
+    if _has_module("onnxruntime"):
+        found.append("onnxruntime")
+    return found
+
+
+def best_backend() -> str:
+    found = available_backends()
+    if not found:
+        raise UserError("no inference backend is installed: pip install onnxruntime (or install TensorRT)")
+    return found[0]
+
+
+def get_runner(
+    backend: str,
+    model_path: str,
+    providers: Optional[Sequence[str]] = None,
+    threads: Optional[int] = None,
+    **options
+) -> BaseRunner:
+    """A runner for ``model_path`` on ``backend`` (``auto`` picks the best available)."""
+    if backend == "auto":
+        backend = best_backend()
+    if backend == "onnxruntime":
+        from .onnxrt import OnnxRuntimeRunner
+
+        return OnnxRuntimeRunner(model_path, providers=providers, threads=threads, **options)
+    if backend in ("tensorrt", "trtexec"):
+        module = "dfseg.backends.trt" if backend == "tensorrt" else "dfseg.backends.trtexec"
+        if importlib.util.find_spec(module) is None:
+            raise UserError("backend {!r} is not available in this dfseg build yet; use onnxruntime".format(backend))
+        runner_module = importlib.import_module(module)
+        return runner_module.make_runner(model_path, **options)
+    raise UserError("unknown backend {!r}; choose one of: auto, {}".format(backend, ", ".join(BACKENDS)))

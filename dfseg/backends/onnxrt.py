@@ -1,0 +1,128 @@
+"""ONNX Runtime runner: the default backend on every machine (CPU), with the CUDA or TensorRT
+execution providers when the installed onnxruntime has them.
+
+Device side: Python 3.6, no torch; onnxruntime is imported when the runner activates.
+"""
+
+import os
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import UserError
+from .base import BaseRunner, TensorMeta
+
+# Short names users type -> ONNX Runtime provider names, fastest first.
+PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+
+def available_providers() -> List[str]:
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
+
+
+def resolve_providers(requested: Optional[Sequence[str]]) -> List[str]:
+    """Map short names (cpu, cuda, tensorrt) to installed providers; None picks all installed, fastest first."""
+    installed = available_providers()
+    if requested is None:
+        return [full for full in PROVIDERS.values() if full in installed] or installed
+    chosen = []
+    for name in requested:
+        full = PROVIDERS.get(name.lower(), name)
+        if full not in installed:
+            raise UserError(
+                "ONNX Runtime provider {!r} is not installed here (installed: {}); install onnxruntime-gpu "
+                "for cuda/tensorrt or use --providers cpu".format(name, ", ".join(installed))
+            )
+        chosen.append(full)
+    return chosen
+
+
+class OnnxRuntimeRunner(BaseRunner):
+    """Runs an ONNX model (a path or the serialized bytes) in an ``onnxruntime.InferenceSession``.
+
+    ``threads`` sets intra-op threads (None: ONNX Runtime's default).  Spinning is off by default:
+    an idle session's spinning thread pool steals cores from whatever runs next, which ruins
+    measurements that rotate between several sessions.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        model: Union[str, bytes],
+        providers: Optional[Sequence[str]] = None,
+        threads: Optional[int] = None,
+        spinning: bool = False,
+        name: Optional[str] = None,
+    ) -> None:
+        if isinstance(model, str) and not os.path.isfile(model):
+            raise UserError("{}: ONNX model file not found; export one with dfseg-export".format(model))
+        label = os.path.basename(model) if isinstance(model, str) else None
+        super().__init__(name or label)
+        self.model = model
+        self.requested_providers = providers
+        self.threads = threads
+        self.spinning = spinning
+        self.session = None
+        self._inputs = {}  # type: Dict[str, TensorMeta]
+        self._output_names = []  # type: List[str]
+
+    def activate_impl(self) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+        if not self.spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        try:
+            self.session = onnxruntime.InferenceSession(
+                self.model, sess_options=options, providers=resolve_providers(self.requested_providers)
+            )
+        except (onnxruntime.capi.onnxruntime_pybind11_state.InvalidProtobuf,
+                onnxruntime.capi.onnxruntime_pybind11_state.InvalidGraph) as exc:
+            raise UserError("{}: not a valid ONNX model ({})".format(self.name, str(exc).splitlines()[0])) from None
+        self._inputs = {
+            arg.name: TensorMeta(tuple(d if isinstance(d, int) else -1 for d in arg.shape), np.dtype(_ORT_DTYPES[arg.type]))
+            for arg in self.session.get_inputs()
+        }
+        self._output_names = [arg.name for arg in self.session.get_outputs()]
+
+    def deactivate_impl(self) -> None:
+        self.session = None
+
+    def input_metadata_impl(self) -> Dict[str, TensorMeta]:
+        return self._inputs
+
+    def output_names(self) -> List[str]:
+        self._require_active()
+        return list(self._output_names)
+
+    @property
+    def providers(self) -> List[str]:
+        self._require_active()
+        return list(self.session.get_providers())
+
+    def infer_impl(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        values = self.session.run(self._output_names, feed)
+        return dict(zip(self._output_names, values))

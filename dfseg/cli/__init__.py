@@ -1,0 +1,1 @@
+"""Command-line entry points.  Each module has a ``main(argv=None) -> int``."""

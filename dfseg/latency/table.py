@@ -1,0 +1,156 @@
+"""The per-part latency table (the paper's Latency(c_i, h_i, w_i, c_o, h_o, w_o), section 3.2) and
+the additive estimate Lat(x) = overhead + sum of x's parts.
+
+File format (JSON)::
+
+    {"schema": "dfseg.latency-table/1",
+     "complete": true,
+     "meta": {"device": ..., "backend": "onnxruntime", "precision": "fp32", "batch": 1,
+              "overhead_ms": 0.05, "protocol": {...}, "date": ..., "dfseg_version": ...},
+     "entries": {"basic:64x56x56->64x28x28/s2": {"median_ms": .., "p90_ms": .., "std_ms": .., "count": ..}}}
+
+Keys are ``dfseg.parts.Part.key``.  ``meta.overhead_ms`` (optional) is the fixed cost of one
+inference call, counted once per network rather than once per part.
+
+Device side: Python 3.6, no torch.
+"""
+
+import json
+import math
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from ..arch import Arch
+from ..errors import UserError
+from ..fileio import write_json_atomic
+from ..parts import Part, network_parts
+from ..sizes import Size
+
+SCHEMA = "dfseg.latency-table/1"
+ENTRY_FIELDS = ("median_ms", "p90_ms", "std_ms", "count")
+
+
+class MissingEntriesError(UserError):
+    """The table lacks parts an architecture needs; the message lists them and how to measure them."""
+
+    def __init__(self, keys: Sequence[str], hint: str) -> None:
+        self.keys = list(keys)
+        shown = ", ".join(self.keys[:8]) + (" and {} more".format(len(self.keys) - 8) if len(self.keys) > 8 else "")
+        super().__init__("latency table lacks {} entr{}: {}; measure them with: {}".format(
+            len(self.keys), "y" if len(self.keys) == 1 else "ies", shown, hint))
+
+
+class LatencyTable:
+    """Entries keyed by ``Part.key`` plus metadata describing where and how they were measured."""
+
+    def __init__(self, entries: Optional[Dict[str, Dict[str, Any]]] = None, meta: Optional[Dict[str, Any]] = None,
+                 path: Optional[str] = None) -> None:
+        self.entries = dict(entries or {})
+        self.meta = dict(meta or {})
+        self.path = path
+
+    # ------------------------------------------------------------------ file I/O
+    @classmethod
+    def load(cls, path: str, allow_incomplete: bool = False) -> "LatencyTable":
+        try:
+            with open(path) as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise UserError("{}: cannot read latency table ({}); measure one with dfseg-bench --table {}".format(
+                path, exc.strerror, path)) from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            line, column = getattr(exc, "lineno", "?"), getattr(exc, "colno", "?")
+            raise UserError("{}: malformed JSON at line {} column {}: {}".format(
+                path, line, column, getattr(exc, "msg", exc))) from None
+        return cls.from_dict(data, path=path, allow_incomplete=allow_incomplete)
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "<table>", allow_incomplete: bool = False) -> "LatencyTable":
+        if not isinstance(data, dict) or "schema" not in data:
+            raise UserError('{}: not a dfseg latency table (no "schema" field); measure one with '
+                            "dfseg-bench --table".format(path))
+        if data["schema"] != SCHEMA:
+            raise UserError("{}: unknown table schema {!r}; this dfseg reads {!r}: re-measure with this "
+                            "version's dfseg-bench --table, or upgrade dfseg".format(path, data["schema"], SCHEMA))
+        if not data.get("complete", False) and not allow_incomplete:
+            raise UserError("{}: the table is incomplete (its measurement was interrupted); finish it with "
+                            "dfseg-bench --table {} (it resumes where it stopped)".format(path, path))
+        entries = data.get("entries")
+        if not isinstance(entries, dict):
+            raise UserError('{}: "entries" must be an object mapping part keys to measurements'.format(path))
+        for key, entry in entries.items():
+            median = entry.get("median_ms") if isinstance(entry, dict) else None
+            if not isinstance(median, (int, float)) or isinstance(median, bool) or not math.isfinite(median) \
+                    or median < 0:
+                raise UserError('{}: entries["{}"].median_ms must be a non-negative number, got {!r}'.format(
+                    path, key, median))
+        meta = data.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise UserError('{}: "meta" must be an object'.format(path))
+        return cls(entries, meta, path=path)
+
+    def to_dict(self, complete: bool = True) -> Dict[str, Any]:
+        return {"schema": SCHEMA, "complete": complete, "meta": self.meta,
+                "entries": {key: self.entries[key] for key in sorted(self.entries)}}
+
+    def save(self, path: Optional[str] = None, complete: bool = True) -> str:
+        target = path or self.path
+        if target is None:
+            raise ValueError("LatencyTable.save needs a path")
+        write_json_atomic(target, self.to_dict(complete))
+        self.path = target
+        return target
+
+    # ------------------------------------------------------------------ queries
+    def keys(self) -> List[str]:
+        return sorted(self.entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def overhead_ms(self) -> float:
+        return float(self.meta.get("overhead_ms") or 0.0)
+
+    def lookup(self, key: str) -> float:
+        try:
+            return float(self.entries[key]["median_ms"])
+        except KeyError:
+            raise MissingEntriesError([key], self.measure_hint()) from None
+
+    def missing(self, arch: Arch, size: Size) -> List[str]:
+        return [part.key for part in network_parts(arch, size.height, size.width) if part.key not in self.entries]
+
+    def missing_parts(self, parts: Iterable[Part]) -> List[str]:
+        return sorted({part.key for part in parts if part.key not in self.entries})
+
+    def estimate(self, arch: Arch, size: Size) -> float:
+        """Lat(x): the fixed per-call overhead plus the sum of the table entries of x's parts (ms)."""
+        parts = network_parts(arch, size.height, size.width)
+        absent = self.missing_parts(parts)
+        if absent:
+            raise MissingEntriesError(absent, self.measure_hint(arch, size))
+        return self.overhead_ms + sum(float(self.entries[part.key]["median_ms"]) for part in parts)
+
+    def measure_hint(self, arch: Optional[Arch] = None, size: Optional[Size] = None) -> str:
+        argv = ["dfseg-bench", "--table", self.path or "TABLE.json"]
+        if arch is not None:
+            argv += ["--models", arch.short()]
+        if size is not None:
+            argv += ["--sizes", str(size)]
+        return " ".join(argv)
+
+    def compatibility_warnings(self, backend: Optional[str] = None, precision: Optional[str] = None,
+                               device: Optional[str] = None) -> List[str]:
+        """Warnings when the table was measured on another backend, precision or device than asked."""
+        warnings = []
+        for field, wanted in (("backend", backend), ("precision", precision), ("device", device)):
+            have = self.meta.get(field)
+            if wanted is not None and have is not None and str(have) != str(wanted):
+                warnings.append("{}: table measured with {} {!r}, but {!r} was asked for; its latencies may not "
+                                "transfer".format(self.path or "table", field, have, wanted))
+        return warnings

@@ -1,0 +1,126 @@
+"""The parts of a network with their tensor shapes: the one shape walk that the models, the
+latency table and the search all share.
+
+Each ``Part`` is a unit the latency table measures (the paper's Latency(c_i, h_i, w_i, c_o, h_o,
+w_o), section 3.2); ``part.name`` is the module path of the same unit in the PyTorch model and the
+scope prefix of its ONNX nodes, so per-layer profiles can be attributed back to parts.
+
+Spatial sizes: every stride-2 3x3 convolution (padding 1) maps h to ceil(h / 2), so sizes that are
+not multiples of 32 work.  Where a x2 upsampled low-resolution tensor is one pixel larger than the
+skip tensor it is fused with, the decoder crops it (see ``dfseg.models``).
+
+Device side: Python 3.6, no torch.
+"""
+
+from typing import List, NamedTuple, Tuple
+
+from .arch import BOTTLENECK, Arch
+
+STEM = "stem"
+CLASSIFIER = "classifier"
+PYRAMID_POOLING = "ppm"
+WIDTH_CONTROLLER = "wc"
+FUSION = "fuse"
+HEAD = "head"
+
+# Fixed by the authors' release: pyramid-pooling branch width and output width.
+PPM_BRANCH_WIDTH = 128
+PPM_OUT_WIDTH = 512
+PPM_BINS = (1, 2, 4, 8)
+
+
+class Part(NamedTuple):
+    name: str
+    kind: str
+    c_in: int
+    h_in: int
+    w_in: int
+    c_out: int
+    h_out: int
+    w_out: int
+    stride: int = 1
+    inner: int = 0
+
+    @property
+    def key(self) -> str:
+        """The latency-table key: kind, input and output shapes, stride, inner width."""
+        key = "{}:{}x{}x{}->{}x{}x{}/s{}".format(
+            self.kind, self.c_in, self.h_in, self.w_in, self.c_out, self.h_out, self.w_out, self.stride
+        )
+        if self.inner:
+            key += "/i{}".format(self.inner)
+        return key
+
+
+def down(size: int) -> int:
+    """Output size of a 3x3, stride-2, padding-1 convolution."""
+    return (size + 1) // 2
+
+
+def stage_shapes(height: int, width: int) -> List[Tuple[int, int]]:
+    """(h, w) after each of the five stride-2 stages: 1/2, 1/4, 1/8, 1/16, 1/32."""
+    shapes = []
+    h, w = height, width
+    for _ in range(5):
+        h, w = down(h), down(w)
+        shapes.append((h, w))
+    return shapes
+
+
+def ppm_kernels(h: int, w: int) -> List[int]:
+    """Average-pool kernel (= stride, ceil mode) of each pyramid branch on an h x w stage-5 map.
+
+    The release pools 1, 2, 4 and 8 bins along the short side of a 1024-pixel crop (kernels 32,
+    16, 8, 4 on its 32x64 map); we keep those bins for any size: kernel = ceil(short / bins).
+    """
+    short = min(h, w)
+    return [max(1, -(-short // bins)) for bins in PPM_BINS]
+
+
+def backbone_parts(arch: Arch, height: int, width: int) -> List[Part]:
+    """Stem and residual blocks of ``arch`` at an input of ``width`` x ``height``."""
+    shapes = stage_shapes(height, width)
+    parts = []
+    channels, (h, w) = 3, (height, width)
+    for i, stem_width in enumerate(arch.stem):
+        h_out, w_out = shapes[i]
+        parts.append(Part("stem.conv{}".format(i + 1), STEM, channels, h, w, stem_width, h_out, w_out, 2))
+        channels, h, w = stem_width, h_out, w_out
+    for s, stage in enumerate(arch.stages):
+        for j, block in enumerate(stage):
+            stride = 2 if j == 0 else 1
+            h_out, w_out = shapes[2 + s] if j == 0 else (h, w)
+            inner = block.inner if block.kind == BOTTLENECK else 0
+            parts.append(
+                Part(
+                    "stage{}.{}".format(s + 3, j), block.kind, channels, h, w,
+                    block.width, h_out, w_out, stride, inner or 0,
+                )
+            )
+            channels, h, w = block.width, h_out, w_out
+    return parts
+
+
+def network_parts(arch: Arch, height: int, width: int) -> List[Part]:
+    """Every measured part of ``arch`` at ``width`` x ``height``: backbone, then classifier or decoder."""
+    parts = backbone_parts(arch, height, width)
+    last = parts[-1]
+    if not arch.is_segmentation:
+        parts.append(Part(CLASSIFIER, CLASSIFIER, last.c_out, last.h_out, last.w_out, arch.classes, 1, 1))
+        return parts
+    assert arch.decoder is not None
+    c3, c4, c5 = arch.decoder
+    ends = {s: [p for p in parts if p.name.startswith("stage{}.".format(s))][-1] for s in (3, 4, 5)}
+    s3, s4, s5 = ends[3], ends[4], ends[5]
+    parts.append(Part(PYRAMID_POOLING, PYRAMID_POOLING, s5.c_out, s5.h_out, s5.w_out, PPM_OUT_WIDTH, s5.h_out, s5.w_out))
+    parts.append(Part("wc3", WIDTH_CONTROLLER, s3.c_out, s3.h_out, s3.w_out, c3, s3.h_out, s3.w_out))
+    parts.append(Part("wc4", WIDTH_CONTROLLER, s4.c_out, s4.h_out, s4.w_out, c4, s4.h_out, s4.w_out))
+    parts.append(Part("wc5", WIDTH_CONTROLLER, PPM_OUT_WIDTH, s5.h_out, s5.w_out, c5, s5.h_out, s5.w_out))
+    parts.append(Part("fuse4", FUSION, c5, s5.h_out, s5.w_out, c4, s4.h_out, s4.w_out))
+    parts.append(Part("fuse3", FUSION, c4, s4.h_out, s4.w_out, c3, s3.h_out, s3.w_out))
+    if arch.output_stride == 8:
+        h_out, w_out = s3.h_out, s3.w_out
+    else:
+        h_out, w_out = height, width
+    parts.append(Part(HEAD, HEAD, c3, s3.h_out, s3.w_out, arch.classes, h_out, w_out))
+    return parts
