@@ -12,9 +12,9 @@ skip tensor it is fused with, the decoder crops it (see ``dfseg.models``).
 Device side: Python 3.6, no torch.
 """
 
-from typing import List, NamedTuple, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
-from .arch import BOTTLENECK, Arch
+from .arch import BOTTLENECK, Arch, Block
 
 STEM = "stem"
 CLASSIFIER = "classifier"
@@ -40,15 +40,19 @@ class Part(NamedTuple):
     w_out: int
     stride: int = 1
     inner: int = 0
+    projection: bool = False
 
     @property
     def key(self) -> str:
-        """The latency-table key: kind, input and output shapes, stride, inner width."""
+        """The latency-table key: kind, input and output shapes, stride, inner width, and ``/p`` for a
+        projection shortcut that the shapes do not already imply (see ``needs_projection``)."""
         key = "{}:{}x{}x{}->{}x{}x{}/s{}".format(
             self.kind, self.c_in, self.h_in, self.w_in, self.c_out, self.h_out, self.w_out, self.stride
         )
         if self.inner:
             key += "/i{}".format(self.inner)
+        if self.projection and self.stride == 1 and self.c_in == self.c_out:
+            key += "/p"
         return key
 
 
@@ -77,6 +81,20 @@ def ppm_kernels(h: int, w: int) -> List[int]:
     return [max(1, -(-short // bins)) for bins in PPM_BINS]
 
 
+def needs_projection(block: Block, previous: Optional[Block], c_in: int, stride: int) -> bool:
+    """Whether ``block`` has a projection shortcut (``previous``: the block before it in its stage).
+
+    Projection whenever stride or width changes.  For bottlenecks the release's "width" is the
+    block's nominal (inner) width: DF2A's first (512,512,1024) block, fed by a (256,256,1024)
+    block, has a 1x1 1024->1024 projection although input and output shapes agree.  This is what
+    makes DF2A 1.916G MACs at 224x224 as the release computes (without it: 1.865G; with a
+    projection on both (512,512,1024) blocks: 1.967G, the paper's printed 1.97G).
+    """
+    if stride != 1 or c_in != block.width:
+        return True
+    return block.kind == BOTTLENECK and previous is not None and previous.inner != block.inner
+
+
 def backbone_parts(arch: Arch, height: int, width: int) -> List[Part]:
     """Stem and residual blocks of ``arch`` at an input of ``width`` x ``height``."""
     shapes = stage_shapes(height, width)
@@ -87,6 +105,7 @@ def backbone_parts(arch: Arch, height: int, width: int) -> List[Part]:
         parts.append(Part("stem.conv{}".format(i + 1), STEM, channels, h, w, stem_width, h_out, w_out, 2))
         channels, h, w = stem_width, h_out, w_out
     for s, stage in enumerate(arch.stages):
+        previous = None  # type: Optional[Block]
         for j, block in enumerate(stage):
             stride = 2 if j == 0 else 1
             h_out, w_out = shapes[2 + s] if j == 0 else (h, w)
@@ -95,9 +114,10 @@ def backbone_parts(arch: Arch, height: int, width: int) -> List[Part]:
                 Part(
                     "stage{}.{}".format(s + 3, j), block.kind, channels, h, w,
                     block.width, h_out, w_out, stride, inner or 0,
+                    needs_projection(block, previous, channels, stride),
                 )
             )
-            channels, h, w = block.width, h_out, w_out
+            channels, h, w, previous = block.width, h_out, w_out, block
     return parts
 
 

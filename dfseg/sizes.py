@@ -1,7 +1,7 @@
 """Input sizes.  dfseg always writes sizes in video order, WIDTHxHEIGHT (640x360), while the paper
 writes height x width (1024x2048).  Device side: Python 3.6, no torch."""
 
-from typing import NamedTuple
+from typing import NamedTuple, Tuple, Union
 
 from .errors import UserError
 
@@ -47,4 +47,17 @@ def parse_size(text: str) -> Size:
             "size {!r}: use 360p, 720p, 1080p, WIDTHxHEIGHT in video order (e.g. 640x360, "
             "2048x1024) or N for NxN; each side at least 32".format(text)
         )
+    return Size(int(width), int(height))
+
+
+SizeLike = Union[Size, str, Tuple[int, int]]
+
+
+def as_size(size: SizeLike) -> Size:
+    """``Size`` from a Size, a (width, height) pair or a size string (``360p``, ``640x360``)."""
+    if isinstance(size, Size):
+        return size
+    if isinstance(size, str):
+        return parse_size(size)
+    width, height = size
     return Size(int(width), int(height))

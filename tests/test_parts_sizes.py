@@ -68,3 +68,10 @@ def test_bottleneck_parts_carry_their_inner_width():
     assert len(parts) == 2 + 3 + 11 + 6 + 1
     arch = Arch.from_short("64x1_128x1_256x1")
     assert len({p.key for p in network_parts(arch, 64, 64)}) == len(network_parts(arch, 64, 64))
+
+
+def test_df2a_projection_on_an_inner_width_change_is_part_of_the_key():
+    parts = {p.name: p for p in network_parts(PRESETS["df2a"], 224, 224)}
+    assert parts["stage5.4"].projection and parts["stage5.4"].key.endswith("/i512/p")
+    assert not parts["stage5.5"].projection and parts["stage5.5"].key.endswith("/i512")
+    assert parts["stage4.0"].projection and not parts["stage4.0"].key.endswith("/p")  # implied by stride
