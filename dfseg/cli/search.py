@@ -1,0 +1,296 @@
+"""dfseg-search: Partial Order Pruning architecture search (the paper's Algorithm 1).
+
+    dfseg-search --table tx2.json --t-min 1 --t-max 5 --train-cmd "python train.py --arch {arch} --out {result}"
+    dfseg-search --table tx2.json --replay accuracies.csv --out search-tx2
+    dfseg-search --table tx2.json --dry-run --space-out space.jsonl
+    dfseg-search --table tx2.json --decoder-search --backbone df1 --size 640x360 --train-cmd ...
+    dfseg-search --table tx2.json --train-cmd ... --resume            (continue a killed search)
+
+Without an evaluator (--train-cmd, --replay or --trainer) it describes S^ as --dry-run does.
+"""
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, List, Optional
+
+from ..arch import PRESETS, Arch
+from ..errors import UserError
+from ..fileio import atomic_output
+from ..sizes import parse_size
+from ..space import DEFAULT_DECODER_INPUT, DEFAULT_WIDTHS, DecoderSpace, SearchSpace
+from .common import run_command
+
+PROG = "dfseg-search"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", required=True, help="latency table JSON from dfseg-bench --table")
+    parser.add_argument("--out", default=None, help="output directory (default search-<table name>)")
+    SearchSpace.add_arguments(parser)
+    decoder = parser.add_argument_group("decoder search (section 3.5)")
+    decoder.add_argument("--decoder-search", action="store_true", help="search [C3,C4,C5] for a fixed --backbone")
+    decoder.add_argument("--backbone", default=None, help="backbone preset, short form or JSON (e.g. df1)")
+    decoder.add_argument("--choices", default=None, help="width-controller choices (default K,32,64,128,256,512)")
+    pop = parser.add_argument_group("search")
+    pop.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    pop.add_argument("--patience", type=int, default=30,
+                     help="stop when the front B(D) is unchanged for this many results (default 30)")
+    pop.add_argument("--max-trials", type=int, default=None, help="stop after this many trainings")
+    pop.add_argument("--eps", type=float, default=0.0,
+                     help="tolerance of the partial-order assumption, in accuracy units (default 0)")
+    pop.add_argument("--resume", action="store_true", help="continue the search journalled in --out")
+    pop.add_argument("--dry-run", action="store_true", help="only enumerate S^ and describe it")
+    pop.add_argument("--space-out", default=None, help="with --dry-run: write every candidate as JSONL")
+    evaluate = parser.add_argument_group("evaluator (how Acc(x) is obtained)")
+    evaluate.add_argument("--train-cmd", default=None,
+                          help='training command run per trial (no shell); {arch} = file with the architecture '
+                               'JSON, {result} = where it writes {"accuracy": <float>}')
+    evaluate.add_argument("--replay", default=None, help="CSV/JSON of known accuracies (arch, accuracy)")
+    evaluate.add_argument("--trainer", default=None, metavar="DATA_DIR",
+                          help="built-in torch trainer on an image-folder or Cityscapes-format dataset")
+    evaluate.add_argument("--epochs", type=int, default=2, help="built-in trainer: epochs (default 2)")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="built-in trainer: batch size (default 32)")
+    evaluate.add_argument("--lr", type=float, default=0.1, help="built-in trainer: peak learning rate (default 0.1)")
+    evaluate.add_argument("--device", default="cpu", help="built-in trainer: torch device (default cpu)")
+    evaluate.add_argument("--timeout", type=float, default=None, help="seconds per training attempt")
+    evaluate.add_argument("--retries", type=int, default=1, help="retries of a failed trial (default 1)")
+    run = parser.add_argument_group("execution")
+    run.add_argument("--workers", type=int, default=1, help="trials in flight at once (default 1)")
+    run.add_argument("--ray-address", default=None, help="run trials as Ray tasks (auto, ray://..., or local)")
+    run.add_argument("--cpus-per-trial", type=float, default=1.0, help="Ray CPU request per trial (default 1)")
+    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray GPU request per trial (default 0)")
+    run.add_argument("--no-plots", action="store_true", help="skip PNG plots")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _decoder_space(args: argparse.Namespace) -> DecoderSpace:
+    if not args.backbone:
+        raise UserError("--decoder-search needs --backbone (a preset such as df1, a short form or JSON)")
+    backbone = Arch.parse(args.backbone)
+    classes = args.classes or 19
+    choices = None
+    if args.choices:
+        choices = [classes if c.strip().upper() == "K" else _int(c, "--choices") for c in args.choices.split(",")]
+    size = parse_size(args.size) if args.size else DEFAULT_DECODER_INPUT
+    return DecoderSpace(backbone, classes=classes, choices=choices, input_size=size, t_min=args.t_min, t_max=args.t_max)
+
+
+def _int(text: str, option: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError("{}: {!r} is not an integer".format(option, text)) from None
+
+
+def _widths_given(argv: List[str]) -> bool:
+    return any(a == "--widths" or a.startswith("--widths=") for a in argv)
+
+
+def build_space(args: argparse.Namespace, table: Any, argv: List[str]) -> Any:
+    """The space from the options; default widths shrink to those the table covers (with a note)."""
+    from ..search.candidates import require_parts
+
+    if args.decoder_search:
+        space = _decoder_space(args)
+        require_parts(space, table)
+        return space
+    space = SearchSpace.from_args(args)
+    if _widths_given(argv) or tuple(space.widths) != DEFAULT_WIDTHS:
+        require_parts(space, table)
+        return space
+    widths = list(space.widths)
+    while True:
+        candidate = SearchSpace.from_args(argparse.Namespace(**dict(vars(args), widths=",".join(map(str, widths)))))
+        if not table.missing_parts(candidate.all_parts()) or len(widths) == 1:
+            break
+        widths.pop()
+    if not table.missing_parts(candidate.all_parts()) and len(widths) < len(space.widths):
+        print("{}: note: the table has no parts for width(s) {}; searching widths {} (pass --widths to insist)".format(
+            PROG, ",".join(str(w) for w in space.widths if w not in widths), ",".join(map(str, widths))),
+            file=sys.stderr)
+        return candidate
+    require_parts(space, table)
+    return space
+
+
+def _default_out(table_path: str, decoder: bool) -> str:
+    stem = os.path.splitext(os.path.basename(table_path))[0]
+    return "search-{}{}".format(stem, "-decoder" if decoder else "")
+
+
+def describe_space(candidates: Any, table: Any, out: Optional[str]) -> None:
+    from ..search.candidates import describe, latency_histogram
+
+    info = describe(candidates)
+    space = candidates.space
+    print("search space: {}".format(" ".join(space.cli_args())))
+    if "size_without_window" in info:
+        print("|S| = {:,} architectures; |S^| = {:,} in the latency window [{}, {}] ms ({:.1f} MB in memory)".format(
+            info["size_without_window"], info["size"], _ms(space.t_min), _ms(space.t_max), info["bytes"] / 1e6))
+    else:
+        print("|S^| = {:,} decoder settings in [{}, {}] ms".format(info["size"], _ms(space.t_min), _ms(space.t_max)))
+    histogram = latency_histogram(candidates.latency)
+    peak = max((count for _, _, count in histogram), default=1) or 1
+    print("latency histogram (ms):")
+    for low, high, count in histogram:
+        print("  {:8.3f} - {:8.3f} {:>10,} {}".format(low, high, count, "#" * int(round(40 * count / peak))))
+    print("presets:")
+    for name, arch in PRESETS.items():
+        if isinstance(space, DecoderSpace):
+            if arch.decoder is None or arch.backbone() != space.backbone or arch.output_stride != 1:
+                continue
+        elif arch.is_segmentation != (space.decoder is not None):
+            continue
+        missing = table.missing(arch, space.input_size)
+        if missing:
+            print("  {:<11} latency unknown (table lacks {} of its parts)".format(name, len(missing)))
+            continue
+        latency = table.estimate(arch, space.input_size)
+        index = candidates.index_of(arch)
+        where = "in S^" if index is not None else ("outside the space" if not space.contains(arch)
+                                                    else "outside the latency window")
+        if index is None:
+            print("  {:<11} {:8.3f} ms  {}".format(name, latency, where))
+            continue
+        rank = int((candidates.latency < latency).sum())
+        print("  {:<11} {:8.3f} ms  {}  (faster than {:.0%} of S^)".format(
+            name, latency, where, 1 - rank / max(len(candidates), 1)))
+    if out:
+        print("wrote {:,} candidates to {}".format(len(candidates), out))
+
+
+def _ms(value: Optional[float]) -> str:
+    return "-inf" if value is None else "{:g}".format(value)
+
+
+def write_space(candidates: Any, path: str, progress: bool) -> None:
+    """Every candidate as {"arch": <canonical JSON>, "latency_ms": ...} per line (atomically)."""
+    from tqdm import tqdm
+
+    with atomic_output(path) as temp, open(temp, "w") as stream:
+        for start in tqdm(range(0, len(candidates), 65536), desc="writing S^", disable=not progress):
+            lines = []
+            for index in range(start, min(start + 65536, len(candidates))):
+                lines.append('{{"arch":{},"latency_ms":{}}}\n'.format(
+                    _fast_dumps(candidates, index), repr(float(candidates.latency[index]))))
+            stream.write("".join(lines))
+
+
+_FRAGMENTS = {}  # type: dict
+
+
+def _fast_dumps(candidates: Any, index: int) -> str:
+    """``candidates.arch(index).dumps()`` without validating each of 10^6 architectures again."""
+    space = candidates.space
+    if isinstance(space, DecoderSpace):
+        return candidates.arch(index).dumps()
+    key = id(candidates)
+    if key not in _FRAGMENTS:
+        probe = candidates.arch(0)
+        stages_text = json.dumps(probe.to_json()["stages"], separators=(",", ":"))
+        prefix, suffix = probe.dumps().split(stages_text)
+        stage_texts = [[json.dumps([space.block(s, w).to_json() for w in seq], separators=(",", ":"))
+                        for seq in table] for s, table in enumerate(candidates.stage_sequences)]
+        _FRAGMENTS.clear()
+        _FRAGMENTS[key] = (prefix, suffix, stage_texts)
+    prefix, suffix, stage_texts = _FRAGMENTS[key]
+    rows = candidates._rows[index]
+    return "{}[{},{},{}]{}".format(prefix, stage_texts[0][rows[0]], stage_texts[1][rows[1]], stage_texts[2][rows[2]],
+                                   suffix)
+
+
+def make_evaluator(args: argparse.Namespace, space: Any) -> Any:
+    from ..search import evaluators
+
+    chosen = [name for name in ("train_cmd", "replay", "trainer") if getattr(args, name)]
+    if len(chosen) > 1:
+        raise UserError("choose one evaluator: --train-cmd, --replay or --trainer (got {})".format(
+            ", ".join("--" + c.replace("_", "-") for c in chosen)))
+    if args.train_cmd:
+        return evaluators.CommandEvaluator(args.train_cmd, timeout_s=args.timeout)
+    if args.replay:
+        return evaluators.ReplayEvaluator(args.replay)
+    if args.trainer:
+        from ..search.trainer import TrainerConfig, TrainerEvaluator
+
+        config = TrainerConfig(data=args.trainer, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                               device=args.device, input_size=space.input_size)
+        return TrainerEvaluator(config)
+    return None
+
+
+def _main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    from ..latency.table import LatencyTable
+    from ..search.candidates import enumerate_candidates
+    from ..search.executors import make_executor
+    from ..search.journal import Journal
+    from ..search.report import write_outputs
+    from ..search.runner import run_search
+    from ..search.study import Study
+
+    if args.space_out and not args.dry_run:
+        raise UserError("--space-out needs --dry-run")
+    if args.retries < 0:
+        raise UserError("--retries: must be >= 0, got {}".format(args.retries))
+    if args.eps < 0:
+        raise UserError("--eps: must be >= 0, got {}".format(args.eps))
+    table = LatencyTable.load(args.table)
+    space = build_space(args, table, argv)
+    evaluator = None if args.dry_run else make_evaluator(args, space)
+    candidates = enumerate_candidates(space, table, progress=not args.quiet)
+    if evaluator is None:
+        if args.space_out:
+            write_space(candidates, args.space_out, progress=not args.quiet)
+        describe_space(candidates, table, args.space_out)
+        if not args.dry_run:
+            print("{}: no evaluator given, so nothing was trained; add --train-cmd, --replay or --trainer to "
+                  "search".format(PROG))
+        return 0
+
+    out = args.out or _default_out(args.table, args.decoder_search)
+    journal = Journal(os.path.join(out, "journal.jsonl"))
+    if journal.exists() and not args.resume:
+        raise UserError("{} already holds a search journal; pass --resume to continue it or choose another --out".format(
+            out))
+    records = journal.open()
+    executor = None
+    try:
+        study = Study(candidates, seed=args.seed, patience=args.patience, eps=args.eps, max_trials=args.max_trials,
+                      journal=journal)
+        study.start_journal(records)
+        if records:
+            print("{}: resumed {} finished trial(s) from {}".format(PROG, len(study.trials), journal.path),
+                  file=sys.stderr)
+        print("{}: |S^| = {:,} candidates; training with {}".format(PROG, len(candidates), type(evaluator).__name__),
+              file=sys.stderr)
+        executor = make_executor(evaluator, out, workers=args.workers, ray_address=args.ray_address,
+                                 cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                                 retries=args.retries)
+        run_search(study, executor, progress=not args.quiet)
+    finally:
+        if executor is not None:
+            executor.close()
+        journal.close()
+    paths = write_outputs(out, study, plots=not args.no_plots)
+    summary = study.summary()
+    print("{}: stopped ({}): {} trained, {} pruned, {} failed of {:,}; front of {}".format(
+        PROG, summary["stop_reason"], summary["trained"], summary["pruned"], summary["failed"], summary["size"],
+        summary["front"]))
+    for row in study.front():
+        print("  {:8.3f} ms  {:8.3f}  {}".format(row["latency_ms"], row["accuracy"], row["arch"].short()))
+    print("results in {}: {}".format(out, ", ".join(sorted(os.path.basename(p) for p in paths.values()))))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_command(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

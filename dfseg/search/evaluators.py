@@ -1,0 +1,177 @@
+"""How Acc(x) is obtained for a trial.
+
+An evaluator is a picklable callable ``evaluator(trial, trial_dir) -> accuracy`` (so it can run in
+a process pool or a Ray task); it raises ``EvaluationError`` when the trial cannot be scored.
+
+- ``CommandEvaluator``: the real-world path.  Runs the user's training command as an argv list
+  (``shlex.split``, never a shell) with ``{arch}`` = a file holding the candidate's canonical JSON
+  and ``{result}`` = where the command writes ``{"accuracy": <float>}``; timeout and a log per
+  attempt in the trial's directory.
+- ``ReplayEvaluator``: known accuracies from a CSV (columns ``arch,accuracy``) or JSON file
+  (re-running a search, benchmarks).
+- ``ArrayEvaluator``: accuracy by candidate row (synthetic landscapes).
+- ``dfseg.search.trainer.TrainerEvaluator``: the built-in torch trainer.
+"""
+
+import csv
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..arch import Arch, ArchError
+from ..errors import UserError
+from ..fileio import write_atomic
+
+ARCH_FIELD = "{arch}"
+RESULT_FIELD = "{result}"
+
+
+class EvaluationError(Exception):
+    """A trial could not be scored (command failed, timed out, wrote no result...)."""
+
+
+def read_accuracy(path: str) -> float:
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except OSError:
+        raise EvaluationError("the training command wrote no result file {}".format(path)) from None
+    except ValueError as exc:
+        raise EvaluationError("{}: malformed JSON ({})".format(path, exc)) from None
+    value = data.get("accuracy") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise EvaluationError('{}: expected {{"accuracy": <number>}}, got {!r}'.format(path, data))
+    return float(value)
+
+
+class CommandEvaluator:
+    """Train a candidate by running an external command (``--train-cmd``)."""
+
+    def __init__(self, template: str, timeout_s: Optional[float] = None) -> None:
+        try:
+            argv = shlex.split(template)
+        except ValueError as exc:
+            raise UserError("--train-cmd: cannot split {!r} ({})".format(template, exc)) from None
+        if not argv:
+            raise UserError("--train-cmd: empty command")
+        for field in (ARCH_FIELD, RESULT_FIELD):
+            if not any(field in token for token in argv):
+                raise UserError("--train-cmd: {!r} must contain {} (see dfseg-search --help)".format(template, field))
+        program = argv[0]
+        if shutil.which(program) is None and not os.path.isfile(program):
+            raise UserError("--train-cmd: program {!r} not found on PATH".format(program))
+        self.template = template
+        self.argv = argv
+        self.timeout_s = timeout_s
+
+    def command(self, arch_path: str, result_path: str) -> List[str]:
+        return [token.replace(ARCH_FIELD, arch_path).replace(RESULT_FIELD, result_path) for token in self.argv]
+
+    def __call__(self, trial: Any, trial_dir: str) -> float:
+        trial_dir = os.path.abspath(trial_dir)
+        os.makedirs(trial_dir, exist_ok=True)
+        arch_path = os.path.join(trial_dir, "arch.json")
+        result_path = os.path.join(trial_dir, "result.json")
+        write_atomic(arch_path, (trial.arch.dumps() + "\n").encode("utf-8"))
+        if os.path.exists(result_path):
+            os.unlink(result_path)  # a stale result from an earlier attempt must not count
+        attempt = len([n for n in os.listdir(trial_dir) if n.startswith("attempt-")]) + 1
+        log_path = os.path.join(trial_dir, "attempt-{}.log".format(attempt))
+        argv = self.command(arch_path, result_path)
+        with open(log_path, "wb") as log:
+            log.write(("$ " + " ".join(shlex.quote(a) for a in argv) + "\n").encode("utf-8"))
+            log.flush()
+            try:
+                completed = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           timeout=self.timeout_s, check=False)
+            except subprocess.TimeoutExpired:
+                raise EvaluationError("timed out after {} s (log {})".format(self.timeout_s, log_path)) from None
+            except OSError as exc:
+                raise EvaluationError("cannot run {}: {}".format(argv[0], exc)) from None
+        if completed.returncode != 0:
+            raise EvaluationError("exit code {} (log {})".format(completed.returncode, log_path))
+        return read_accuracy(result_path)
+
+
+class ReplayEvaluator:
+    """Accuracies known in advance, keyed by canonical architecture."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.accuracy = load_accuracies(path)
+
+    def __call__(self, trial: Any, trial_dir: str) -> float:
+        try:
+            return self.accuracy[trial.arch.dumps()]
+        except KeyError:
+            raise EvaluationError("{} has no accuracy for {}".format(self.path, trial.arch.short())) from None
+
+
+class ArrayEvaluator:
+    """Accuracy by candidate row: for synthetic landscapes where every candidate's accuracy is known."""
+
+    def __init__(self, accuracy: Sequence[float]) -> None:
+        self.accuracy = accuracy
+
+    def __call__(self, trial: Any, trial_dir: str) -> float:
+        return float(self.accuracy[trial.index])
+
+
+def load_accuracies(path: str) -> Dict[str, float]:
+    """Read ``arch -> accuracy`` from CSV (header with ``arch`` and ``accuracy``) or JSON.
+
+    JSON may be a list of {"arch": ..., "accuracy": ...} (front.json's format), an object with a
+    "trials" list of those, or an object mapping arch strings to accuracies.  An arch is a preset
+    name, a short form or canonical JSON (string or object).
+    """
+    try:
+        with open(path, newline="") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise UserError("{}: cannot read accuracies ({})".format(path, exc.strerror)) from None
+    rows = []  # type: List[Any]
+    if path.endswith(".json") or text.lstrip().startswith(("[", "{")):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise UserError("{}: malformed JSON ({})".format(path, exc)) from None
+        if isinstance(data, dict) and isinstance(data.get("trials"), list):
+            data = data["trials"]
+        if isinstance(data, dict):
+            rows = [(str(i + 1), arch, acc) for i, (arch, acc) in enumerate(data.items())]
+        elif isinstance(data, list):
+            for i, item in enumerate(data):
+                if not isinstance(item, dict) or "arch" not in item:
+                    raise UserError('{}: item {} must be an object with "arch" and "accuracy"'.format(path, i))
+                rows.append(("item {}".format(i), item["arch"], item.get("accuracy")))
+        else:
+            raise UserError("{}: expected a list or an object of accuracies".format(path))
+    else:
+        reader = csv.DictReader(text.splitlines())
+        if not reader.fieldnames or "arch" not in reader.fieldnames or "accuracy" not in reader.fieldnames:
+            raise UserError("{}: CSV needs a header with columns arch and accuracy, got {!r}".format(
+                path, reader.fieldnames))
+        for line, row in enumerate(reader, start=2):
+            if row.get("accuracy") in (None, ""):
+                continue  # failed trials in a trials.csv have no accuracy
+            rows.append(("line {}".format(line), row["arch"], row["accuracy"]))
+    out = {}  # type: Dict[str, float]
+    for where, arch_value, acc_value in rows:
+        try:
+            arch = Arch.from_json(arch_value) if isinstance(arch_value, dict) else Arch.parse(str(arch_value))
+        except ArchError as exc:
+            raise UserError("{} {}: bad arch: {}".format(path, where, exc)) from None
+        try:
+            accuracy = float(acc_value)
+        except (TypeError, ValueError):
+            raise UserError("{} {}: accuracy {!r} is not a number".format(path, where, acc_value)) from None
+        if not math.isfinite(accuracy):
+            raise UserError("{} {}: accuracy {!r} is not finite".format(path, where, acc_value))
+        out[arch.dumps()] = accuracy
+    if not out:
+        raise UserError("{}: no accuracies found".format(path))
+    return out

@@ -1,0 +1,203 @@
+"""Where trials run: in this process, in a local process pool, or as Ray tasks.
+
+Every executor offers ``capacity`` (trials it can hold), ``submit(trial)``, ``wait()`` (at least
+one finished ``Outcome``) and ``close()``.  Failures never escape: an evaluator error is retried
+``retries`` times inside the worker, a dead worker (killed process, crashed Ray worker) is
+resubmitted up to ``retries`` times, and what still fails comes back as an ``Outcome`` with an
+error for the study to record.
+"""
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import time
+import traceback
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
+
+from ..errors import UserError
+from .evaluators import EvaluationError
+
+Evaluator = Callable[[Any, str], float]
+
+
+class Outcome(NamedTuple):
+    number: int
+    accuracy: Optional[float]
+    error: Optional[str]
+    attempts: int
+    seconds: float
+
+
+def trial_dir(root: str, number: int) -> str:
+    return os.path.join(root, "trials", "{:05d}".format(number))
+
+
+def evaluate_trial(evaluator: Evaluator, trial: Any, directory: str, retries: int) -> Outcome:
+    """Run one trial with retries; never raises (runs inside workers)."""
+    start = time.time()
+    error = "not run"
+    for attempt in range(1, retries + 2):
+        try:
+            accuracy = float(evaluator(trial, directory))
+            return Outcome(trial.number, accuracy, None, attempt, time.time() - start)
+        except EvaluationError as exc:
+            error = str(exc)
+        except Exception as exc:  # a buggy evaluator must not end the search: record it
+            error = "{}: {} ({})".format(type(exc).__name__, exc, traceback.format_exc(limit=3).strip().splitlines()[-1])
+    return Outcome(trial.number, None, error, retries + 1, time.time() - start)
+
+
+class SequentialExecutor:
+    """One trial at a time, in this process."""
+
+    capacity = 1
+
+    def __init__(self, evaluator: Evaluator, root: str, retries: int = 0) -> None:
+        self.evaluator, self.root, self.retries = evaluator, root, retries
+        self._done = []  # type: List[Outcome]
+
+    @property
+    def pending(self) -> int:
+        return len(self._done)
+
+    def submit(self, trial: Any) -> None:
+        self._done.append(evaluate_trial(self.evaluator, trial, trial_dir(self.root, trial.number), self.retries))
+
+    def wait(self) -> List[Outcome]:
+        done, self._done = self._done, []
+        return done
+
+    def close(self) -> None:
+        pass
+
+
+def _child(connection: Any, evaluator: Evaluator, trial: Any, directory: str, retries: int) -> None:
+    connection.send(evaluate_trial(evaluator, trial, directory, retries))
+    connection.close()
+
+
+class ProcessPoolExecutor:
+    """Up to ``workers`` trials at once, each in its own local process.
+
+    One process per trial (forked from a clean fork server, so threads and torch in this process
+    do not leak into it) means a worker that dies is attributed to exactly its own trial, which is
+    resubmitted up to ``retries`` times and then recorded as failed.
+    """
+
+    def __init__(self, evaluator: Evaluator, root: str, workers: int, retries: int = 0) -> None:
+        if workers < 1:
+            raise UserError("--workers: must be at least 1, got {}".format(workers))
+        self.evaluator, self.root, self.retries = evaluator, root, retries
+        self.capacity = workers
+        self._context = multiprocessing.get_context("forkserver")
+        self._running = {}  # type: Dict[int, Any]
+        self._deaths = {}  # type: Dict[int, int]
+
+    @property
+    def pending(self) -> int:
+        return len(self._running)
+
+    def submit(self, trial: Any) -> None:
+        receiver, sender = self._context.Pipe(duplex=False)
+        process = self._context.Process(target=_child, daemon=True, args=(
+            sender, self.evaluator, trial, trial_dir(self.root, trial.number), self.retries))
+        process.start()
+        sender.close()
+        self._running[trial.number] = (process, receiver, trial)
+
+    def wait(self) -> List[Outcome]:
+        handles = [entry[0].sentinel for entry in self._running.values()] + [e[1] for e in self._running.values()]
+        multiprocessing.connection.wait(handles)
+        outcomes = []  # type: List[Outcome]
+        for number, (process, receiver, trial) in list(self._running.items()):
+            outcome = None
+            try:
+                if receiver.poll():
+                    outcome = receiver.recv()
+            except (EOFError, OSError):
+                outcome = None
+            if outcome is None and process.is_alive():
+                continue
+            process.join()
+            receiver.close()
+            del self._running[number]
+            if outcome is not None:
+                outcomes.append(outcome)
+                continue
+            deaths = self._deaths.get(number, 0) + 1
+            self._deaths[number] = deaths
+            if deaths > self.retries:
+                outcomes.append(Outcome(number, None, "worker process died {} time(s) (exit code {})".format(
+                    deaths, process.exitcode), deaths, 0.0))
+            else:
+                self.submit(trial)
+        return outcomes
+
+    def close(self) -> None:
+        for process, receiver, _ in self._running.values():
+            process.terminate()
+            process.join()
+            receiver.close()
+        self._running.clear()
+
+
+class RayExecutor:
+    """One Ray task per trial with its own CPU/GPU request (``--ray-address``)."""
+
+    def __init__(self, evaluator: Evaluator, root: str, address: Optional[str] = None, workers: int = 2,
+                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, retries: int = 0,
+                 init_kwargs: Optional[Dict[str, Any]] = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--ray-address needs ray: pip install 'ray[default]'") from None
+        self._ray = ray
+        if not ray.is_initialized():
+            kwargs = dict(init_kwargs or {})
+            try:
+                if address:
+                    ray.init(address=address, **kwargs)
+                else:
+                    ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise UserError("--ray-address {}: cannot connect to Ray ({})".format(address, exc)) from None
+        self.root, self.retries, self.capacity = root, retries, workers
+        self._task = ray.remote(evaluate_trial).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial,
+                                                         max_retries=retries)
+        self._evaluator = ray.put(evaluator)
+        self._refs = {}  # type: Dict[Any, Any]
+
+    @property
+    def pending(self) -> int:
+        return len(self._refs)
+
+    def submit(self, trial: Any) -> None:
+        ref = self._task.remote(self._evaluator, trial, trial_dir(self.root, trial.number), self.retries)
+        self._refs[ref] = trial
+
+    def wait(self) -> List[Outcome]:
+        ready, _ = self._ray.wait(list(self._refs), num_returns=1)
+        outcomes = []
+        for ref in ready:
+            trial = self._refs.pop(ref)
+            try:
+                outcomes.append(self._ray.get(ref))
+            except self._ray.exceptions.RayError as exc:  # worker crash after Ray's own retries
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                outcomes.append(Outcome(trial.number, None, "ray: {}".format(message), self.retries + 1, 0.0))
+        return outcomes
+
+    def close(self) -> None:
+        for ref in list(self._refs):
+            self._ray.cancel(ref, force=True)
+        self._refs.clear()
+
+
+def make_executor(evaluator: Evaluator, root: str, workers: int = 1, ray_address: Optional[str] = None,
+                  cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, retries: int = 0) -> Any:
+    if ray_address is not None:
+        return RayExecutor(evaluator, root, ray_address if ray_address != "local" else None, workers,
+                           cpus_per_trial, gpus_per_trial, retries)
+    if workers <= 1:
+        return SequentialExecutor(evaluator, root, retries)
+    return ProcessPoolExecutor(evaluator, root, workers, retries)

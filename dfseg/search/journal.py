@@ -1,0 +1,99 @@
+"""Append-only JSONL journal of a search: one record per line, fsync'd before the call returns.
+
+A crash can at worst tear the last line; reading drops such a line (and truncates it away before
+appending again), so no finished trial is ever lost.  A lock file stops two searches from writing
+the same journal.
+"""
+
+import fcntl
+import json
+import os
+from typing import Any, Dict, List
+
+from ..errors import UserError
+
+
+class JournalError(UserError):
+    """The journal is unreadable, locked, or belongs to a different search."""
+
+
+class Journal:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock_path = path + ".lock"
+        self._lock = None  # type: Optional[Any]
+        self._handle = None  # type: Optional[Any]
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path) and os.path.getsize(self.path) > 0
+
+    def open(self) -> List[Dict[str, Any]]:
+        """Lock the journal, read every complete record, and get ready to append."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        lock = open(self.lock_path, "a")
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise JournalError("{} is in use by another dfseg-search (lock {}); wait for it to finish or "
+                               "choose another --out".format(self.path, self.lock_path)) from None
+        self._lock = lock
+        records, good_bytes = self._read()
+        self._handle = open(self.path, "ab")
+        if self._handle.tell() != good_bytes:
+            # Drop a torn last line so the next record starts on a line of its own.
+            self._handle.truncate(good_bytes)
+            self._handle.seek(good_bytes)
+            os.fsync(self._handle.fileno())
+        return records
+
+    def _read(self):
+        if not os.path.exists(self.path):
+            return [], 0
+        with open(self.path, "rb") as handle:
+            data = handle.read()
+        records = []
+        offset = 0
+        lines = data.split(b"\n")
+        for number, line in enumerate(lines, start=1):
+            last = number == len(lines)
+            end = offset + len(line) + (0 if last else 1)
+            if line.strip():
+                try:
+                    record = json.loads(line.decode("utf-8"))
+                    if not isinstance(record, dict):
+                        raise ValueError("not an object")
+                except ValueError as exc:
+                    if last or all(not rest.strip() for rest in lines[number:]):
+                        return records, offset  # torn final record: written partly when the search died
+                    raise JournalError("{} line {}: unreadable journal record ({}); the file was edited or "
+                                       "corrupted, start a new search with another --out".format(
+                                           self.path, number, exc)) from None
+                if last:
+                    # A complete record always ends in a newline; without one it may be cut short.
+                    return records, offset
+                records.append(record)
+            offset = end
+        return records, offset
+
+    def append(self, record: Dict[str, Any]) -> None:
+        if self._handle is None:
+            raise RuntimeError("journal is not open")
+        self._handle.write((json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._lock is not None:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,157 @@
+"""Algorithm 1 (Partial Order Pruning), the state part: D, P, y_w, Delta P_w and B(D).
+
+    D = trained architectures, P = pruned architectures (both start empty).
+    After training x:   D <- D + {x}
+      for all w in D:   y_w = argmin_{y in D} Lat(y)  s.t. Acc(y) >= Acc(w) + eps        (Eq. 3)
+                        Delta P_w = {m in S^ | m <= w, Lat(m) >= Lat(y_w)}                  (Eq. 4)
+                        P <- P + Delta P_w
+      B(D) = {x in D | for all w in D: Lat(w) >= Lat(x) or Acc(w) <= Acc(x)}               (Eq. 6)
+
+Exactly the paper's update, computed incrementally: Delta P_w depends on y_w only through
+Lat(y_w), which can only fall as D grows, so Delta P_w only grows and P (a union) equals the union
+of the current Delta P_w.  Training x changes y_w only for the w with Acc(x) >= Acc(w) + eps and
+Lat(x) < Lat(y_w); those w (and x itself) are the only ones rescanned.
+
+Ties, explicitly:
+- Latency ties in Eq. 4 are pruned ("Lat(m) >= Lat(y_w)"): such an m is at best as accurate as
+  y_w at the same latency, so it cannot improve the front.  Which of several equally fast y is
+  y_w does not matter: only Lat(y_w) enters Eq. 4.
+- Accuracy ties count as "better" in Eq. 3 (>=).  With eps = 0, w itself qualifies, so w's
+  precedents at least as slow as w are pruned (they matter when a table's latencies tie).
+- ``eps`` > 0 is the tolerance for the assumption's failures (Fig. 3b): a precedent m of w is only
+  pruned where some y_w beats w by eps, i.e. m would have to beat w by eps to be worth training.
+- B(D) is Eq. 6 verbatim: a trained model leaves the front only when another is strictly faster
+  and strictly more accurate, so equally fast or equally accurate models stay in it together.
+"""
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from .order import precedent_mask
+
+
+class PartialOrderPruning:
+    """D, P and B(D) over candidates given by order-key ``codes`` and sorted ``latency``."""
+
+    def __init__(self, codes: np.ndarray, latency: np.ndarray, eps: float = 0.0, top_code: Optional[int] = None):
+        self.codes = codes
+        self.latency = np.asarray(latency, dtype=np.float64)
+        if self.latency.size > 1 and np.any(np.diff(self.latency) < 0):
+            raise ValueError("candidates must be sorted by latency")
+        if eps < 0:
+            raise ValueError("eps must be >= 0, got {}".format(eps))
+        self.eps = float(eps)
+        self.top_code = int(codes.max()) if top_code is None and codes.size else int(top_code or 0)
+        self.pruned = np.zeros(self.latency.size, dtype=bool)  # P
+        self.trained = np.zeros(self.latency.size, dtype=bool)  # D as a mask
+        self.d_index = []  # type: List[int]
+        self.d_accuracy = []  # type: List[float]
+        self._y_latency = np.zeros(0)  # Lat(y_w) for each w in D, inf while no y_w exists
+
+    # ------------------------------------------------------------------ the update
+    def add(self, index: int, accuracy: float) -> int:
+        """Add a trained candidate; returns how many candidates became newly pruned."""
+        index = int(index)
+        if self.trained[index]:
+            raise ValueError("candidate {} is already trained".format(index))
+        accuracy = float(accuracy)
+        self.trained[index] = True
+        self.d_index.append(index)
+        self.d_accuracy.append(accuracy)
+        d_lat = self.latency[self.d_index]
+        d_acc = np.asarray(self.d_accuracy)
+        lat_x = self.latency[index]
+        # y_x over all of D (including x, when eps is 0).
+        better = d_acc >= accuracy + self.eps
+        y_x = float(d_lat[better].min()) if better.any() else np.inf
+        old = self._y_latency
+        new = old.copy()
+        improves = (accuracy >= d_acc[:-1] + self.eps) & (lat_x < old)
+        new[improves] = lat_x
+        self._y_latency = np.append(new, y_x)
+        changed = list(np.flatnonzero(improves)) + [len(self.d_index) - 1]
+        before = int(self.pruned.sum())
+        for w in changed:
+            y_lat = self._y_latency[w]
+            if np.isfinite(y_lat):
+                self._prune(self.d_index[w], y_lat)
+        return int(self.pruned.sum()) - before
+
+    def _prune(self, w: int, y_latency: float) -> None:
+        # Delta P_w: precedents of w with Lat(m) >= Lat(y_w), a suffix of the latency-sorted rows.
+        start = int(np.searchsorted(self.latency, y_latency, side="left"))
+        if start >= self.latency.size:
+            return
+        mask = precedent_mask(self.codes, self.codes[w], start=start, top=self.top_code)
+        self.pruned[start:] |= mask
+
+    # ------------------------------------------------------------------ views
+    def front(self) -> List[int]:
+        """B(D) (Eq. 6), as candidate indices sorted by latency."""
+        if not self.d_index:
+            return []
+        index = np.asarray(self.d_index)
+        lat = self.latency[index]
+        acc = np.asarray(self.d_accuracy)
+        order = np.lexsort((-acc, lat))
+        lat, acc, index = lat[order], acc[order], index[order]
+        # x stays unless a strictly faster model is strictly more accurate: compare with the best
+        # accuracy among all models before x's latency group.
+        prefix_best = np.maximum.accumulate(acc)
+        group_start = np.searchsorted(lat, lat, side="left")
+        best_faster = np.where(group_start > 0, prefix_best[np.maximum(group_start - 1, 0)], -np.inf)
+        keep = ~(acc < best_faster)
+        return [int(v) for v in index[keep]]
+
+    @property
+    def n_trained(self) -> int:
+        return len(self.d_index)
+
+    @property
+    def n_pruned(self) -> int:
+        """|P minus D|: candidates excluded without training."""
+        return int((self.pruned & ~self.trained).sum())
+
+    @property
+    def n_covered(self) -> int:
+        """|P union D|: candidates trained or pruned (the paper's "covered")."""
+        return int((self.pruned | self.trained).sum())
+
+    def accuracy_of(self, index: int) -> Optional[float]:
+        try:
+            return self.d_accuracy[self.d_index.index(int(index))]
+        except ValueError:
+            return None
+
+
+def violations(codes: np.ndarray, latency: np.ndarray, indices: Sequence[int], accuracies: Sequence[float],
+               eps: float = 0.0) -> List[dict]:
+    """Trained pairs x <= y (x != y) with Acc(x) > Acc(y) + eps: where the assumption failed (Fig. 3b)."""
+    index = np.asarray(indices, dtype=np.int64)
+    acc = np.asarray(accuracies, dtype=np.float64)
+    found = []
+    keys = codes[index]
+    for j in range(index.size):
+        below = np.all(keys <= keys[j], axis=1)
+        below[j] = False
+        for i in np.flatnonzero(below & (acc > acc[j] + eps)):
+            found.append({"precedent": int(index[i]), "successor": int(index[j]),
+                          "delta_latency_ms": float(latency[index[j]] - latency[index[i]]),
+                          "delta_accuracy": float(acc[j] - acc[i])})
+    return found
+
+
+def comparable_pairs(codes: np.ndarray, latency: np.ndarray, indices: Sequence[int],
+                     accuracies: Sequence[float]) -> List[tuple]:
+    """(Delta Lat, Delta Acc) of every trained comparable pair x <= y, x != y (the paper's Fig. 3b)."""
+    index = np.asarray(indices, dtype=np.int64)
+    acc = np.asarray(accuracies, dtype=np.float64)
+    keys = codes[index]
+    pairs = []
+    for j in range(index.size):
+        below = np.all(keys <= keys[j], axis=1)
+        below[j] = False
+        for i in np.flatnonzero(below):
+            pairs.append((float(latency[index[j]] - latency[index[i]]), float(acc[j] - acc[i])))
+    return pairs

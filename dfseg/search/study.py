@@ -1,0 +1,219 @@
+"""Ask/tell driver of Algorithm 1, Optuna style, so that any training loop can run the search::
+
+    study = Study(candidates, seed=0, patience=30)
+    while (trial := study.ask()) is not None:
+        study.tell(trial.number, train(trial.arch))
+
+Several trials may be in flight at once (ask several times, tell in any order); pruning is applied
+as each result arrives.  Random selection draws from S^ minus (P, D, failed and in-flight trials)
+with a generator seeded by (seed, ask number), so a search is a pure function of its seed and the
+order of its results: replaying a journal rebuilds the exact state, and a resumed sequential
+search ends where an uninterrupted one would.
+"""
+
+import hashlib
+import math
+import time
+from typing import Any, Dict, List, NamedTuple, Optional
+
+import numpy as np
+
+from ..arch import Arch
+from ..errors import UserError
+from .candidates import CandidateSet
+from .journal import Journal, JournalError
+from .pop import PartialOrderPruning
+
+FRONT_STABLE = "front unchanged"
+EXHAUSTED = "search space exhausted"
+BUDGET = "trial budget reached"
+
+
+class Trial(NamedTuple):
+    number: int
+    index: int
+    arch: Arch
+    latency_ms: float
+
+
+class Study:
+    def __init__(self, candidates: CandidateSet, seed: int = 0, patience: int = 30, eps: float = 0.0,
+                 max_trials: Optional[int] = None, journal: Optional[Journal] = None) -> None:
+        if patience < 1:
+            raise UserError("--patience: must be at least 1, got {}".format(patience))
+        if max_trials is not None and max_trials < 1:
+            raise UserError("--max-trials: must be at least 1, got {}".format(max_trials))
+        if not len(candidates):
+            raise UserError("the search space is empty: widen the latency window (--t-min/--t-max) or the space")
+        self.candidates = candidates
+        self.seed = int(seed)
+        self.patience = int(patience)
+        self.eps = float(eps)
+        self.max_trials = max_trials
+        self.pop = PartialOrderPruning(candidates.codes, candidates.latency, eps, candidates.top_code)
+        self.failed = np.zeros(len(candidates), dtype=bool)
+        self.in_flight = {}  # type: Dict[int, Trial]
+        self._in_flight_mask = np.zeros(len(candidates), dtype=bool)
+        self.asked = 0
+        self.stable_for = 0
+        self.trials = []  # type: List[Dict[str, Any]]  # one record per finished or failed trial
+        self.history = []  # type: List[Dict[str, Any]]  # counts after each result (Fig. 8a)
+        self._front = frozenset()  # type: frozenset
+        self._requeue = []  # type: List[Trial]
+        self.journal = journal
+        self.started = time.time()
+
+    # ------------------------------------------------------------------ configuration record
+    def config(self) -> Dict[str, Any]:
+        digest = hashlib.sha256()
+        digest.update(np.ascontiguousarray(self.candidates.codes).tobytes())
+        digest.update(self.candidates.latency.tobytes())
+        return {"type": "start", "space": self.candidates.space.to_json(), "seed": self.seed, "eps": self.eps,
+                "size": len(self.candidates), "candidates_sha256": digest.hexdigest()[:16]}
+
+    def start_journal(self, records: List[Dict[str, Any]]) -> None:
+        """Write the start record to a new journal, or replay an existing one (``--resume``)."""
+        config = self.config()
+        if not records:
+            self._write(dict(config, time=time.time()))
+            return
+        head = records[0]
+        if head.get("type") != "start":
+            raise JournalError("{}: first record is not a search start; not a dfseg-search journal".format(
+                self.journal.path if self.journal else "journal"))
+        for field in ("space", "seed", "eps", "size", "candidates_sha256"):
+            if head.get(field) != config[field]:
+                raise JournalError(
+                    "{}: cannot resume: {} differs (journal {!r}, now {!r}); rerun with the journal's settings "
+                    "and latency table, or start a new search with another --out".format(
+                        self.journal.path if self.journal else "journal", field, head.get(field), config[field]))
+        self.replay(records[1:])
+
+    def replay(self, records: List[Dict[str, Any]]) -> None:
+        for record in records:
+            kind = record.get("type")
+            if kind == "ask":
+                trial = self._draw()
+                if trial is None or trial.index != record.get("index") or trial.number != record.get("trial"):
+                    raise JournalError("journal replay diverged at trial {}: the space, table or seed changed".format(
+                        record.get("trial")))
+            elif kind == "tell":
+                self._apply_tell(int(record["trial"]), float(record["accuracy"]), record.get("seconds"))
+            elif kind == "fail":
+                self._apply_fail(int(record["trial"]), str(record.get("error", "")))
+        # Trials asked before the interruption but never finished run again first, as they were.
+        self._requeue = sorted(self.in_flight.values())
+
+    def _write(self, record: Dict[str, Any]) -> None:
+        if self.journal is not None:
+            self.journal.append(record)
+
+    # ------------------------------------------------------------------ ask
+    @property
+    def available(self) -> np.ndarray:
+        return ~(self.pop.pruned | self.pop.trained | self.failed | self._in_flight_mask)
+
+    def stop_reason(self) -> Optional[str]:
+        if self.max_trials is not None and self.asked >= self.max_trials:
+            return BUDGET
+        if self.pop.n_trained and self.stable_for >= self.patience:
+            return FRONT_STABLE
+        if not self.available.any():
+            return EXHAUSTED
+        return None
+
+    @property
+    def finished(self) -> bool:
+        return self.stop_reason() is not None and not self.in_flight and not self._requeue
+
+    def ask(self) -> Optional[Trial]:
+        """The next candidate to train, or None when the search should stop or nothing is left now."""
+        if self._requeue:
+            return self._requeue.pop(0)
+        if self.stop_reason() is not None:
+            return None
+        trial = self._draw()
+        if trial is not None:
+            self._write({"type": "ask", "trial": trial.number, "index": trial.index, "arch": trial.arch.short(),
+                         "latency_ms": trial.latency_ms})
+        return trial
+
+    def _draw(self) -> Optional[Trial]:
+        choices = np.flatnonzero(self.available)
+        if not choices.size:
+            return None
+        rng = np.random.default_rng([self.seed, self.asked])
+        index = int(choices[rng.integers(choices.size)])
+        trial = Trial(self.asked, index, self.candidates.arch(index), float(self.candidates.latency[index]))
+        self.asked += 1
+        self.in_flight[trial.number] = trial
+        self._in_flight_mask[index] = True
+        return trial
+
+    # ------------------------------------------------------------------ tell
+    def tell(self, number: int, accuracy: float, seconds: Optional[float] = None) -> int:
+        """Record a trained result; returns how many candidates it pruned."""
+        if number not in self.in_flight:
+            raise ValueError("trial {} is not in flight".format(number))
+        accuracy = float(accuracy)
+        if not math.isfinite(accuracy):
+            raise ValueError("trial {}: accuracy must be a finite number, got {!r}".format(number, accuracy))
+        self._write({"type": "tell", "trial": number, "accuracy": accuracy, "seconds": seconds})
+        return self._apply_tell(number, accuracy, seconds)
+
+    def tell_failed(self, number: int, error: str) -> None:
+        """Record a trial that could not be trained; its candidate is not asked again."""
+        if number not in self.in_flight:
+            raise ValueError("trial {} is not in flight".format(number))
+        self._write({"type": "fail", "trial": number, "error": error})
+        self._apply_fail(number, error)
+
+    def _finish(self, number: int) -> Trial:
+        trial = self.in_flight.pop(number)
+        self._in_flight_mask[trial.index] = False
+        if trial in self._requeue:
+            self._requeue.remove(trial)
+        return trial
+
+    def _apply_tell(self, number: int, accuracy: float, seconds: Optional[float]) -> int:
+        trial = self._finish(number)
+        newly = self.pop.add(trial.index, accuracy)
+        front = frozenset(self.pop.front())
+        self.stable_for = self.stable_for + 1 if front == self._front else 0
+        self._front = front
+        self.trials.append({"trial": number, "index": trial.index, "arch": trial.arch, "latency_ms": trial.latency_ms,
+                            "accuracy": accuracy, "seconds": seconds, "status": "ok", "error": None})
+        self._record_history(number)
+        return newly
+
+    def _apply_fail(self, number: int, error: str) -> None:
+        trial = self._finish(number)
+        self.failed[trial.index] = True
+        self.trials.append({"trial": number, "index": trial.index, "arch": trial.arch, "latency_ms": trial.latency_ms,
+                            "accuracy": None, "seconds": None, "status": "failed", "error": error})
+        self._record_history(number)
+
+    def _record_history(self, number: int) -> None:
+        self.history.append({"trial": number, "trained": self.pop.n_trained, "pruned": self.pop.n_pruned,
+                             "covered": self.pop.n_covered, "failed": int(self.failed.sum()),
+                             "front": len(self._front)})
+
+    # ------------------------------------------------------------------ results
+    def front(self) -> List[Dict[str, Any]]:
+        """B(D) as {"arch", "latency_ms", "accuracy"}, fastest first."""
+        out = []
+        for index in self.pop.front():
+            out.append({"arch": self.candidates.arch(index), "latency_ms": float(self.candidates.latency[index]),
+                        "accuracy": self.pop.accuracy_of(index)})
+        return out
+
+    def summary(self) -> Dict[str, Any]:
+        return {"size": len(self.candidates), "trained": self.pop.n_trained, "pruned": self.pop.n_pruned,
+                "covered": self.pop.n_covered, "failed": int(self.failed.sum()), "front": len(self._front),
+                "stop_reason": self.stop_reason(), "stable_for": self.stable_for}
+
+    def state(self) -> Dict[str, Any]:
+        """Everything that defines where the search stands (compared by the resume tests)."""
+        return {"trained": list(self.pop.d_index), "accuracy": list(self.pop.d_accuracy),
+                "pruned": np.flatnonzero(self.pop.pruned).tolist(), "failed": np.flatnonzero(self.failed).tolist(),
+                "front": self.pop.front(), "asked": self.asked}
