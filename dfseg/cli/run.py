@@ -1,0 +1,235 @@
+"""dfseg-run: live semantic segmentation from a camera, stream, video or image folder.
+
+Inputs and outputs are chosen by URI, as jetson-inference's segnet.py does::
+
+    dfseg-run --model df1-seg-640x360.onnx csi://0 http://0.0.0.0:8080
+    dfseg-run --model model.engine /dev/video0 display://0
+    dfseg-run --model model.onnx clip.mp4 out.mp4
+    dfseg-run --model model.onnx frames/ annotated/ --save-labels labels/
+    dfseg-run --model df1-seg --weights df1-seg.safetensors --size 640x360 clip.mp4 out.mp4   (host: exports)
+
+With no output, a window opens where there is a display, else the run is headless (``none``).
+On the device this takes an .onnx file or a TensorRT engine and never imports torch; a model name
+(with ``--weights``) is exported to ONNX first, which needs the host extras (torch).
+
+Exit codes: 0 done, 1 a live source was lost for good, 2 bad input, 130 interrupted (outputs are
+still finalised).
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+from typing import TYPE_CHECKING, List, Optional, Tuple
+
+from ..errors import UserError
+from ..sizes import Size, parse_size
+from .common import EXIT_INTERRUPTED, run_command
+
+if TYPE_CHECKING:
+    from ..backends.base import BaseRunner
+    from ..live.sinks import Sink
+    from ..live.sources import Source
+
+EXIT_SOURCE_LOST = 1
+ENGINE_SUFFIXES = (".engine", ".trt", ".plan")
+UNTRAINED_WARNING = (
+    "\n" + "!" * 78 + "\n"
+    "!!  WARNING: {} runs with UNTRAINED (random) weights: the segmentation shown is\n"
+    "!!  MEANINGLESS.  Pass --weights FILE (dfseg-convert the released .caffemodel, or train).\n"
+    + "!" * 78 + "\n"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..live.render import OVERLAY_MODES
+
+    parser = argparse.ArgumentParser(
+        prog="dfseg-run",
+        description="Live semantic segmentation: INPUT (csi://0, /dev/video0, rtsp://..., video file, image "
+        "folder) -> OUTPUTs (display://0, http://HOST:PORT, out.mp4, frames/, none).",
+    )
+    parser.add_argument("input", nargs="?", help="csi://N, /dev/videoN, v4l2://N, rtsp://..., a video file, an image or a folder")
+    parser.add_argument("outputs", nargs="*", help="display://0, http://HOST:PORT, video file, folder/, none (default: "
+                        "a window if there is a display, else none)")
+    parser.add_argument("--camera", metavar="N", help="V4L2/USB camera number or csi://N (instead of INPUT)")
+    parser.add_argument("--model", required=True,
+                        help="ONNX file, TensorRT engine, or (host) a model name such as df1-seg to export")
+    parser.add_argument("--weights", help="weights for a model name (safetensors from dfseg-convert or training)")
+    parser.add_argument("--backend", default="auto", help="auto, onnxruntime, tensorrt, trtexec (default: auto; "
+                        "engines use tensorrt)")
+    parser.add_argument("--providers", help="ONNX Runtime providers, comma separated (cpu, cuda, tensorrt)")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--size", help="network input size WIDTHxHEIGHT or 360p/720p (exported models, dynamic ONNX)")
+    parser.add_argument("--overlay", default="blend", choices=OVERLAY_MODES, help="blend, mask or side (default blend)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="blend opacity of the class colours (default 0.5)")
+    parser.add_argument("--no-legend", action="store_true", help="do not draw the class legend")
+    parser.add_argument("--no-status", action="store_true", help="do not draw the FPS status line")
+    parser.add_argument("--save-labels", metavar="DIR", help="also write each class map (trainIds, PNG) to DIR, "
+                        "for dfseg-eval --predictions")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--input-loop", type=int, default=0, metavar="N",
+                        help="replay a file or folder N more times (-1: forever), e.g. to demo a stream")
+    parser.add_argument("--queue-size", type=int, default=2, help="frames buffered between stages (default 2)")
+    parser.add_argument("--output-fps", type=float, help="frame rate of video outputs (default: the input's, else 30)")
+    parser.add_argument("--camera-size", default="1280x720", help="capture size for cameras (default 1280x720)")
+    parser.add_argument("--camera-fps", type=int, default=30, help="capture frame rate for cameras (default 30)")
+    parser.add_argument("--reconnect-attempts", type=int, default=5, help="reopen a lost camera/stream this often")
+    parser.add_argument("--reconnect-delay", type=float, default=1.0, help="seconds between reconnection attempts")
+    return parser
+
+
+def _main(argv: Optional[List[str]]) -> int:
+    args = build_parser().parse_args(argv)
+    input_uri = _input_uri(args)
+    size = parse_size(args.size) if args.size else None
+    if args.queue_size < 1:
+        raise UserError("--queue-size {}: must be at least 1".format(args.queue_size))
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames {}: must be at least 1".format(args.max_frames))
+
+    from ..live.sources import open_source
+
+    camera_size = parse_size(args.camera_size)
+    source = open_source(
+        input_uri, camera_size.width, camera_size.height, args.camera_fps, args.reconnect_attempts, args.reconnect_delay,
+        args.input_loop,
+    )
+    with tempfile.TemporaryDirectory(prefix="dfseg-run-") as scratch:
+        model_path, backend = _resolve_model(args, size, scratch)
+        from ..backends import get_runner
+
+        providers = args.providers.split(",") if args.providers else None
+        options = {"providers": providers, "threads": args.threads} if backend in ("onnxruntime", "auto") else {}
+        with get_runner(backend, model_path, **options) as runner:
+            return _run(args, source, runner, size)
+
+
+def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size: Optional[Size]) -> int:
+    from ..live.pipeline import Pipeline
+    from ..live.render import Renderer
+    from ..live.segmenter import Segmenter
+    from ..live.sinks import ImageFolderSink, default_output, open_sink
+
+    segmenter = Segmenter(runner, size)
+    renderer = Renderer(args.overlay, args.alpha, legend=not args.no_legend)
+    pipeline_box = []  # the status callback needs the pipeline, built below
+
+    def status() -> dict:
+        from ..live.http import device_state
+
+        stats = pipeline_box[0].stats if pipeline_box else None
+        device = device_state()
+        return {
+            "network_fps": stats.network_fps() if stats else None,
+            "pipeline_fps": stats.pipeline_fps() if stats else None,
+            "latency_ms": stats.latency_ms() if stats else None,
+            "frames": stats.written if stats else 0,
+            "dropped": stats.dropped if stats else 0,
+            "state": stats.state if stats else "starting",
+            "model": "{} ({})".format(os.path.basename(args.model), runner.backend),
+            "device": ", ".join(device.get("temperatures", [])[:3]) or device["time"],
+            "device_state": device,
+            "input": source.description,
+        }
+
+    outputs = args.outputs or [default_output()]
+    fps = args.output_fps or 30.0
+    sinks = [open_sink(uri, fps, status) for uri in outputs]
+    if args.save_labels:
+        sinks.append(ImageFolderSink(args.save_labels, labels=True))
+    pipeline = Pipeline(source, segmenter, renderer, sinks, args.queue_size, args.max_frames, not args.no_status)
+    pipeline_box.append(pipeline)
+    if args.output_fps is None:
+        _follow_source_fps(source, sinks)
+    print("dfseg-run: {} -> {} ({} on {})".format(
+        source.description, ", ".join(s.description for s in sinks), os.path.basename(args.model), runner.backend),
+        file=sys.stderr, flush=True)
+    result = pipeline.run()
+    print(
+        "dfseg-run: {} frames in {:.1f} s: pipeline {:.1f} FPS, network {} FPS, {} dropped ({})".format(
+            result.frames_written, result.elapsed_s, result.pipeline_fps,
+            "-" if result.network_fps is None else "{:.1f}".format(result.network_fps),
+            result.frames_dropped, result.end_reason,
+        ),
+        file=sys.stderr, flush=True,
+    )
+    if result.end_reason == "interrupted":
+        return EXIT_INTERRUPTED
+    if source.live and "disconnected" in result.end_reason:
+        return EXIT_SOURCE_LOST
+    return 0
+
+
+def _follow_source_fps(source: "Source", sinks: List["Sink"]) -> None:
+    # A video output plays at the input's rate; known only once the source is open, so peek now.
+    from ..live.sinks import VideoFileSink
+    from ..live.sources import CaptureSource
+
+    video_sinks = [s for s in sinks if isinstance(s, VideoFileSink)]
+    if video_sinks and isinstance(source, CaptureSource) and not source.live:
+        import cv2
+
+        capture = cv2.VideoCapture(source.target)
+        fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0
+        capture.release()
+        if fps and 0 < fps < 1000:
+            for sink in video_sinks:
+                sink.fps = float(fps)
+
+
+def _input_uri(args: argparse.Namespace) -> str:
+    if args.camera is not None and args.input is not None:
+        # With --camera every positional is an output.
+        args.outputs = [args.input] + list(args.outputs)
+    if args.camera is not None:
+        camera = str(args.camera)
+        return camera if "://" in camera or camera.startswith("/dev/") else "v4l2://" + camera
+    if args.input is None:
+        raise UserError("no input: give INPUT (csi://0, /dev/video0, clip.mp4, frames/) or --camera N")
+    return args.input
+
+
+def _resolve_model(args: argparse.Namespace, size: Optional[Size], scratch: str) -> Tuple[str, str]:
+    """(model file, backend): an existing ONNX file or engine as is; a model name is exported (host)."""
+    model = args.model
+    backend = args.backend
+    if os.path.isfile(model):
+        if args.weights:
+            raise UserError("--weights: {} is already a model file; --weights goes with a model name such as df1-seg".format(model))
+        if model.endswith(ENGINE_SUFFIXES) and backend == "auto":
+            backend = "tensorrt"
+        elif backend == "auto":
+            backend = "onnxruntime" if model.endswith(".onnx") else backend
+        return model, backend
+    if model.endswith((".onnx",) + ENGINE_SUFFIXES):
+        raise UserError("--model {}: file not found".format(model))
+    try:
+        from ..export import export_onnx
+    except ImportError as exc:
+        raise UserError(
+            "--model {}: not a file, and exporting a model name needs the host extras ({}); on the device pass "
+            "an .onnx file or engine exported on the host with dfseg-export".format(model, exc)
+        ) from None
+    from ..arch import Arch
+
+    arch = Arch.parse(model)
+    if not arch.is_segmentation:
+        raise UserError("--model {}: an ImageNet backbone; dfseg-run needs a segmentation model (df1-seg, ...)".format(model))
+    if args.weights is None:
+        print(UNTRAINED_WARNING.format(model), file=sys.stderr, flush=True)
+    elif not os.path.isfile(args.weights):
+        raise UserError("--weights {}: file not found".format(args.weights))
+    export_size = size or Size(640, 360)
+    path = os.path.join(scratch, "model.onnx")
+    print("dfseg-run: exporting {} at {} to ONNX".format(model, export_size), file=sys.stderr, flush=True)
+    export_onnx(arch, export_size, path, output="classmap", weights=args.weights)
+    return path, ("onnxruntime" if backend == "auto" else backend)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_command("dfseg-run", _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Converting released weights (the authors' .caffemodel files) to dfseg weights.  Host side."""

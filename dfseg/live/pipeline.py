@@ -1,0 +1,323 @@
+"""The live pipeline: capture -> preprocess -> inference -> postprocess -> render -> outputs.
+
+Each step runs in its own thread, linked by bounded queues, so while the network works on frame
+n the next frames are being captured and preprocessed and the previous ones drawn and written
+(OpenCV, numpy and the inference runtimes release the GIL in their heavy calls).  Outputs are
+written from the calling thread, because GUI toolkits want that.
+
+* Live sources (cameras, streams): when the first queue is full the oldest frame is dropped, so the
+  output shows the newest picture instead of an ever older backlog.
+* Files and folders: every queue blocks, so no frame is ever lost.
+* Ctrl-C (SIGINT) and the end of the input stop capture; the frames in flight still reach the
+  outputs, which are then finalised.  A second Ctrl-C abandons the frames in flight but still
+  finalises the outputs.  An error in any stage stops every stage and is raised from ``run``.
+
+Device side: Python 3.6, no torch.
+"""
+
+import collections
+import queue
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable, Deque, List, NamedTuple, Optional
+
+from .render import Renderer
+from .segmenter import Segmenter
+from .sinks import Sink
+from .sources import Frame, Source
+
+_END = object()  # end-of-stream marker passed down the queues
+_POLL_S = 0.05
+
+
+class RunResult(NamedTuple):
+    frames_captured: int
+    frames_written: int
+    frames_dropped: int
+    elapsed_s: float
+    pipeline_fps: float  # frames out / wall time, whole run
+    network_fps: Optional[float]  # 1000 / mean inference ms
+    end_reason: str
+
+
+class Stats:
+    """Counters and sliding windows shared by the stages; read by the status line and the web page."""
+
+    def __init__(self, window: int = 30) -> None:
+        self._lock = threading.Lock()
+        self.captured = 0
+        self.dropped = 0
+        self.written = 0
+        self._infer_ms: Deque[float] = collections.deque(maxlen=window)
+        self._out_times: Deque[float] = collections.deque(maxlen=window)
+        self._latency_ms: Deque[float] = collections.deque(maxlen=window)
+        self.state = "starting"
+
+    def add_inference(self, ms: float) -> None:
+        with self._lock:
+            self._infer_ms.append(ms)
+
+    def add_output(self, captured: float) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            self.written += 1
+            self._out_times.append(now)
+            self._latency_ms.append((now - captured) * 1000.0)
+
+    def network_fps(self) -> Optional[float]:
+        with self._lock:
+            return 1000.0 / (sum(self._infer_ms) / len(self._infer_ms)) if self._infer_ms else None
+
+    def pipeline_fps(self) -> Optional[float]:
+        with self._lock:
+            if len(self._out_times) < 2:
+                return None
+            span = self._out_times[-1] - self._out_times[0]
+            return (len(self._out_times) - 1) / span if span > 0 else None
+
+    def latency_ms(self) -> Optional[float]:
+        with self._lock:
+            return sum(self._latency_ms) / len(self._latency_ms) if self._latency_ms else None
+
+    def status_line(self) -> str:
+        return "net {} FPS | pipeline {} FPS".format(_fmt(self.network_fps()), _fmt(self.pipeline_fps()))
+
+
+class Pipeline:
+    """Runs ``source`` through ``segmenter`` and ``renderer`` into every sink in ``sinks``."""
+
+    def __init__(
+        self,
+        source: Source,
+        segmenter: Segmenter,
+        renderer: Renderer,
+        sinks: List[Sink],
+        queue_size: int = 2,
+        max_frames: Optional[int] = None,
+        status_line: bool = True,
+        log: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        self.source = source
+        self.segmenter = segmenter
+        self.renderer = renderer
+        self.sinks = sinks
+        self.queue_size = max(1, queue_size)
+        self.max_frames = max_frames
+        self.show_status = status_line
+        self.log = log or _log
+        self.stats = Stats()
+        self.stop_event = threading.Event()  # stop capturing; frames in flight still finish
+        self.abort_event = threading.Event()  # drop everything (error or second Ctrl-C)
+        self.errors = []  # type: List[BaseException]
+        self.end_reason = "end of input"
+
+    # ---------------------------------------------------------------- public
+    def request_stop(self, reason: str) -> None:
+        if not self.stop_event.is_set():
+            self.end_reason = reason
+            self.stop_event.set()
+
+    def run(self) -> RunResult:
+        """Process until the input ends, ``max_frames``, a window's quit key, or Ctrl-C."""
+        queues = [queue.Queue(maxsize=self.queue_size) for _ in range(5)]
+        threads = [
+            threading.Thread(target=self._capture, args=(queues[0],), name="capture", daemon=True),
+            self._stage("preprocess", self._preprocess, queues[0], queues[1]),
+            self._stage("inference", self._infer, queues[1], queues[2]),
+            self._stage("postprocess", self._postprocess, queues[2], queues[3]),
+            self._stage("render", self._render, queues[3], queues[4]),
+        ]
+        previous_handler = self._install_sigint()
+        start = time.perf_counter()
+        try:
+            for sink in self.sinks:
+                sink.open()
+            self.stats.state = "running"
+            for thread in threads:
+                thread.start()
+            self._write_outputs(queues[4])
+        except BaseException as exc:  # KeyboardInterrupt included: outputs are still finalised
+            self.abort_event.set()
+            self.stop_event.set()
+            if not isinstance(exc, KeyboardInterrupt):
+                self.errors.append(exc)
+            else:
+                self.end_reason = "interrupted"
+        finally:
+            self.stats.state = "stopping"
+            self.stop_event.set()
+            for thread in threads:
+                if thread.is_alive():
+                    thread.join(timeout=5.0)
+            self._restore_sigint(previous_handler)
+            for sink in self.sinks:
+                try:
+                    sink.close()
+                except Exception as exc:  # finalise the others before reporting
+                    self.errors.append(exc)
+            self.source.close()
+            self.stats.state = "stopped"
+        if self.errors:
+            raise self.errors[0]
+        elapsed = time.perf_counter() - start
+        return RunResult(
+            frames_captured=self.stats.captured,
+            frames_written=self.stats.written,
+            frames_dropped=self.stats.dropped,
+            elapsed_s=elapsed,
+            pipeline_fps=self.stats.written / elapsed if elapsed > 0 else 0.0,
+            network_fps=self.stats.network_fps(),
+            end_reason=self.end_reason,
+        )
+
+    # ---------------------------------------------------------------- stages
+    def _capture(self, out: "queue.Queue[Any]") -> None:
+        try:
+            self.source.open()
+            while not self.stop_event.is_set():
+                if self.max_frames is not None and self.stats.captured >= self.max_frames:
+                    self.request_stop("reached --max-frames {}".format(self.max_frames))
+                    break
+                frame = self.source.read()
+                if frame is None:
+                    reason = getattr(self.source, "end_reason", None)
+                    self.request_stop(reason or "end of input")
+                    break
+                self.stats.captured += 1
+                if self.source.live:
+                    self._put_latest(out, frame)
+                else:
+                    self._put(out, frame)
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            self._put_end(out)
+
+    def _preprocess(self, frame: Frame) -> Any:
+        return frame, self.segmenter.prepare(frame.image)
+
+    def _infer(self, item: Any) -> Any:
+        frame, tensor = item
+        started = time.perf_counter()
+        outputs = self.segmenter.infer(tensor)
+        self.stats.add_inference((time.perf_counter() - started) * 1000.0)
+        return frame, outputs
+
+    def _postprocess(self, item: Any) -> Any:
+        frame, outputs = item
+        classes = self.segmenter.classmap(outputs)
+        height, width = frame.image.shape[:2]
+        return frame, self.segmenter.to_frame_size(classes, height, width)
+
+    def _render(self, item: Any) -> Any:
+        frame, classes = item
+        status = self.stats.status_line() if self.show_status else None
+        return frame, classes, self.renderer.render(frame.image, classes, status)
+
+    def _write_outputs(self, inbox: "queue.Queue[Any]") -> None:
+        while True:
+            try:
+                item = inbox.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self.abort_event.is_set():
+                    return
+                continue
+            if item is _END:
+                return
+            frame, classes, image = item
+            for sink in self.sinks:
+                sink.write(image, frame.name, classes)
+                if sink.quit_requested:
+                    self.request_stop("closed by the user")
+            self.stats.add_output(frame.captured)
+
+    # ---------------------------------------------------------------- plumbing
+    def _stage(self, name: str, work: Callable[[Any], Any], inbox: "queue.Queue[Any]", outbox: "queue.Queue[Any]") -> threading.Thread:
+        def loop() -> None:
+            try:
+                while True:
+                    try:
+                        item = inbox.get(timeout=_POLL_S)
+                    except queue.Empty:
+                        if self.abort_event.is_set():
+                            return
+                        continue
+                    if item is _END:
+                        return
+                    if self.abort_event.is_set():
+                        continue  # drain without working
+                    self._put(outbox, work(item))
+            except BaseException as exc:
+                self._fail(exc)
+            finally:
+                self._put_end(outbox)
+
+        return threading.Thread(target=loop, name=name, daemon=True)
+
+    def _put(self, out: "queue.Queue[Any]", item: Any) -> None:
+        """Blocking put that gives up when the run is aborted (nobody would read it)."""
+        while not self.abort_event.is_set():
+            try:
+                out.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def _put_latest(self, out: "queue.Queue[Any]", item: Any) -> None:
+        """Put ``item``, dropping the oldest queued frame when full (live sources only)."""
+        while True:
+            try:
+                out.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    out.get_nowait()
+                    self.stats.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _put_end(self, out: "queue.Queue[Any]") -> None:
+        """The end marker must arrive even when aborting: make room by discarding if necessary."""
+        while True:
+            try:
+                out.put(_END, timeout=_POLL_S)
+                return
+            except queue.Full:
+                if self.abort_event.is_set():
+                    try:
+                        out.get_nowait()
+                    except queue.Empty:
+                        pass
+
+    def _fail(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self.abort_event.set()
+        self.stop_event.set()
+
+    def _install_sigint(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if self.stop_event.is_set():
+                raise KeyboardInterrupt
+            self.log("stopping (Ctrl-C again to abandon the frames in flight)")
+            self.request_stop("interrupted")
+
+        return signal.signal(signal.SIGINT, on_sigint)
+
+    @staticmethod
+    def _restore_sigint(previous: Any) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "-" if value is None else "{:.1f}".format(value)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+

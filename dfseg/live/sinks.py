@@ -1,0 +1,237 @@
+"""Outputs chosen by URI, jetson-inference style.
+
+=========================  =========================================================
+``display://0``            a window (needs a display and an OpenCV with a GUI)
+``out.mp4``, ``out.avi``   a video file, written under a temporary name and renamed
+                           into place when the run ends (also after Ctrl-C)
+``frames/``                an image folder: one PNG per frame, written atomically
+``http://0.0.0.0:8080``    MJPEG stream plus a status page (``dfseg.live.http``)
+``none``                   nothing (headless benchmarking)
+=========================  =========================================================
+
+Device side: Python 3.6, no torch; OpenCV imported lazily.
+"""
+
+import os
+import re
+import sys
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+
+from ..errors import UserError
+from ..fileio import write_atomic
+
+VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
+
+
+class Sink:
+    """Base class: ``write`` gets every rendered frame in order; ``close`` finalises."""
+
+    description = "sink"
+
+    def __init__(self) -> None:
+        self.frames_written = 0
+        self.quit_requested = False  # a window's close key
+
+    def open(self) -> None:
+        """Acquire what the sink needs before the first frame (a port, a window)."""
+
+    def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finalise the output."""
+
+
+class NullSink(Sink):
+    description = "none"
+
+    def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
+        self.frames_written += 1
+
+
+class VideoFileSink(Sink):
+    """A video file.  Frames go to ``.NAME.partial.EXT`` beside the target; ``close`` renames it."""
+
+    def __init__(self, path: str, fps: float = 30.0) -> None:
+        super().__init__()
+        extension = os.path.splitext(path)[1].lower()
+        if extension not in VIDEO_CODECS:
+            raise UserError("{}: unsupported video type; use one of {}".format(path, " ".join(sorted(VIDEO_CODECS))))
+        self.path = path
+        self.description = path
+        self.fps = fps
+        self.codec = VIDEO_CODECS[extension]
+        directory, base = os.path.split(os.path.abspath(path))
+        self.temp_path = os.path.join(directory, ".{}.partial{}".format(os.path.splitext(base)[0], extension))
+        self.writer = None  # type: Any
+        self.size: Optional[tuple] = None
+
+    def open(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise UserError("{}: cannot create its folder ({})".format(self.path, exc.strerror)) from None
+
+    def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
+        import cv2
+
+        size = (image.shape[1], image.shape[0])
+        if self.writer is None:
+            fourcc = cv2.VideoWriter_fourcc(*self.codec)
+            self.writer = cv2.VideoWriter(self.temp_path, fourcc, float(self.fps), size)
+            if not self.writer.isOpened():
+                raise UserError("{}: OpenCV cannot write {} video here; try an .avi output".format(self.path, self.codec))
+            self.size = size
+        if size != self.size:
+            raise ValueError("frame size changed from {} to {} within one video".format(self.size, size))
+        self.writer.write(image)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.release()
+        self.writer = None
+        os.replace(self.temp_path, self.path)
+
+
+class ImageFolderSink(Sink):
+    """One image per frame, named after the input frame (``NAME.png``), each written atomically."""
+
+    def __init__(self, directory: str, extension: str = ".png", labels: bool = False) -> None:
+        super().__init__()
+        self.directory = directory
+        self.description = directory
+        self.extension = extension
+        self.labels = labels  # write the class map (trainIds) instead of the rendered frame
+
+    def open(self) -> None:
+        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+            raise UserError("{}: exists and is not a folder; name a folder for image output".format(self.directory))
+        os.makedirs(self.directory, exist_ok=True)
+
+    def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
+        import cv2
+
+        ok, encoded = cv2.imencode(self.extension, classes if self.labels else image)
+        if not ok:
+            raise UserError("{}: OpenCV cannot encode {} images".format(self.directory, self.extension))
+        write_atomic(os.path.join(self.directory, name + self.extension), encoded.tobytes())
+        self.frames_written += 1
+
+
+class DisplaySink(Sink):
+    """An OpenCV window; q or Esc ends the run."""
+
+    def __init__(self, title: str = "dfseg") -> None:
+        super().__init__()
+        self.title = title
+        self.description = "display"
+
+    def open(self) -> None:
+        if not opencv_has_gui():
+            raise UserError(
+                "display://: this OpenCV has no GUI (opencv-python-headless); write to http://0.0.0.0:8080, "
+                "a video file or a folder instead, or install an OpenCV with GUI support"
+            )
+        if not has_display():
+            raise UserError("display://: no display ($DISPLAY is not set); use http://0.0.0.0:8080 on a headless device")
+
+    def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
+        import cv2
+
+        cv2.imshow(self.title, image)
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.quit_requested = True
+        self.frames_written += 1
+
+    def close(self) -> None:
+        import cv2
+
+        cv2.destroyAllWindows()
+
+
+class HttpSink(Sink):
+    """MJPEG stream and status page; ``status`` supplies the numbers the page shows."""
+
+    def __init__(self, host: str, port: int, status: Callable[[], Dict[str, Any]], quality: int = 80) -> None:
+        super().__init__()
+        self.host = host
+        self.port = port
+        self.status = status
+        self.quality = quality
+        self.server = None  # type: Any
+        self.description = "http://{}:{}".format(host, port)
+
+    def open(self) -> None:
+        from .http import MjpegServer
+
+        self.server = MjpegServer(self.host, self.port, self.status)
+        self.port = self.server.port
+        self.description = "http://{}:{}".format(self.host, self.port)
+        self.server.start()
+        print("dfseg-run: streaming on {} (page) and {}/stream.mjpg".format(self.description, self.description),
+              file=sys.stderr, flush=True)
+
+    def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
+        import cv2
+
+        ok, encoded = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), self.quality])
+        if ok:
+            self.server.broadcaster.publish(encoded.tobytes())
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+def opencv_has_gui() -> bool:
+    import cv2
+
+    info = cv2.getBuildInformation()
+    match = re.search(r"^\s*GUI:\s*(\S+)", info, re.MULTILINE)
+    return bool(match) and match.group(1).upper() != "NONE"
+
+
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def open_sink(uri: str, fps: float, status: Callable[[], Dict[str, Any]]) -> Sink:
+    """The sink for ``uri`` (see the module table); not yet opened."""
+    text = str(uri).strip()
+    if text in ("none", "null", "null://"):
+        return NullSink()
+    if text.startswith("display://"):
+        return DisplaySink()
+    if text.startswith("http://"):
+        match = re.match(r"^http://([^:/]+|\[[^\]]+\]):(\d+)/?$", text)
+        if not match or not 0 <= int(match.group(2)) <= 65535:
+            raise UserError("{}: expected http://HOST:PORT, e.g. http://0.0.0.0:8080".format(text))
+        return HttpSink(match.group(1).strip("[]"), int(match.group(2)), status)
+    if "://" in text and not text.startswith("file://"):
+        raise UserError(
+            "{}: unknown output; use display://0, http://HOST:PORT, a video file (.mp4/.avi), "
+            "a folder (frames/) or none".format(text)
+        )
+    path = text[len("file://"):] if text.startswith("file://") else text
+    extension = os.path.splitext(path.rstrip("/"))[1].lower()
+    if extension in VIDEO_CODECS:
+        return VideoFileSink(path, fps)
+    if path.endswith("/") or os.path.isdir(path) or not extension:
+        return ImageFolderSink(path.rstrip("/") or ".")
+    raise UserError(
+        "{}: unknown output type {!r}; use a video file ({}) or a folder ending in /".format(
+            text, extension, " ".join(sorted(VIDEO_CODECS))
+        )
+    )
+
+
+def default_output() -> str:
+    """A window where one can open, else nothing (headless)."""
+    return "display://0" if has_display() and opencv_has_gui() else "none"

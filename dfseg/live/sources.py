@@ -1,0 +1,316 @@
+"""Frame sources chosen by URI, jetson-inference style.
+
+=====================================  ==============================================
+``csi://0``                            MIPI CSI camera through GStreamer (nvarguscamerasrc)
+``/dev/video0``, ``v4l2://0``, ``0``   V4L2 / USB camera (``--camera 0`` is the same)
+``rtsp://host:554/stream``             network stream (FFmpeg or GStreamer backend of OpenCV)
+``clip.mp4``, ``file://clip.mp4``      video file: every frame, in order
+``frames/``, ``photo.png``             image folder (sorted by name) or a single image
+=====================================  ==============================================
+
+Live sources (cameras, streams) are retried when they stop delivering frames and marked ``live``
+so the pipeline drops stale frames instead of queueing them; files never lose a frame.
+
+Device side: Python 3.6, no torch; OpenCV is imported when a source opens.
+"""
+
+import glob
+import os
+import re
+import sys
+import time
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from ..errors import UserError
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264", ".264")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
+
+
+class Frame(NamedTuple):
+    index: int  # position in the source (files: exact; live: counts delivered frames)
+    image: np.ndarray  # BGR uint8, H x W x 3
+    name: str  # a stem for per-frame outputs (image folders keep the input's name)
+    captured: float  # time.perf_counter() at capture, for latency
+
+
+class Source:
+    """Base class: ``read()`` returns the next ``Frame`` or None at the end; ``close()`` releases."""
+
+    live = False
+    description = "source"
+
+    def __init__(self) -> None:
+        self.frames_read = 0
+        self.fps = None  # type: Optional[float]
+        self.loops = 0  # files and folders: play again this many times; -1 forever
+
+    def open(self) -> None:
+        """Acquire the device or file; raises UserError with the fix when that is impossible."""
+
+    def read(self) -> Optional[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device or file."""
+
+    def _frame(self, image: np.ndarray, name: Optional[str] = None) -> Frame:
+        frame = Frame(self.frames_read, _as_bgr(image), name or "{:06d}".format(self.frames_read), time.perf_counter())
+        self.frames_read += 1
+        return frame
+
+    def __enter__(self) -> "Source":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class CaptureSource(Source):
+    """A ``cv2.VideoCapture``: files (not live) and cameras or streams (live, reconnected).
+
+    A live capture that stops delivering frames is reopened up to ``reconnect_attempts`` times,
+    ``reconnect_delay`` seconds apart; then the source ends and ``end_reason`` says why.
+    """
+
+    def __init__(
+        self,
+        target: Any,
+        description: str,
+        live: bool,
+        api: Optional[int] = None,
+        reconnect_attempts: int = 5,
+        reconnect_delay: float = 1.0,
+        log: Optional[Callable[[str], None]] = None,
+        settings: Optional[List[Tuple[str, float]]] = None,
+    ) -> None:
+        super().__init__()
+        self.target = target
+        self.description = description
+        self.live = live
+        self.api = api
+        self.reconnect_attempts = reconnect_attempts
+        self.reconnect_delay = reconnect_delay
+        self.log = log or _log
+        self.capture = None  # type: Any
+        self.end_reason = None  # type: Optional[str]
+        self.reconnects = 0
+        self.settings = settings or []  # (cv2 property name, value) applied after each open
+
+    def _open_capture(self) -> Any:
+        import cv2
+
+        capture = cv2.VideoCapture(self.target) if self.api is None else cv2.VideoCapture(self.target, self.api)
+        if not capture.isOpened():
+            capture.release()
+            return None
+        for name, value in self.settings:
+            capture.set(getattr(cv2, name), value)
+        return capture
+
+    def open(self) -> None:
+        if self.capture is not None:
+            return  # already open (opening twice would restart a file)
+        self.capture = self._open_capture()
+        if self.capture is None:
+            raise UserError("{}: cannot open it{}".format(self.description, _open_hint(self.description, self.live)))
+        import cv2
+
+        fps = self.capture.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else None
+
+    def read(self) -> Optional[Frame]:
+        while True:
+            if self.capture is not None:
+                ok, image = self.capture.read()
+                if ok and image is not None:
+                    return self._frame(image)
+            if not self.live:
+                if self.loops != 0 and self.frames_read > 0:
+                    self.loops -= 1 if self.loops > 0 else 0
+                    self.close()
+                    self.capture = self._open_capture()
+                    if self.capture is not None:
+                        continue
+                self.end_reason = "end of file"
+                return None
+            if not self._reconnect():
+                return None
+
+    def _reconnect(self) -> bool:
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+        for attempt in range(1, self.reconnect_attempts + 1):
+            self.log("{}: no frame; reconnecting ({}/{})".format(self.description, attempt, self.reconnect_attempts))
+            time.sleep(self.reconnect_delay)
+            self.capture = self._open_capture()
+            if self.capture is not None:
+                self.reconnects += 1
+                return True
+        self.end_reason = "{} disconnected; gave up after {} reconnection attempts".format(
+            self.description, self.reconnect_attempts
+        )
+        self.log(self.end_reason)
+        return False
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+
+class ImageFolderSource(Source):
+    """Every image in a folder (sorted by name), or one image file; each keeps its file name."""
+
+    def __init__(self, paths: List[str], description: str) -> None:
+        super().__init__()
+        self.paths = paths
+        self.description = description
+        self.end_reason = None  # type: Optional[str]
+        self.position = 0
+
+    def read(self) -> Optional[Frame]:
+        import cv2
+
+        if self.position >= len(self.paths) and self.loops != 0:
+            self.loops -= 1 if self.loops > 0 else 0
+            self.position = 0
+        if self.position >= len(self.paths):
+            self.end_reason = "end of folder"
+            return None
+        path = self.paths[self.position]
+        self.position += 1
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError("{}: cannot read this image; remove it from the folder or convert it".format(path))
+        return self._frame(image, os.path.splitext(os.path.basename(path))[0])
+
+
+def open_source(
+    uri: str,
+    width: Optional[int] = None,
+    height: Optional[int] = None,
+    framerate: int = 30,
+    reconnect_attempts: int = 5,
+    reconnect_delay: float = 1.0,
+    loops: int = 0,
+) -> Source:
+    """The source for ``uri`` (see the module table); not yet opened.  Raises UserError with the fix.
+
+    ``loops`` replays a file or folder that many more times (-1: forever), e.g. to demo a stream.
+    """
+    source = _make_source(uri, width, height, framerate, reconnect_attempts, reconnect_delay)
+    if loops and source.live:
+        raise UserError("--input-loop: {} is live; only files and folders can loop".format(uri))
+    source.loops = loops
+    return source
+
+
+def _make_source(
+    uri: str,
+    width: Optional[int],
+    height: Optional[int],
+    framerate: int,
+    reconnect_attempts: int,
+    reconnect_delay: float,
+) -> Source:
+    text = str(uri).strip()
+    if text.startswith("csi://"):
+        sensor = _device_number(text[len("csi://"):], text)
+        require_gstreamer(text)
+        pipeline = csi_pipeline(sensor, width or 1280, height or 720, framerate)
+        return CaptureSource(pipeline, text, True, _cv2_const("CAP_GSTREAMER"), reconnect_attempts, reconnect_delay)
+    if text.startswith("v4l2://") or text.startswith("/dev/video") or text.isdigit():
+        number = text[len("v4l2://"):] if text.startswith("v4l2://") else text
+        target = number if number.startswith("/dev/") else _device_number(number, text)
+        if isinstance(target, str) and not os.path.exists(target):
+            raise UserError("{}: no such camera device; list cameras with `ls /dev/video*` (v4l2-ctl --list-devices)".format(text))
+        settings = [("CAP_PROP_FPS", float(framerate))]
+        if width and height:
+            settings += [("CAP_PROP_FRAME_WIDTH", float(width)), ("CAP_PROP_FRAME_HEIGHT", float(height))]
+        return CaptureSource(
+            target, text, True, _cv2_const("CAP_V4L2"), reconnect_attempts, reconnect_delay, settings=settings
+        )
+    if re.match(r"^(rtsp|rtmp|http|https)://", text):
+        return CaptureSource(text, text, True, None, reconnect_attempts, reconnect_delay)
+    path = text[len("file://"):] if text.startswith("file://") else text
+    if os.path.isdir(path):
+        images = sorted(p for p in glob.glob(os.path.join(path, "*")) if p.lower().endswith(IMAGE_EXTENSIONS))
+        if not images:
+            raise UserError("{}: folder holds no images ({})".format(path, " ".join(IMAGE_EXTENSIONS)))
+        return ImageFolderSource(images, path)
+    if not os.path.exists(path):
+        raise UserError(
+            "{}: no such file or folder; inputs are csi://N, /dev/videoN, rtsp://..., a video file, "
+            "an image or an image folder".format(text)
+        )
+    if path.lower().endswith(IMAGE_EXTENSIONS):
+        return ImageFolderSource([path], path)
+    return CaptureSource(path, path, False, None, 0, 0.0)
+
+
+def csi_pipeline(sensor: int, width: int, height: int, framerate: int) -> str:
+    """The GStreamer pipeline for a Jetson CSI camera, ending in BGR frames for OpenCV."""
+    return (
+        "nvarguscamerasrc sensor-id={} ! video/x-raw(memory:NVMM), width={}, height={}, framerate={}/1 ! "
+        "nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "
+        "appsink drop=true max-buffers=1 sync=false".format(sensor, width, height, framerate)
+    )
+
+
+def opencv_has_gstreamer() -> bool:
+    import cv2
+
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line.split(":", 1)[1]
+    return False
+
+
+def require_gstreamer(uri: str) -> None:
+    import cv2
+
+    if not opencv_has_gstreamer():
+        raise UserError(
+            "{}: this OpenCV ({} from {}) was built without GStreamer, which CSI cameras need. On a Jetson use "
+            "JetPack's OpenCV (sudo apt-get install python3-opencv nvidia-opencv; pip uninstall "
+            "opencv-python-headless in this environment), or use a USB camera as /dev/video0".format(
+                uri, cv2.__version__, os.path.dirname(cv2.__file__)
+            )
+        )
+
+
+def _device_number(text: str, uri: str) -> int:
+    if not text.isdigit():
+        raise UserError("{}: expected a device number, e.g. csi://0 or v4l2://0".format(uri))
+    return int(text)
+
+
+def _cv2_const(name: str) -> Optional[int]:
+    import cv2
+
+    return getattr(cv2, name, None)
+
+
+def _open_hint(description: str, live: bool) -> str:
+    if description.startswith(("rtsp://", "rtmp://", "http")):
+        return "; check the URL and that the stream is reachable from here"
+    if live:
+        return "; check that the camera is connected and not used by another program"
+    return "; is it a video file OpenCV can decode (mp4, avi, mkv)?"
+
+
+def _as_bgr(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.shape[2] == 4:
+        return np.ascontiguousarray(image[:, :, :3])
+    return image
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

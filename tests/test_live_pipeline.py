@@ -1,0 +1,283 @@
+"""dfseg-run end to end: real video files written with OpenCV, real ONNX Runtime sessions, real
+subprocesses (exit codes, SIGINT), and the threaded pipeline's frame accounting."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from dfseg.backends.onnxrt import OnnxRuntimeRunner
+from dfseg.errors import UserError
+from dfseg.live.pipeline import Pipeline
+from dfseg.live.render import Renderer
+from dfseg.live.segmenter import Segmenter
+from dfseg.live.sinks import ImageFolderSink, NullSink, VideoFileSink
+from dfseg.live.sources import CaptureSource, Source, open_source, opencv_has_gstreamer
+
+WIDTH, HEIGHT, FRAMES = 64, 48, 24
+# A real, small DF-Seg (same decoder and layer kinds as df1-seg, narrow widths) keeps tests fast.
+TINY_ARCH = "s16.16-16x1_32x1_32x1-wc19.19.32"
+
+
+def tiny_onnx(path: str, width: int = WIDTH, height: int = HEIGHT, output: str = "classmap", arch: str = TINY_ARCH) -> str:
+    """Export the tiny DF-Seg at width x height (random weights; seeded for repeatability)."""
+    import torch
+
+    from dfseg.export import export_onnx
+    from dfseg.models import create_model
+
+    if not os.path.exists(path):
+        torch.manual_seed(0)
+        export_onnx(create_model(arch), "{}x{}".format(width, height), path, output=output)
+    return path
+
+
+def write_video(path: str, frames: int = FRAMES, width: int = WIDTH, height: int = HEIGHT) -> str:
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (width, height))
+    assert writer.isOpened()
+    for i in range(frames):
+        image = np.zeros((height, width, 3), np.uint8)
+        image[:] = (i * 10 % 256, 90, 200)
+        cv2.circle(image, (i * 2 % width, height // 2), 8, (255, 255, 255), -1)
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def count_frames(path: str):
+    capture = cv2.VideoCapture(path)
+    count, size = 0, None
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        count += 1
+        size = image.shape
+    capture.release()
+    return count, size
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return tiny_onnx(str(tmp_path_factory.mktemp("model") / "tiny.onnx"))
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return write_video(str(tmp_path_factory.mktemp("video") / "clip.avi"))
+
+
+def run_cli(*args, timeout=120):
+    # Through a wrapper that fails if torch was imported: the device path must not need it.
+    code = (
+        "import sys\nfrom dfseg.cli.run import main\nrc = main(sys.argv[1:])\n"
+        "assert 'torch' not in sys.modules, 'dfseg-run imported torch'\nsys.exit(rc)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_video_to_video_and_folder_keeps_every_frame(model, video, tmp_path):
+    out = tmp_path / "out.avi"
+    proc = run_cli("--model", model, video, str(out), str(tmp_path / "frames") + "/", "--save-labels", str(tmp_path / "labels"))
+    assert proc.returncode == 0, proc.stderr
+    assert count_frames(str(out)) == (FRAMES, (HEIGHT, WIDTH, 3))
+    assert sorted(os.listdir(tmp_path / "frames")) == ["{:06d}.png".format(i) for i in range(FRAMES)]
+    assert len(os.listdir(tmp_path / "labels")) == FRAMES
+    assert not [name for name in os.listdir(tmp_path) if "partial" in name]
+    assert "{} frames".format(FRAMES) in proc.stderr
+
+
+def test_saved_labels_equal_direct_segmentation_in_order(model, video, tmp_path):
+    """Each output belongs to its own input frame (the threads never reorder or mix frames)."""
+    proc = run_cli("--model", model, video, "none", "--save-labels", str(tmp_path / "labels"), "--queue-size", "1")
+    assert proc.returncode == 0, proc.stderr
+    capture = cv2.VideoCapture(video)
+    with OnnxRuntimeRunner(model) as runner:
+        segmenter = Segmenter(runner)
+        for i in range(FRAMES):
+            ok, image = capture.read()
+            assert ok
+            saved = cv2.imread(str(tmp_path / "labels" / "{:06d}.png".format(i)), cv2.IMREAD_UNCHANGED)
+            np.testing.assert_array_equal(saved, segmenter.segment(image))
+    capture.release()
+
+
+def test_image_folder_side_by_side_keeps_names(model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.RandomState(0)
+    names = ["b_frame", "a_frame", "c_frame"]
+    for name in names:
+        cv2.imwrite(str(folder / (name + ".png")), rng.randint(0, 255, (HEIGHT + 10, WIDTH + 6, 3)).astype(np.uint8))
+    proc = run_cli("--model", model, str(folder), str(tmp_path / "out") + "/", "--overlay", "side", "--alpha", "0.3")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(name + ".png" for name in names)
+    image = cv2.imread(str(tmp_path / "out" / "a_frame.png"))
+    assert image.shape == (HEIGHT + 10, 2 * (WIDTH + 6), 3)  # frame size kept (not the network's), doubled
+
+
+def test_sigint_finalises_the_video(model, video, tmp_path):
+    out = tmp_path / "out.mp4"
+    code = "import sys\nfrom dfseg.cli.run import main\nsys.exit(main(sys.argv[1:]))\n"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "--model", model, video, str(out), "--input-loop", "-1"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    partial = tmp_path / ".out.partial.mp4"
+    deadline = time.time() + 60
+    while not (partial.exists() and partial.stat().st_size > 2000) and time.time() < deadline:
+        time.sleep(0.05)
+    assert partial.exists(), "the run never started writing"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    frames, size = count_frames(str(out))
+    assert frames > 0 and size == (HEIGHT, WIDTH, 3)
+    assert not partial.exists()
+
+
+def test_untrained_model_name_warns_loudly(video, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "dfseg.cli.run", "--model", TINY_ARCH, "--size", "{}x{}".format(WIDTH, HEIGHT),
+         video, "none", "--max-frames", "3"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "UNTRAINED" in proc.stderr and "MEANINGLESS" in proc.stderr
+    assert "3 frames" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nowhere.mp4", "none"], "nowhere.mp4: no such file"),
+        (["VIDEO", "ftp://host/x"], "unknown output"),
+        (["VIDEO", "out.xyz"], "unknown output type"),
+        (["/dev/video97", "none"], "no such camera device"),
+        (["VIDEO", "http://127.0.0.1:99999"], "expected http://HOST:PORT"),
+        (["VIDEO", "none", "--max-frames", "0"], "--max-frames 0"),
+        (["VIDEO", "none", "--size", "640x360"], "was built for 64x48"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(model, video, tmp_path, args, message):
+    args = [video if a == "VIDEO" else a for a in args]
+    proc = run_cli("--model", model, *args)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_csi_without_gstreamer_says_what_to_do(model):
+    proc = run_cli("--model", model, "csi://0", "none")
+    if opencv_has_gstreamer():
+        # With GStreamer but no Argus camera here, opening fails with a named error instead.
+        assert proc.returncode == 2 and "csi://0" in proc.stderr
+    else:
+        assert proc.returncode == 2 and "without GStreamer" in proc.stderr and "/dev/video0" in proc.stderr
+
+
+def test_missing_model_file(video):
+    proc = run_cli("--model", "missing.onnx", video, "none")
+    assert proc.returncode == 2 and "missing.onnx: file not found" in proc.stderr
+
+
+# ------------------------------------------------------------------ in-process pipeline behaviour
+
+
+class BurstCamera(Source):
+    """Frames as fast as the pipeline takes them, flagged live like a camera."""
+
+    live = True
+    description = "burst"
+
+    def __init__(self, frames: int) -> None:
+        super().__init__()
+        self.total = frames
+        self.end_reason = None
+
+    def read(self):
+        if self.frames_read >= self.total:
+            self.end_reason = "burst over"
+            return None
+        image = np.full((HEIGHT, WIDTH, 3), self.frames_read % 256, np.uint8)
+        return self._frame(image)
+
+
+class RecordingSink(NullSink):
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def write(self, image, name, classes):
+        time.sleep(0.002)  # a display-like consumer slower than the camera
+        self.names.append(name)
+        super().write(image, name, classes)
+
+
+def test_live_source_drops_stale_frames_file_source_does_not(model, video):
+    with OnnxRuntimeRunner(model, threads=1) as runner:
+        segmenter = Segmenter(runner)
+        sink = RecordingSink()
+        result = Pipeline(BurstCamera(300), segmenter, Renderer(), [sink], queue_size=1).run()
+        assert result.frames_captured == 300
+        assert result.frames_dropped > 0
+        assert result.frames_written + result.frames_dropped == 300
+        indices = [int(name) for name in sink.names]
+        assert indices == sorted(indices) and len(set(indices)) == len(indices)
+
+        sink = RecordingSink()
+        source = open_source(video)
+        result = Pipeline(source, segmenter, Renderer(), [sink], queue_size=1).run()
+        assert (result.frames_captured, result.frames_written, result.frames_dropped) == (FRAMES, FRAMES, 0)
+        assert sink.names == ["{:06d}".format(i) for i in range(FRAMES)]
+
+
+def test_lost_camera_is_retried_then_the_run_ends_cleanly(model, tmp_path):
+    """A live capture whose device disappears: reconnection is attempted, then the run ends with a
+    message and the video output is still finalised."""
+    path = write_video(str(tmp_path / "camera.avi"), frames=5)
+    messages = []
+    source = CaptureSource(path, "camera", live=True, reconnect_attempts=2, reconnect_delay=0.01, log=messages.append)
+    source.open()
+    os.unlink(path)  # the device goes away; the open handle still yields its frames
+    out = tmp_path / "out.avi"
+    with OnnxRuntimeRunner(model) as runner:
+        result = Pipeline(source, Segmenter(runner), Renderer(), [VideoFileSink(str(out), 10.0)]).run()
+    assert "disconnected" in result.end_reason and "2 reconnection attempts" in result.end_reason
+    assert [m for m in messages if "reconnecting" in m] == ["camera: no frame; reconnecting (1/2)", "camera: no frame; reconnecting (2/2)"]
+    assert result.frames_captured == 5 and result.frames_written + result.frames_dropped == 5  # live: may drop
+    assert count_frames(str(out))[0] == result.frames_written >= 1
+
+
+def test_stage_error_stops_everything_and_is_raised(model, video, tmp_path):
+    class BrokenSink(ImageFolderSink):
+        def write(self, image, name, classes):
+            if self.frames_written == 3:
+                raise UserError("disk full (simulated by this test's sink)")
+            super().write(image, name, classes)
+
+    with OnnxRuntimeRunner(model) as runner:
+        pipeline = Pipeline(open_source(video), Segmenter(runner), Renderer(), [BrokenSink(str(tmp_path / "f"))])
+        with pytest.raises(UserError, match="disk full"):
+            pipeline.run()
+    assert len(os.listdir(tmp_path / "f")) == 3
+
+
+def test_d8_logits_are_upsampled_like_the_release(tmp_path):
+    from dfseg.preprocess import upsample_nearest
+    from dfseg.sizes import Size
+
+    path = tiny_onnx(str(tmp_path / "d8.onnx"), 72, 40, output="logits", arch=TINY_ARCH.replace("wc19.19.32", "wc19.19.32-d8"))
+    image = np.random.RandomState(3).randint(0, 255, (40, 72, 3)).astype(np.uint8)
+    with OnnxRuntimeRunner(path) as runner:
+        segmenter = Segmenter(runner)
+        outputs = segmenter.infer(segmenter.prepare(image))
+        small = segmenter.classmap(outputs)
+        assert small.shape == (5, 9)
+        full = segmenter.segment(image)
+    np.testing.assert_array_equal(full, upsample_nearest(small, 8, Size(72, 40)))
