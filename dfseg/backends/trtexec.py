@@ -1,0 +1,479 @@
+"""The trtexec backend: builds and times TensorRT engines by driving NVIDIA's ``trtexec`` binary, for
+machines where the TensorRT Python bindings do not match the Python in use (JetPack 4.6 ships them
+for its system Python 3.6 only).
+
+Commands are argv lists (never a shell).  Results come from trtexec's own files:
+``--exportTimes`` (per-inference trace), ``--exportProfile`` (per-layer times) and
+``--exportOutput`` (output values), plus its console summary.  Their formats differ between
+releases and the parsers accept both (see ``tests/data/trtexec/README.md`` for where each format
+comes from):
+
+* exportTimes: 8.2 writes every query including warm-up ones and an ``endToEndMs`` field; 10.x
+  writes only the timed queries, without ``endToEndMs``.
+* exportProfile: 8.2 has ``timeMs``/``averageMs``/``percentage`` per layer; 10.x adds ``medianMs``.
+* console: 8.2 prints one ``percentile(99%)`` per metric and an ``End-to-End Host Latency`` line;
+  10.x prints ``percentile(90%)``, ``(95%)`` and ``(99%)`` and no end-to-end line.
+
+Device side: Python 3.6, no torch.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..engines import EngineCache, EngineSpec
+from ..errors import UserError
+from .base import BaseRunner, TensorMeta, TimingResult
+
+DEFAULT_LOCATIONS = ("/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
+
+
+class TrtexecError(RuntimeError):
+    """trtexec ran but failed; the message carries the tail of its output."""
+
+
+# ---------------------------------------------------------------------------------------- discovery
+def find_trtexec(explicit: Optional[str] = None) -> str:
+    """Path of the trtexec binary: ``explicit``, $TRTEXEC, PATH, then JetPack's install location."""
+    candidates = [explicit] if explicit else [os.environ.get("TRTEXEC"), shutil.which("trtexec")]
+    if not explicit:
+        candidates += list(DEFAULT_LOCATIONS)
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    if explicit:
+        raise UserError("trtexec {!r}: not an executable file; pass the path of TensorRT's trtexec".format(explicit))
+    raise UserError("trtexec not found on PATH or in {}: install TensorRT (JetPack ships it in "
+                    "/usr/src/tensorrt/bin) or set TRTEXEC=/path/to/trtexec".format(", ".join(DEFAULT_LOCATIONS)))
+
+
+# ---------------------------------------------------------------------------------------- parsers
+class Stats(NamedTuple):
+    min: float
+    max: float
+    mean: float
+    median: float
+    percentiles: Dict[float, float]  # {99.0: ms} (8.2) or {90.0: .., 95.0: .., 99.0: ..} (10.x)
+
+
+class ConsoleSummary(NamedTuple):
+    tensorrt_version: Optional[str]
+    passed: bool
+    throughput_qps: Optional[float]
+    metrics: Dict[str, Stats]  # "Latency", "GPU Compute Time", "H2D Latency", ... as printed
+    warmup_queries: Optional[int]
+    timed_queries: Optional[int]
+    device: Optional[str]
+    compute_capability: Optional[str]
+    bindings: Dict[str, Tuple[bool, Tuple[int, ...]]]  # name -> (is_input, shape)
+
+
+class TraceTimes(NamedTuple):
+    """Per timed query (warm-up queries removed), in ms."""
+
+    latency_ms: List[float]  # H2D + compute + D2H
+    compute_ms: List[float]
+    h2d_ms: List[float]
+    d2h_ms: List[float]
+    enqueue_ms: List[float]
+    end_to_end_ms: Optional[List[float]]  # 8.2 only
+    warmup_queries: int
+    format: str  # "8.2" or "10"
+
+
+class LayerTime(NamedTuple):
+    name: str
+    total_ms: float
+    average_ms: float
+    median_ms: Optional[float]  # 10.x only
+    percentage: float
+
+
+class LayerProfile(NamedTuple):
+    iterations: int
+    layers: List[LayerTime]
+    format: str  # "8.2" or "10"
+
+    def per_layer_ms(self, use_median: bool = True) -> Dict[str, float]:
+        """Per-inference time of each layer: the median where the profile has one, else the mean."""
+        out = {}  # type: Dict[str, float]
+        for layer in self.layers:
+            value = layer.median_ms if (use_median and layer.median_ms is not None) else layer.average_ms
+            out[layer.name] = out.get(layer.name, 0.0) + value
+        return out
+
+
+_NUMBER = r"([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)"
+_METRIC_LINE = re.compile(
+    r"\]\s*(?P<metric>[A-Za-z][A-Za-z0-9 \-]*?):\s*min = " + _NUMBER + r" ms, max = " + _NUMBER + r" ms, mean = "
+    + _NUMBER + r" ms, median = " + _NUMBER + r" ms(?P<rest>.*)$")
+_PERCENTILE = re.compile(r"percentile\((\d+(?:\.\d+)?)%\) = " + _NUMBER + r" ms")
+_BINDING = re.compile(r"Created (input|output) binding for (.+?) with dimensions ([\dx]+)")
+
+
+def version_from_tag(tag: str) -> str:
+    """'8201' -> '8.2.1' (8.x: MNPP), '100300' -> '10.3.0' (10.x: MMNNPP), as in the banner."""
+    if len(tag) >= 6:
+        return "{}.{}.{}".format(int(tag[:-4]), int(tag[-4:-2]), int(tag[-2:]))
+    return "{}.{}.{}".format(int(tag[0]), int(tag[1]), int(tag[2:]))
+
+
+def parse_console(text: str) -> ConsoleSummary:
+    """The performance summary, banner and device facts of a trtexec console log (8.2 or 10.x)."""
+    version = None  # type: Optional[str]
+    match = re.search(r"TensorRT version: (\d+\.\d+\.\d+)", text)
+    if match:
+        version = match.group(1)
+    else:
+        tag = re.search(r"\[TensorRT v(\d+)\]", text)
+        version = version_from_tag(tag.group(1)) if tag else None
+    metrics = {}  # type: Dict[str, Stats]
+    summary_at = text.find("=== Performance summary ===")
+    for line in (text[summary_at:] if summary_at >= 0 else text).splitlines():
+        found = _METRIC_LINE.search(line)
+        if not found:
+            continue
+        percentiles = {float(p): float(v) for p, v in _PERCENTILE.findall(found.group("rest"))}
+        metrics[found.group("metric").strip()] = Stats(
+            float(found.group(2)), float(found.group(3)), float(found.group(4)), float(found.group(5)), percentiles)
+    throughput = re.search(r"Throughput: " + _NUMBER + " qps", text)
+    warmup = re.search(r"Warmup completed (\d+) queries", text)
+    timed = re.search(r"Timing trace has (\d+) queries", text)
+    device = re.search(r"Selected Device: (.+?)\s*$", text, re.M)
+    capability = re.search(r"Compute Capability: (\d+\.\d+)", text)
+    bindings = {}  # type: Dict[str, Tuple[bool, Tuple[int, ...]]]
+    for kind, name, dims in _BINDING.findall(text):
+        bindings[name] = (kind == "input", tuple(int(d) for d in dims.split("x")))
+    return ConsoleSummary(
+        tensorrt_version=version,
+        passed="&&&& PASSED TensorRT.trtexec" in text,
+        throughput_qps=float(throughput.group(1)) if throughput else None,
+        metrics=metrics,
+        warmup_queries=int(warmup.group(1)) if warmup else None,
+        timed_queries=int(timed.group(1)) if timed else None,
+        device=device.group(1) if device else None,
+        compute_capability=capability.group(1) if capability else None,
+        bindings=bindings,
+    )
+
+
+def _load_json(text_or_path: str, what: str) -> Any:
+    text = text_or_path
+    source = "<{}>".format(what)
+    if not text_or_path.lstrip().startswith(("[", "{")):
+        source = text_or_path
+        try:
+            with open(text_or_path) as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise UserError("{}: cannot read trtexec {} ({})".format(text_or_path, what, exc.strerror)) from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UserError("{}: trtexec {} is not valid JSON ({}); was trtexec interrupted?".format(
+            source, what, exc)) from None
+
+
+def parse_times(text_or_path: str, warmup_ms: float = 0.0) -> TraceTimes:
+    """An ``--exportTimes`` file.  8.2 files include the warm-up queries: those whose compute started
+    before ``warmup_ms`` (trtexec's own rule) are dropped; 10.x files hold timed queries only."""
+    data = _load_json(text_or_path, "exportTimes")
+    if not isinstance(data, list) or not all(isinstance(q, dict) and "computeMs" in q for q in data):
+        raise UserError("trtexec exportTimes: expected a list of queries with computeMs, got {}".format(
+            type(data).__name__))
+    old_format = bool(data) and "endToEndMs" in data[0]
+    queries = [q for q in data if q.get("startComputeMs", 0.0) >= warmup_ms] if old_format else list(data)
+
+    def column(field: str) -> List[float]:
+        return [float(q[field]) for q in queries]
+
+    return TraceTimes(
+        latency_ms=column("latencyMs"),
+        compute_ms=column("computeMs"),
+        h2d_ms=column("h2dMs"),
+        d2h_ms=column("d2hMs"),
+        enqueue_ms=[float(q["endEnqMs"]) - float(q["startEnqMs"]) for q in queries],
+        end_to_end_ms=column("endToEndMs") if old_format else None,
+        warmup_queries=len(data) - len(queries),
+        format="8.2" if old_format else "10",
+    )
+
+
+def parse_profile(text_or_path: str) -> LayerProfile:
+    """An ``--exportProfile`` file: ``[{"count": N}, {"name": .., "timeMs": .., "averageMs": ..,
+    ["medianMs": ..,] "percentage": ..}, ...]``."""
+    data = _load_json(text_or_path, "exportProfile")
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict) or "count" not in data[0]:
+        raise UserError('trtexec exportProfile: expected [{"count": N}, {layer}, ...]')
+    layers = []
+    has_median = False
+    for entry in data[1:]:
+        median = entry.get("medianMs")
+        has_median = has_median or median is not None
+        layers.append(LayerTime(str(entry["name"]), float(entry["timeMs"]), float(entry["averageMs"]),
+                                float(median) if median is not None else None, float(entry.get("percentage", 0.0))))
+    return LayerProfile(int(data[0]["count"]), layers, "10" if has_median else "8.2")
+
+
+def parse_output(text_or_path: str) -> Dict[str, np.ndarray]:
+    """An ``--exportOutput`` file: ``[{"name": .., "dimensions": "1x19x64x64", "values": [...]}, ...]``."""
+    data = _load_json(text_or_path, "exportOutput")
+    outputs = {}
+    for entry in data:
+        shape = tuple(int(d) for d in str(entry["dimensions"]).split("x") if d)
+        outputs[str(entry["name"])] = np.asarray(entry["values"], dtype=np.float32).reshape(shape)
+    return outputs
+
+
+# ---------------------------------------------------------------------------------------- commands
+class TrtexecOptions(NamedTuple):
+    precision: str = "fp32"
+    workspace_mb: int = 1024
+    fp32_layers: Tuple[str, ...] = ()
+    calibration_cache: Optional[str] = None
+    timing_cache: Optional[str] = None
+
+
+def build_command(trtexec: str, onnx: str, save_engine: str, options: TrtexecOptions,
+                  version: Tuple[int, int] = (10, 0)) -> List[str]:
+    """argv that builds ``onnx`` into ``save_engine`` without running inference."""
+    argv = [trtexec, "--onnx={}".format(onnx), "--saveEngine={}".format(save_engine), "--skipInference",
+            "--profilingVerbosity=detailed"]
+    if version >= (8, 4):
+        argv.append("--memPoolSize=workspace:{}".format(int(options.workspace_mb)))
+    else:
+        argv.append("--workspace={}".format(int(options.workspace_mb)))
+    if options.precision == "fp16":
+        argv.append("--fp16")
+    elif options.precision == "int8":
+        if not options.calibration_cache:
+            raise UserError("int8 with trtexec needs a calibration cache (--calibration-cache FILE); make one with "
+                            "the tensorrt backend or choose fp16")
+        # --fp16 too: layers without INT8 kernels fall back to FP16 rather than FP32.
+        argv += ["--int8", "--fp16", "--calib={}".format(options.calibration_cache)]
+    elif options.precision != "fp32":
+        raise UserError("precision {!r}: choose fp32, fp16 or int8".format(options.precision))
+    if options.fp32_layers:
+        if version < (8, 4):
+            raise UserError("keeping layers in FP32 needs trtexec 8.4+ (--layerPrecisions); this is {}.{}: use "
+                            "the tensorrt backend".format(*version))
+        argv += ["--precisionConstraints=obey",
+                 "--layerPrecisions={}".format(",".join("{}:fp32".format(name) for name in options.fp32_layers))]
+    if options.timing_cache:
+        argv.append("--timingCacheFile={}".format(options.timing_cache))
+    return argv
+
+
+def time_command(trtexec: str, engine: str, warmup_ms: int, iterations: int, export_times: str,
+                 export_profile: Optional[str] = None) -> List[str]:
+    """argv that times ``engine``: a fixed number of queries after a time-based warm-up."""
+    argv = [trtexec, "--loadEngine={}".format(engine), "--warmUp={}".format(int(warmup_ms)),
+            "--iterations={}".format(int(iterations)), "--duration=0", "--useSpinWait",
+            "--exportTimes={}".format(export_times)]
+    if export_profile:
+        # A separate profiling pass: the per-layer profiler's synchronisation does not slow the timed run.
+        argv += ["--exportProfile={}".format(export_profile), "--separateProfileRun"]
+    return argv
+
+
+def infer_command(trtexec: str, engine: str, inputs: Dict[str, str], export_output: str) -> List[str]:
+    argv = [trtexec, "--loadEngine={}".format(engine), "--warmUp=0", "--iterations=1", "--duration=0",
+            "--exportOutput={}".format(export_output)]
+    if inputs:
+        argv.append("--loadInputs={}".format(",".join("{}:{}".format(n, p) for n, p in sorted(inputs.items()))))
+    return argv
+
+
+def run_trtexec(argv: Sequence[str], timeout_s: float = 1800.0) -> str:
+    """Run trtexec; its console output, or TrtexecError with the last lines when it fails."""
+    try:
+        done = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout_s,
+                              universal_newlines=True)  # noqa: UP021 -- text= needs Python 3.7
+    except subprocess.TimeoutExpired:
+        raise TrtexecError("trtexec did not finish within {:.0f} s: {}".format(timeout_s, " ".join(argv))) from None
+    except OSError as exc:
+        raise TrtexecError("cannot run {}: {}".format(argv[0], exc.strerror)) from None
+    if done.returncode != 0 or "&&&& FAILED" in done.stdout:
+        tail = "\n".join(done.stdout.strip().splitlines()[-15:])
+        raise TrtexecError("trtexec failed (exit {}): {}\n{}".format(done.returncode, " ".join(argv), tail))
+    return done.stdout
+
+
+def trtexec_version(trtexec: str) -> Tuple[int, int, str]:
+    """(major, minor, 'M.m.p') from the banner trtexec prints for any invocation (``--help``)."""
+    try:
+        done = subprocess.run([trtexec, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
+                              universal_newlines=True)  # noqa: UP021 -- text= needs Python 3.7
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TrtexecError("cannot run {} --help: {}".format(trtexec, exc)) from None
+    tag = re.search(r"\[TensorRT v(\d+)\]", done.stdout)
+    if not tag:
+        raise TrtexecError("{}: no '[TensorRT vNNNN]' banner in its --help output; is it trtexec?".format(trtexec))
+    full = version_from_tag(tag.group(1))
+    major, minor = full.split(".")[:2]
+    return int(major), int(minor), full
+
+
+# ---------------------------------------------------------------------------------------- runner
+class TrtexecRunner(BaseRunner):
+    """An ONNX model (built once into the engine cache) or a ready ``.engine``, run through trtexec.
+
+    ``infer`` writes the inputs as raw files and reads ``--exportOutput``; ``time_inference`` runs
+    trtexec's own timing loop and reads ``--exportTimes`` (end to end = H2D + compute + D2H, compute
+    = GPU compute time), so host-side Python overhead is not part of the numbers.
+    """
+
+    backend = "trtexec"
+
+    def __init__(self, model_path: str, precision: str = "fp32", trtexec: Optional[str] = None,
+                 cache_dir: str = "engines", workspace_mb: int = 1024, fp32_layers: Sequence[str] = (),
+                 calibration_cache: Optional[str] = None, device: Optional[str] = None,
+                 timeout_s: float = 1800.0, name: Optional[str] = None) -> None:
+        if not os.path.isfile(model_path):
+            raise UserError("{}: model file not found; export one with dfseg-export".format(model_path))
+        super().__init__(name or os.path.basename(model_path))
+        self.model_path = model_path
+        self.precision = precision
+        self.explicit_trtexec = trtexec
+        self.cache = EngineCache(cache_dir)
+        self.workspace_mb = workspace_mb
+        self.fp32_layers = tuple(fp32_layers)
+        self.calibration_cache = calibration_cache
+        self.device = device
+        self.timeout_s = timeout_s
+        self.trtexec = None  # type: Optional[str]
+        self.version = None  # type: Optional[str]
+        self.engine_path = None  # type: Optional[str]
+        self.cache_hit = None  # type: Optional[bool]
+        self.console = None  # type: Optional[ConsoleSummary]
+        self._inputs = {}  # type: Dict[str, TensorMeta]
+        self._outputs = {}  # type: Dict[str, TensorMeta]
+
+    def activate_impl(self) -> None:
+        self.trtexec = find_trtexec(self.explicit_trtexec)
+        major, minor, self.version = trtexec_version(self.trtexec)
+        if self.model_path.endswith((".engine", ".plan", ".trt")):
+            self.engine_path, self.cache_hit = self.model_path, True
+        else:
+            self.engine_path = self._build_cached((major, minor))
+        # One query to learn the I/O bindings (and check the engine loads on this GPU).
+        with tempfile.TemporaryDirectory(prefix="dfseg-trtexec-") as work:
+            out = os.path.join(work, "out.json")
+            self.console = parse_console(run_trtexec(infer_command(self.trtexec, self.engine_path, {}, out),
+                                                     self.timeout_s))
+        if not self.console.bindings:
+            raise TrtexecError("{}: trtexec reported no 'Created input binding' lines; cannot learn the engine's "
+                               "inputs".format(self.engine_path))
+        for name, (is_input, shape) in self.console.bindings.items():
+            (self._inputs if is_input else self._outputs)[name] = TensorMeta(shape, np.dtype(np.float32))
+
+    def _build_cached(self, version: Tuple[int, int]) -> str:
+        spec = EngineSpec.create(
+            self.model_path, {}, self.precision, self.version or "", self.device or _nvidia_device(),
+            builder_flags={"builder": "trtexec", "workspace_mb": self.workspace_mb,
+                           "fp32_layers": list(self.fp32_layers),
+                           "calibration_cache": _hash_or_none(self.calibration_cache)})
+        timing_cache = self.cache.timing_cache_path(spec.tensorrt_version, spec.device)
+        options = TrtexecOptions(self.precision, self.workspace_mb, self.fp32_layers, self.calibration_cache,
+                                 timing_cache)
+
+        def build() -> bytes:
+            os.makedirs(self.cache.root, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="dfseg-trtexec-") as work:
+                target = os.path.join(work, "model.engine")
+                run_trtexec(build_command(self.trtexec or "trtexec", self.model_path, target, options, version),
+                            self.timeout_s)
+                with open(target, "rb") as handle:
+                    return handle.read()
+
+        _, self.cache_hit = self.cache.get_or_build(spec, build, extra={"builder": "trtexec"})
+        return self.cache.engine_path(spec)
+
+    def deactivate_impl(self) -> None:
+        self.console = None
+
+    def input_metadata_impl(self) -> Dict[str, TensorMeta]:
+        return self._inputs
+
+    def output_metadata(self) -> Dict[str, TensorMeta]:
+        self._require_active()
+        return dict(self._outputs)
+
+    def infer_impl(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        with tempfile.TemporaryDirectory(prefix="dfseg-trtexec-") as work:
+            paths = {}
+            for name, array in feed.items():
+                paths[name] = os.path.join(work, "input-{}.bin".format(len(paths)))
+                np.ascontiguousarray(array, dtype=np.float32).tofile(paths[name])
+            out = os.path.join(work, "out.json")
+            text = run_trtexec(infer_command(self.trtexec or "trtexec", self.engine_path or "", paths, out),
+                               self.timeout_s)
+            outputs = parse_output(out)
+        summary = parse_console(text)
+        compute = summary.metrics.get("GPU Compute Time")
+        self.last_compute_ms = compute.median if compute else None
+        return outputs
+
+    def time_inference(self, feed: Dict[str, np.ndarray], warmup_s: float = 1.0, runs: int = 50,
+                       min_warmup_runs: int = 2, clock: Any = None) -> TimingResult:
+        """trtexec's timing loop on random inputs (trtexec's own; ``feed`` only fixes the shapes)."""
+        self._require_active()
+        if runs < 1:
+            raise UserError("runs: must be at least 1, got {}".format(runs))
+        self._check_feed(feed)
+        times, _ = self.measure(warmup_s, runs)
+        return TimingResult(times.latency_ms, times.compute_ms, times.warmup_queries, warmup_s)
+
+    def measure(self, warmup_s: float = 1.0, runs: int = 50,
+                profile: bool = False) -> Tuple[TraceTimes, Optional[LayerProfile]]:
+        """Trace of ``runs`` timed queries and, with ``profile``, a per-layer profile (separate pass)."""
+        self._require_active()
+        with tempfile.TemporaryDirectory(prefix="dfseg-trtexec-") as work:
+            times_path = os.path.join(work, "times.json")
+            profile_path = os.path.join(work, "profile.json") if profile else None
+            text = run_trtexec(time_command(self.trtexec or "trtexec", self.engine_path or "",
+                                            int(warmup_s * 1000), runs, times_path, profile_path), self.timeout_s)
+            times = parse_times(times_path, warmup_ms=warmup_s * 1000.0)
+            layers = parse_profile(profile_path) if profile_path else None
+        self.console = parse_console(text)
+        if self.console.warmup_queries is not None:
+            times = times._replace(warmup_queries=self.console.warmup_queries)
+        return times, layers
+
+
+def _hash_or_none(path: Optional[str]) -> Optional[str]:
+    if not path:
+        return None
+    from ..engines import sha256_file
+
+    return sha256_file(path)
+
+
+def _nvidia_device() -> str:
+    """GPU name and compute capability (nvidia-smi), else the Jetson board, else 'unknown-gpu'."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            done = subprocess.run([smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30,
+                                  universal_newlines=True)  # noqa: UP021 -- text= needs Python 3.7
+            first = done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else ""
+            if first:
+                name, _, capability = first.partition(",")
+                return "{} sm{}".format(name.strip(), capability.strip().replace(".", ""))
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    from ..jetson import board_model
+
+    return board_model() or "unknown-gpu"
+
+
+def make_runner(model_path: str, **options: Any) -> TrtexecRunner:
+    """Entry point used by ``dfseg.backends.get_runner('trtexec', ...)``."""
+    return TrtexecRunner(model_path, **options)

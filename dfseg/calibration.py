@@ -1,0 +1,169 @@
+"""INT8 calibration for TensorRT: real images in, an entropy calibrator and a calibration cache out.
+
+Sources: a folder of images (searched recursively), a video file (frames sampled evenly), or a
+Cityscapes-format root (``leftImg8bit/train/*/*_leftImg8bit.png``, else ``val``).  Every frame goes
+through ``dfseg.preprocess.preprocess`` at the network's input size, exactly as at inference.
+
+The calibration cache (TensorRT's text format) is written atomically and reused: with a cache
+present, TensorRT reads it and never asks for images, so INT8 engines can be rebuilt on a device
+that has no calibration data.
+
+Device side: Python 3.6, no torch; cv2 and tensorrt are imported lazily.
+"""
+
+import os
+from typing import Any, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from .errors import UserError
+from .fileio import write_atomic
+from .preprocess import preprocess
+from .sizes import Size
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+
+
+def _cv2() -> Any:
+    try:
+        import cv2  # type: ignore
+    except ImportError:
+        raise UserError("reading calibration images needs OpenCV: pip install 'opencv-python-headless<5' "
+                        "(JetPack: sudo apt install python3-opencv)") from None
+    return cv2
+
+
+def image_files(source: str) -> List[str]:
+    """Image paths of a folder or Cityscapes root, sorted (so calibration is reproducible)."""
+    for split in ("train", "val"):
+        city = os.path.join(source, "leftImg8bit", split)
+        if os.path.isdir(city):
+            found = _walk_images(city, suffix="_leftImg8bit.png")
+            if found:
+                return found
+    return _walk_images(source)
+
+
+def _walk_images(root: str, suffix: str = "") -> List[str]:
+    found = []
+    for directory, _, names in os.walk(root):
+        for name in names:
+            if name.lower().endswith(IMAGE_EXTENSIONS) and name.endswith(suffix):
+                found.append(os.path.join(directory, name))
+    return sorted(found)
+
+
+def evenly_spaced(count: int, limit: int) -> List[int]:
+    """``limit`` indices spread over ``range(count)`` (all of them when count <= limit)."""
+    if count <= limit:
+        return list(range(count))
+    step = count / float(limit)
+    return [int(i * step) for i in range(limit)]
+
+
+def calibration_frames(source: str, limit: int) -> Iterator[np.ndarray]:
+    """BGR uint8 frames from ``source`` (folder, Cityscapes root or video), at most ``limit``."""
+    if not source or not os.path.exists(source):
+        raise UserError("calibration source {!r}: not found; pass a folder of images, a video or a Cityscapes "
+                        "root".format(source))
+    cv2 = _cv2()
+    if os.path.isfile(source):
+        if not source.lower().endswith(VIDEO_EXTENSIONS):
+            raise UserError("calibration source {}: not a video ({}); pass a folder of images or a video".format(
+                source, ", ".join(VIDEO_EXTENSIONS)))
+        capture = cv2.VideoCapture(source)
+        try:
+            total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            if total <= 0:
+                raise UserError("calibration source {}: OpenCV cannot read frames from this video".format(source))
+            for index in evenly_spaced(total, limit):
+                capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+                ok, frame = capture.read()
+                if ok:
+                    yield frame
+        finally:
+            capture.release()
+        return
+    files = image_files(source)
+    if not files:
+        raise UserError("calibration source {}: no images ({}) found".format(source, ", ".join(IMAGE_EXTENSIONS)))
+    for index in evenly_spaced(len(files), limit):
+        frame = cv2.imread(files[index], cv2.IMREAD_COLOR)
+        if frame is None:
+            raise UserError("calibration image {}: OpenCV cannot decode it".format(files[index]))
+        yield frame
+
+
+class CalibrationFeeder:
+    """Preprocessed NCHW float32 batches for the calibrator, one ``next_batch()`` at a time."""
+
+    def __init__(self, source: str, shape: Tuple[int, ...], limit: int = 500) -> None:
+        if len(shape) != 4 or shape[1] != 3:
+            raise UserError("calibration needs a 1x3xHxW (or Nx3xHxW) input, the model's is {}".format(shape))
+        self.shape = tuple(int(d) for d in shape)
+        self.size = Size(self.shape[3], self.shape[2])
+        self._frames = calibration_frames(source, limit)
+        self.batches_served = 0
+
+    def next_batch(self) -> Optional[np.ndarray]:
+        """The next batch (``shape``), or None when the source is exhausted (a partial last batch is dropped)."""
+        frames = []
+        for frame in self._frames:
+            frames.append(preprocess(frame, self.size)[0])
+            if len(frames) == self.shape[0]:
+                self.batches_served += 1
+                return np.ascontiguousarray(np.stack(frames), dtype=np.float32)
+        return None
+
+
+def read_cache(path: Optional[str]) -> Optional[bytes]:
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return handle.read() or None
+    except OSError:
+        return None
+
+
+def write_cache(path: str, data: bytes) -> None:
+    write_atomic(path, bytes(data))
+
+
+def make_entropy_calibrator(trt: Any, memory: Any, input_name: str, shape: Tuple[int, ...], source: Optional[str],
+                            cache_path: str, limit: int = 500) -> Any:
+    """A ``trt.IInt8EntropyCalibrator2`` fed by ``CalibrationFeeder`` through one device buffer
+    (``memory``: a ``dfseg.backends.cuda_memory.CudaMemory``), reading/writing ``cache_path``."""
+    if read_cache(cache_path) is None and not source:
+        raise UserError("int8: no calibration cache at {} and no calibration images; pass calibration=FOLDER, "
+                        "VIDEO or CITYSCAPES_ROOT".format(cache_path))
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self.feeder = None  # type: Optional[CalibrationFeeder]
+            self.host = memory.host(tuple(shape), np.float32)
+            self.device = memory.device(self.host.nbytes)
+
+        def get_batch_size(self) -> int:
+            return int(shape[0])
+
+        def get_batch(self, names: List[str], *unused: Any) -> Optional[List[int]]:
+            if self.feeder is None:
+                self.feeder = CalibrationFeeder(source or "", shape, limit)
+            batch = self.feeder.next_batch()
+            if batch is None:
+                return None
+            np.copyto(self.host, batch)
+            memory.htod(self.device, self.host)
+            memory.synchronize()
+            return [int(self.device) for _ in names]
+
+        def read_calibration_cache(self) -> Optional[bytes]:
+            return read_cache(cache_path)
+
+        def write_calibration_cache(self, cache: Any) -> None:
+            write_cache(cache_path, bytes(cache))
+
+    return EntropyCalibrator()

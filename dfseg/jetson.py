@@ -1,0 +1,360 @@
+"""Jetson telemetry while benchmarking: board, L4T/JetPack, power mode, jetson_clocks, temperatures and
+power rails, sampled in a background thread (mean watts and energy per benchmark).
+
+Sources, best first:
+
+* jetson-stats' ``jtop`` when it is importable *and* its service answers;
+* otherwise sysfs/procfs, with a warning saying what is missing and how to get it:
+  ``/etc/nv_tegra_release`` (L4T), ``/proc/device-tree/model`` (board),
+  ``/sys/devices/virtual/thermal/thermal_zone*/{type,temp}`` (millidegrees),
+  INA3221 power monitors -- JetPack 4 ``ina3221x/*/iio:device*/{rail_name_N,in_power N_input}``
+  (mW) and JetPack 5/6 ``ina3221/*/hwmon/hwmon*/{inN_label,inN_input,currN_input}`` (mV, mA) --,
+  ``/var/lib/nvpmodel/status`` (power mode) and
+  ``/sys/devices/system/cpu/cpu*/cpufreq/scaling_{governor,min_freq,max_freq}``.
+
+Every sysfs reader takes ``root`` ("/" on the device) so tests lay out a fake tree in a temporary
+directory; a file that is missing or unreadable gives None / an empty dict, never an error.
+
+Device side: Python 3.6, no torch; jtop is imported lazily.
+"""
+
+import glob
+import logging
+import os
+import re
+import threading
+import time
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
+
+log = logging.getLogger("dfseg.jetson")
+
+# L4T release -> JetPack, for the releases dfseg targets.
+L4T_TO_JETPACK = {
+    "32.6.1": "4.6", "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3", "32.7.4": "4.6.4",
+    "32.7.5": "4.6.5", "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1", "35.4.1": "5.1.2",
+    "35.5.0": "5.1.3", "35.6.0": "5.1.4", "36.2.0": "6.0 DP", "36.3.0": "6.0", "36.4.0": "6.1", "36.4.3": "6.2",
+}
+# Rails that already measure the whole module's input; preferred over summing the others.
+INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
+
+
+def _read(root: str, path: str) -> Optional[str]:
+    try:
+        with open(os.path.join(root, path.lstrip("/"))) as handle:
+            return handle.read().strip().strip("\x00").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _read_file(path: str) -> Optional[str]:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _int(text: Optional[str]) -> Optional[int]:
+    try:
+        return int(text.split()[0]) if text else None
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------------------------ static facts
+def l4t_release(root: str = "/") -> Optional[str]:
+    """'32.7.1' from '# R32 (release), REVISION: 7.1, GCID: ...' in /etc/nv_tegra_release."""
+    text = _read(root, "etc/nv_tegra_release")
+    match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*(\d+)\.(\d+)", text or "")
+    return "{}.{}.{}".format(*match.groups()) if match else None
+
+
+def board_model(root: str = "/") -> Optional[str]:
+    return _read(root, "proc/device-tree/model")
+
+
+def is_jetson(root: str = "/") -> bool:
+    return os.path.exists(os.path.join(root, "etc/nv_tegra_release"))
+
+
+def power_mode(root: str = "/") -> Optional[str]:
+    """nvpmodel's active mode ('0' or '0 (MAXN)') from /var/lib/nvpmodel/status and /etc/nvpmodel.conf."""
+    status = _read(root, "var/lib/nvpmodel/status")
+    match = re.search(r"pmode:(\d+)", status or "")
+    if not match:
+        return None
+    number = str(int(match.group(1)))
+    conf = _read(root, "etc/nvpmodel.conf") or ""
+    named = re.search(r"<\s*POWER_MODEL\s+ID=0*{}\s+NAME=(\S+?)\s*>".format(number or "0"), conf)
+    return "{} ({})".format(number, named.group(1)) if named else number
+
+
+def cpu_governors(root: str = "/") -> Dict[str, str]:
+    found = {}
+    for path in glob.glob(os.path.join(root, "sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor")):
+        governor = _read_file(path)
+        if governor:
+            found[path.split(os.sep)[-3]] = governor
+    return dict(sorted(found.items(), key=lambda item: int(re.sub(r"\D", "", item[0]) or 0)))
+
+
+def clocks_pinned(root: str = "/") -> Optional[bool]:
+    """Whether jetson_clocks' effect is visible: every CPU's minimum frequency equals its maximum."""
+    pinned = []
+    for cpufreq in glob.glob(os.path.join(root, "sys/devices/system/cpu/cpu[0-9]*/cpufreq")):
+        low, high = _int(_read_file(os.path.join(cpufreq, "scaling_min_freq"))), \
+            _int(_read_file(os.path.join(cpufreq, "scaling_max_freq")))
+        if low is not None and high is not None:
+            pinned.append(low == high)
+    return all(pinned) if pinned else None
+
+
+# ------------------------------------------------------------------------------------ live readings
+def temperatures(root: str = "/") -> Dict[str, float]:
+    """{zone type: degrees C} from the thermal zones (values are millidegrees)."""
+    temps = {}
+    for zone in sorted(glob.glob(os.path.join(root, "sys/devices/virtual/thermal/thermal_zone*"))):
+        name = _read_file(os.path.join(zone, "type")) or os.path.basename(zone)
+        value = _int(_read_file(os.path.join(zone, "temp")))
+        if value is not None and value > -40000:  # Jetsons report -40 C / -256 C for disabled zones
+            temps[name] = value / 1000.0
+    return temps
+
+
+def power_rails(root: str = "/") -> Dict[str, float]:
+    """{rail: watts} from the INA3221 monitors (JetPack 4 iio layout and JetPack 5/6 hwmon layout)."""
+    rails = {}
+    # JetPack 4 (TX2, Nano, Xavier): rail_name_N + in_power N_input in mW.
+    for device in sorted(glob.glob(os.path.join(root, "sys/bus/i2c/drivers/ina3221x/*/iio:device*"))):
+        for label in sorted(glob.glob(os.path.join(device, "rail_name_*"))):
+            index = label.rsplit("_", 1)[-1]
+            name = _read_file(label)
+            milliwatts = _int(_read_file(os.path.join(device, "in_power{}_input".format(index))))
+            if name and milliwatts is not None:
+                rails[name] = milliwatts / 1000.0
+    # JetPack 5/6 (Orin, Xavier on 35.x): inN_label, inN_input (mV), currN_input (mA).
+    hwmons = glob.glob(os.path.join(root, "sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"))
+    for device in sorted(hwmons):
+        for label in sorted(glob.glob(os.path.join(device, "in*_label"))):
+            index = re.sub(r"\D", "", os.path.basename(label))
+            name = _read_file(label)
+            millivolts = _int(_read_file(os.path.join(device, "in{}_input".format(index))))
+            milliamps = _int(_read_file(os.path.join(device, "curr{}_input".format(index))))
+            if name and millivolts is not None and milliamps is not None and "sum" not in name.lower():
+                rails[name] = millivolts * milliamps / 1e6
+    return rails
+
+
+def total_power_w(rails: Dict[str, float]) -> Optional[float]:
+    """The module input rail where there is one, else the sum of the rails (None without rails)."""
+    if not rails:
+        return None
+    for name, watts in rails.items():
+        if name.upper() in INPUT_RAILS:
+            return watts
+    return sum(rails.values())
+
+
+# ------------------------------------------------------------------------------------ sources
+class Reading(NamedTuple):
+    time_s: float
+    rails_w: Dict[str, float]
+    temperatures_c: Dict[str, float]
+
+
+class SysfsSource:
+    """Telemetry read directly from sysfs/procfs under ``root``."""
+
+    name = "sysfs"
+
+    def __init__(self, root: str = "/") -> None:
+        self.root = root
+
+    def read(self) -> Reading:
+        return Reading(time.monotonic(), power_rails(self.root), temperatures(self.root))
+
+    def describe(self) -> Dict[str, Any]:
+        l4t = l4t_release(self.root)
+        return {
+            "source": self.name,
+            "board": board_model(self.root),
+            "l4t": l4t,
+            "jetpack": L4T_TO_JETPACK.get(l4t or ""),
+            "power_mode": power_mode(self.root),
+            "jetson_clocks": clocks_pinned(self.root),
+            "cpu_governors": cpu_governors(self.root) or None,
+        }
+
+    def close(self) -> None:
+        pass
+
+
+class JtopSource:
+    """Telemetry from jetson-stats' jtop service (started on open; raises when unreachable)."""
+
+    name = "jtop"
+
+    def __init__(self) -> None:
+        from jtop import jtop  # type: ignore  # jetson-stats, Jetson only
+
+        self._jetson = jtop()
+        self._jetson.start()
+        if not self._jetson.ok():
+            self._jetson.close()
+            raise RuntimeError("jtop service did not answer")
+
+    def read(self) -> Reading:
+        power = self._jetson.power or {}
+        rails = {}
+        for name, rail in (power.get("rail", {}) if isinstance(power, dict) else {}).items():
+            if isinstance(rail, dict) and "power" in rail:
+                rails[name] = float(rail["power"]) / 1000.0  # jtop reports mW
+        temps = {}
+        for name, value in (self._jetson.temperature or {}).items():
+            if isinstance(value, dict):  # jetson-stats 4.x: {"temp": C, "online": bool}
+                if value.get("online", True) and value.get("temp") is not None:
+                    temps[name] = float(value["temp"])
+            elif isinstance(value, (int, float)):  # 3.x: plain degrees
+                temps[name] = float(value)
+        return Reading(time.monotonic(), rails, temps)
+
+    def describe(self) -> Dict[str, Any]:
+        board = self._jetson.board or {}
+        hardware = board.get("hardware", {}) if isinstance(board, dict) else {}
+        clocks = getattr(self._jetson, "jetson_clocks", None)
+        return {
+            "source": self.name,
+            "board": hardware.get("Model") or hardware.get("Module"),
+            "l4t": hardware.get("L4T"),
+            "jetpack": hardware.get("Jetpack"),
+            "power_mode": str(self._jetson.nvpmodel) if self._jetson.nvpmodel is not None else None,
+            "jetson_clocks": bool(clocks.status == "running") if clocks is not None and hasattr(clocks, "status")
+            else (bool(clocks) if clocks is not None else None),
+            "cpu_governors": None,
+        }
+
+    def close(self) -> None:
+        self._jetson.close()
+
+
+def open_source(root: str = "/", use_jtop: bool = True) -> Any:
+    """jtop when possible, else sysfs with a warning that says why and how to get jtop."""
+    if use_jtop and root == "/":
+        try:
+            return JtopSource()
+        except ImportError:
+            reason = "jetson-stats is not installed (sudo pip3 install -U jetson-stats, then reboot)"
+        except Exception as exc:  # noqa: BLE001 -- jtop talks to a service: any failure means unavailable
+            reason = "the jtop service is not reachable ({}); start it with sudo systemctl restart jtop.service".format(
+                exc)
+        if is_jetson(root):
+            log.warning("Jetson telemetry from sysfs: %s; power rails and temperatures are read directly", reason)
+    return SysfsSource(root)
+
+
+# ------------------------------------------------------------------------------------ sampler
+class TelemetrySummary(NamedTuple):
+    source: str
+    samples: int
+    duration_s: float
+    mean_w: Optional[float]  # total module power, None where no rail is readable
+    energy_mj: Optional[float]  # integral of total power over the sampled window
+    rails_mean_w: Dict[str, float]
+    max_temperatures_c: Dict[str, float]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dict(self._asdict())
+
+
+class TelemetrySampler:
+    """Background sampling between ``start()`` and ``stop()`` (or as a context manager).
+
+    ``stop()`` returns a ``TelemetrySummary``: mean watts and energy in mJ (trapezoidal integral of
+    total power over the sample times), per-rail means and peak temperatures.
+    """
+
+    def __init__(self, source: Any = None, interval_s: float = 0.05,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.source = source if source is not None else open_source()
+        self.interval_s = interval_s
+        self.clock = clock
+        self.readings = []  # type: List[Reading]
+        self._stop = threading.Event()
+        self._thread = None  # type: Optional[threading.Thread]
+        self._started = None  # type: Optional[float]
+        self.summary = None  # type: Optional[TelemetrySummary]
+
+    def start(self) -> "TelemetrySampler":
+        if self._thread is not None:
+            raise RuntimeError("TelemetrySampler already started")
+        self.readings = []
+        self._stop.clear()
+        self._started = self.clock()
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, name="dfseg-telemetry", daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        try:
+            self.readings.append(self.source.read())
+        except Exception as exc:  # noqa: BLE001 -- a failed read must never stop the benchmark
+            log.debug("telemetry read failed: %s", exc)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def stop(self) -> TelemetrySummary:
+        if self._thread is None:
+            raise RuntimeError("TelemetrySampler.stop() before start()")
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self._sample()
+        self.summary = summarize(self.readings, getattr(self.source, "name", "unknown"),
+                                 self.clock() - (self._started or self.clock()))
+        return self.summary
+
+    def __enter__(self) -> "TelemetrySampler":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._thread is not None:
+            self.stop()
+
+
+def summarize(readings: List[Reading], source: str, duration_s: float) -> TelemetrySummary:
+    """Mean power, energy (trapezoid over the readings' times), per-rail means and peak temperatures."""
+    totals = [(r.time_s, total_power_w(r.rails_w)) for r in readings]
+    powered = [(t, w) for t, w in totals if w is not None]
+    mean_w = energy_mj = None
+    if powered:
+        mean_w = sum(w for _, w in powered) / len(powered)
+        if len(powered) >= 2:
+            joules = sum((t1 - t0) * (w0 + w1) / 2.0 for (t0, w0), (t1, w1) in zip(powered, powered[1:]))
+            energy_mj = joules * 1000.0
+        else:
+            energy_mj = mean_w * duration_s * 1000.0
+    rails = {}  # type: Dict[str, List[float]]
+    peaks = {}  # type: Dict[str, float]
+    for reading in readings:
+        for name, watts in reading.rails_w.items():
+            rails.setdefault(name, []).append(watts)
+        for name, celsius in reading.temperatures_c.items():
+            peaks[name] = max(celsius, peaks.get(name, celsius))
+    return TelemetrySummary(source, len(readings), duration_s, mean_w, energy_mj,
+                            {name: sum(values) / len(values) for name, values in rails.items()}, peaks)
+
+
+def describe(root: str = "/", use_jtop: bool = True) -> Dict[str, Any]:
+    """Static facts plus one reading, for a benchmark's metadata (works off-Jetson: fields are None)."""
+    source = open_source(root, use_jtop)
+    try:
+        facts = source.describe()
+        reading = source.read()
+    finally:
+        source.close()
+    facts["power_w"] = reading.rails_w or None
+    facts["temperatures_c"] = reading.temperatures_c or None
+    return facts
