@@ -3,10 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Modules that run on the Jetson under Python 3.6 (JetPack 4.6); vermin proves the floor.
-DEVICE_MODULES := dfseg/__init__.py dfseg/errors.py dfseg/arch.py dfseg/sizes.py dfseg/parts.py \
-	dfseg/cli/__init__.py dfseg/cli/common.py dfseg/backends dfseg/latency
+DEVICE_MODULES := dfseg/__init__.py dfseg/errors.py dfseg/fileio.py dfseg/arch.py dfseg/sizes.py dfseg/parts.py \
+	dfseg/space.py dfseg/preprocess.py dfseg/backends/__init__.py dfseg/backends/base.py dfseg/backends/onnxrt.py \
+	dfseg/backends/trt.py dfseg/backends/trt_compat.py dfseg/backends/trtexec.py dfseg/backends/cuda_memory.py \
+	dfseg/latency dfseg/bench dfseg/live dfseg/eval.py dfseg/engines.py dfseg/calibration.py dfseg/profiling.py \
+	dfseg/jetson.py dfseg/cli/__init__.py dfseg/cli/common.py dfseg/cli/bench.py dfseg/cli/run.py dfseg/cli/eval.py
 
-.PHONY: demo test lint vermin clean
+.PHONY: demo test test-browser lint vermin clean
 
 # The file target: rebuilt when the packaging changes.  CPU torch 2.13.0 comes first so that the
 # host extra's torch range is already satisfied and pip never pulls a CUDA build.
@@ -25,6 +28,11 @@ vermin: $(VENV)
 
 test: $(VENV) lint vermin
 	bash tools/run_pytest.sh $(BIN)/python
+
+# The live page in a real headless Chromium (Debian's package; needs root for apt-get).
+test-browser: $(VENV)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+	$(BIN)/python -m pytest tests/browser -q
 
 demo: $(VENV)
 	$(BIN)/python tools/demo.py

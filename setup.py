@@ -29,6 +29,8 @@ EXTRAS = {
     "onnxruntime": ["onnxruntime"],
     # TensorRT itself ships with JetPack; these are the Python pieces around it.
     "jetson": ["pycuda", "jetson-stats"],
+    # Desktop/server NVIDIA GPUs (on Jetson, TensorRT comes with JetPack: use "jetson").
+    "tensorrt": ["tensorrt", "cuda-python"],
     "video": ["opencv-python-headless<5"],
     "distributed": ["ray[default]>=2.9; python_version >= '3.8'"],
     "dev": [
@@ -56,6 +58,9 @@ setup(
             "dfseg-export=dfseg.cli.export:main",
             "dfseg-bench=dfseg.cli.bench:main",
             "dfseg-search=dfseg.cli.search:main",
+            "dfseg-run=dfseg.cli.run:main",
+            "dfseg-eval=dfseg.cli.eval:main",
+            "dfseg-convert=dfseg.cli.convert:main",
         ]
     },
     classifiers=[
