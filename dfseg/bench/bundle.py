@@ -1,0 +1,118 @@
+"""Device bundles: every ONNX file a device without torch needs to run ``dfseg-bench --bundle DIR``.
+
+``write_bundle`` (host side, called by ``dfseg-export --bundle DIR``) exports the benchmark models at
+each size, the validation networks, the table's block suite and the overhead probe, then writes
+``manifest.json`` (sha256 of every file) last and atomically: a bundle without a manifest is
+unfinished.  ``dfseg.bench.sources.BundleSource`` reads it on the device.
+
+Device side for reading (this module imports no torch itself; exporting imports it lazily).
+"""
+
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import dfseg
+
+from ..fileio import write_json_atomic
+from ..parts import Part
+from .sources import BUNDLE_SCHEMA, MANIFEST, HostSource, ModelSpec, safe_filename, sha256_file
+
+
+def write_bundle(
+    directory: str,
+    benchmark: Sequence[ModelSpec],
+    parts: Sequence[Part],
+    validation: Sequence[ModelSpec] = (),
+    show_progress: bool = True,
+    extra: Optional[Dict[str, Any]] = None,
+) -> str:
+    """Export everything into ``directory`` and write its manifest; returns the manifest path."""
+    source = HostSource(directory, cache=False)
+    roles: Dict[str, Dict[str, Any]] = {}
+    for role, specs in (("benchmark", benchmark), ("validate", validation)):
+        for spec in specs:
+            record = roles.setdefault(spec.label, {"spec": spec, "roles": []})
+            record["roles"].append(role)
+    total = len(roles) + len(parts) + 1
+    bar = None
+    if show_progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="bundle", unit="file")
+        except ImportError:
+            bar = None
+    models: List[Dict[str, Any]] = []
+    part_entries: List[Dict[str, Any]] = []
+    try:
+        for record in roles.values():
+            spec = record["spec"]
+            path = source.model_path(spec)
+            models.append(dict(spec.to_json(), roles=record["roles"], file=os.path.relpath(path, directory),
+                               sha256=sha256_file(path)))
+            _tick(bar)
+        for part in parts:
+            path = source.part_path(part)
+            part_entries.append({"key": part.key, "part": list(part), "file": os.path.relpath(path, directory),
+                                 "sha256": sha256_file(path)})
+            _tick(bar)
+        overhead = source.overhead_path()
+        _tick(bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    manifest = {
+        "schema": BUNDLE_SCHEMA,
+        "dfseg_version": dfseg.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "models": models,
+        "parts": part_entries,
+        "overhead": {"file": os.path.relpath(overhead, directory), "sha256": sha256_file(overhead)},
+    }
+    if extra:
+        manifest.update(extra)
+    path = os.path.join(directory, MANIFEST)
+    write_json_atomic(path, manifest)
+    return path
+
+
+def _tick(bar: Any) -> None:
+    if bar is not None:
+        bar.update(1)
+
+
+__all__ = ["write_bundle", "safe_filename"]
+
+
+def build_bundle(
+    directory: str,
+    models: Optional[Sequence[str]] = None,
+    sizes: Optional[Sequence[str]] = None,
+    table: bool = True,
+    validate_random: int = 20,
+    seed: int = 0,
+    space_widths: Optional[Sequence[int]] = None,
+    space_blocks: Optional[str] = None,
+    decoder_space: bool = False,
+    show_progress: bool = True,
+) -> str:
+    """``dfseg-export --bundle DIR``: the default benchmark models and sizes, the default table suite and
+    ``validate_random`` random networks of the table's space (the same choices dfseg-bench makes)."""
+    from . import suite
+
+    seg_sizes = suite.parse_sizes(",".join(sizes) if sizes else None, suite.DEFAULT_SEG_SIZES)
+    names = list(models) if models else suite.default_benchmark_models()
+    benchmark = suite.benchmark_specs(names, seg_sizes)
+    parts: List[Part] = []
+    validation: List[ModelSpec] = []
+    table_sizes = suite.parse_sizes(None, suite.DEFAULT_TABLE_SEG_SIZES)
+    if table:
+        space = suite.table_space(space_widths or suite.DEFAULT_TABLE_SPACE_WIDTHS, space_blocks)
+        table_models = [n for n in (models or suite.default_benchmark_models())
+                        if n not in suite.reference_model_names_safe()]
+        parts = suite.table_parts(table_models, table_sizes, space, decoder_space)
+        validation = suite.validation_specs(space, validate_random, seed, table_sizes)
+        parts = suite.dedupe_parts(list(parts) + suite.spec_parts(validation))
+    return write_bundle(directory, benchmark, parts, validation, show_progress,
+                        extra={"table_sizes": sorted({str(s) for s in table_sizes} | {"224x224"})})

@@ -1,0 +1,121 @@
+"""End-to-end model benchmarks: every (model, size) as one record, measured with the rotating protocol.
+
+Models of one input size are measured together (rotating in rounds), so their ratios come from the
+same conditions; sizes are measured one after another.  On a Jetson, rail power is sampled while each
+model runs (W and mJ per frame); elsewhere those fields are None.
+
+Device side: Python 3.6, no torch.
+"""
+
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from .machine import PowerSampler
+from .protocol import COMPUTE, E2E, Protocol, Subject, measure, noise_warnings
+from .sources import ModelSource, ModelSpec
+from .subjects import onnx_subject
+
+
+def _group_by_size(specs: Sequence[ModelSpec]) -> List[List[ModelSpec]]:
+    groups: Dict[str, List[ModelSpec]] = {}
+    for spec in specs:
+        groups.setdefault(str(spec.size), []).append(spec)
+    return list(groups.values())
+
+
+class _PowerTagger:
+    """Wraps subjects so the power sampler knows which model each sample belongs to."""
+
+    def __init__(self, sampler: PowerSampler) -> None:
+        self.sampler = sampler
+        self.current: Optional[str] = None
+        self.samples: Dict[str, List[float]] = {}
+
+    def wrap(self, subject: Subject) -> Subject:
+        def tagged(fn):
+            def run():
+                self.current = subject.name
+                return fn()
+            return run
+        return Subject(subject.name, {mode: tagged(fn) for mode, fn in subject.modes.items()}, close=subject.close)
+
+    def record(self, watts: float) -> None:
+        self.samples.setdefault(self.current or "", []).append(watts)
+
+    def watts(self, name: str) -> Optional[float]:
+        values = self.samples.get(name)
+        return sum(values) / len(values) if values else None
+
+
+def benchmark_models(
+    specs: Sequence[ModelSpec],
+    source: ModelSource,
+    protocol: Protocol,
+    backend: str,
+    precision: str,
+    threads: Optional[int] = None,
+    clock: Callable[[], float] = time.perf_counter,
+    show_progress: bool = True,
+) -> Dict[str, Any]:
+    """Measure every spec; returns {"records": [...], "warnings": [...]}."""
+    records: List[Dict[str, Any]] = []
+    warnings: List[str] = []
+    groups = _group_by_size(specs)
+    bar = None
+    if show_progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(specs), desc="benchmark", unit="model")
+        except ImportError:
+            bar = None
+    try:
+        for group in groups:
+            subjects: List[Subject] = []
+            sampler = PowerSampler()
+            tagger = _PowerTagger(sampler)
+            sampler.on_sample = tagger.record
+            try:
+                for spec in group:
+                    subjects.append(tagger.wrap(onnx_subject(spec.label, source.model_path(spec), backend, threads)))
+                with sampler:
+                    results = measure(subjects, protocol, clock=clock)
+            finally:
+                for subject in subjects:
+                    subject.close()
+            warnings.extend(noise_warnings(results, protocol))
+            for spec in group:
+                result = results[spec.label]
+                e2e = result.modes[E2E]
+                compute = result.modes.get(COMPUTE)
+                watts = tagger.watts(spec.label)
+                records.append({
+                    "model": spec.name,
+                    "size": str(spec.size),
+                    "arch": None if spec.arch is None else spec.arch.short(),
+                    "backend": backend,
+                    "precision": precision,
+                    "threads": threads,
+                    "median_ms": round(e2e.median_ms, 4),
+                    "p90_ms": round(e2e.p90_ms, 4),
+                    "p99_ms": round(e2e.p99_ms, 4),
+                    "mean_ms": round(e2e.mean_ms, 4),
+                    "std_ms": round(e2e.std_ms, 4),
+                    "cv": round(e2e.cv, 4),
+                    "fps": round(1000.0 / e2e.median_ms, 2) if e2e.median_ms > 0 else None,
+                    "compute_median_ms": None if compute is None else round(compute.median_ms, 4),
+                    "compute_p90_ms": None if compute is None else round(compute.p90_ms, 4),
+                    "runs": e2e.count,
+                    "rounds": e2e.rounds,
+                    "round_spread": round(e2e.round_spread, 4),
+                    "remeasured": result.remeasured,
+                    "noisy": result.noisy,
+                    "watts": None if watts is None else round(watts, 3),
+                    "mj_per_frame": None if watts is None else round(watts * e2e.median_ms, 3),
+                })
+            if bar is not None:
+                bar.update(len(group))
+    finally:
+        if bar is not None:
+            bar.close()
+    return {"records": records, "warnings": warnings}

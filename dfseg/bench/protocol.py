@@ -1,0 +1,265 @@
+"""The measurement protocol: how dfseg-bench turns noisy wall-clock runs into numbers worth comparing.
+
+Our machines are shared: another process holding a core can move one model's median several-fold
+between two consecutive rounds.  So things that are compared are measured in the same run, rotated in
+*rounds* of several runs each (never alternating single runs: an idle ONNX Runtime session's cold
+caches then dominate), the reported median is the median of the per-round medians (robust to a few
+disturbed rounds), the noise seen is reported (spread of the round medians), and subjects whose rounds
+disagree too much are re-measured with extra rounds.
+
+Everything here is pure Python with an injectable clock, so the protocol is tested with a fake clock.
+Device side: Python 3.6, no torch.
+"""
+
+import math
+import time
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
+
+from ..errors import UserError
+
+# A mode callable runs the subject once.  It may return a duration in ms measured by the backend
+# itself (e.g. CUDA events for compute only); when it returns None the protocol's clock is used.
+ModeFn = Callable[[], Optional[float]]
+E2E = "e2e"
+COMPUTE = "compute"
+
+
+def thread_cpu_clock() -> float:
+    """CPU time of the calling thread (seconds).
+
+    With one intra-op thread, ONNX Runtime on CPU computes in the calling thread, so this clock
+    counts the work of a run and not the time other processes held the core: on a shared machine
+    it is the latency the same run would have on a quiet one.  Wall time it is not, so results say
+    which clock they used.
+    """
+    return time.clock_gettime(time.CLOCK_THREAD_CPUTIME_ID)
+
+
+CLOCKS: Dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": thread_cpu_clock}
+
+
+class Protocol(NamedTuple):
+    """Warm-up, rounds and re-measurement settings (recorded in every result's metadata)."""
+
+    warmup_s: float = 1.0  # time-based warm-up of each subject before the first round
+    round_warmup_s: float = 0.05  # re-warms caches when a round switches to this subject
+    rounds: int = 5
+    runs_per_round: int = 8
+    max_round_spread: float = 0.05  # robust relative spread of round medians above which we re-measure
+    remeasure_rounds: int = 3
+    max_remeasures: int = 2
+    high_cv: float = 0.10  # warn when the pooled coefficient of variation exceeds this
+
+    @property
+    def runs(self) -> int:
+        return self.rounds * self.runs_per_round
+
+    def validate(self) -> "Protocol":
+        if self.rounds < 1 or self.runs_per_round < 1:
+            raise UserError("protocol: rounds and runs per round must be at least 1 (got {} and {})".format(
+                self.rounds, self.runs_per_round))
+        if self.warmup_s < 0 or self.round_warmup_s < 0:
+            raise UserError("protocol: warm-up times must not be negative")
+        return self
+
+    def to_json(self) -> Dict[str, Any]:
+        out = dict(self._asdict())
+        out["statistic"] = "median of per-round medians; p90/p99/mean/std/cv over all timed runs"
+        return out
+
+
+DEFAULT_PROTOCOL = Protocol()
+
+
+class Stats(NamedTuple):
+    """Summary of one subject in one mode, in milliseconds."""
+
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    cv: float
+    min_ms: float
+    count: int
+    rounds: int
+    round_spread: float  # robust relative spread of the per-round medians (the noise we saw)
+    round_medians_ms: List[float]
+
+    def to_json(self) -> Dict[str, Any]:
+        out = dict(self._asdict())
+        for key, value in out.items():
+            if isinstance(value, float):
+                out[key] = round(value, 5)
+        out["round_medians_ms"] = [round(v, 5) for v in self.round_medians_ms]
+        return out
+
+
+class Measurement(NamedTuple):
+    name: str
+    modes: Dict[str, Stats]
+    remeasured: int  # how many times extra rounds were added
+    noisy: bool  # still above the spread limit after re-measuring
+    warmup_runs: int
+
+
+class Subject:
+    """Something to time: a name and one callable per mode (``e2e`` always, ``compute`` where split)."""
+
+    def __init__(self, name: str, modes: Dict[str, ModeFn], close: Optional[Callable[[], None]] = None) -> None:
+        if E2E not in modes:
+            raise ValueError("a subject needs an 'e2e' mode")
+        self.name = name
+        self.modes = modes
+        self._close = close
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+
+# ---------------------------------------------------------------------- statistics
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default) of already sorted values."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    position = (len(sorted_values) - 1) * q / 100.0
+    low = int(math.floor(position))
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+def median(values: Sequence[float]) -> float:
+    return percentile(sorted(values), 50.0)
+
+
+def robust_spread(values: Sequence[float]) -> float:
+    """Relative spread: 1.4826 * MAD / median (a std estimate that ignores a minority of outliers).
+
+    With two values it is half their relative difference; with one it is 0.
+    """
+    if len(values) < 2:
+        return 0.0
+    center = median(values)
+    if center <= 0:
+        return 0.0
+    mad = median([abs(v - center) for v in values])
+    return 1.4826 * mad / center
+
+
+def summarize(round_samples: Sequence[Sequence[float]]) -> Stats:
+    """Stats from per-round samples (ms).  Empty rounds are ignored."""
+    rounds = [list(r) for r in round_samples if len(r)]
+    pooled = sorted(v for r in rounds for v in r)
+    if not pooled:
+        raise ValueError("no samples to summarize")
+    round_medians = [median(r) for r in rounds]
+    mean = sum(pooled) / len(pooled)
+    variance = sum((v - mean) ** 2 for v in pooled) / (len(pooled) - 1) if len(pooled) > 1 else 0.0
+    std = math.sqrt(variance)
+    return Stats(
+        median_ms=median(round_medians),
+        p90_ms=percentile(pooled, 90.0),
+        p99_ms=percentile(pooled, 99.0),
+        mean_ms=mean,
+        std_ms=std,
+        cv=std / mean if mean > 0 else 0.0,
+        min_ms=pooled[0],
+        count=len(pooled),
+        rounds=len(rounds),
+        round_spread=robust_spread(round_medians),
+        round_medians_ms=round_medians,
+    )
+
+
+# ---------------------------------------------------------------------- measuring
+class _Recorder:
+    def __init__(self, subject: Subject) -> None:
+        self.subject = subject
+        self.rounds: Dict[str, List[List[float]]] = {mode: [] for mode in subject.modes}
+        self.warmup_runs = 0
+        self.remeasured = 0
+
+
+def _timed(fn: ModeFn, clock: Callable[[], float]) -> float:
+    start = clock()
+    reported = fn()
+    elapsed_ms = (clock() - start) * 1000.0
+    return float(reported) if reported is not None else elapsed_ms
+
+
+def _warm(fn: ModeFn, seconds: float, min_runs: int, clock: Callable[[], float]) -> int:
+    runs = 0
+    start = clock()
+    while runs < min_runs or clock() - start < seconds:
+        fn()
+        runs += 1
+    return runs
+
+
+def _run_round(recorders: Sequence[_Recorder], protocol: Protocol, offset: int, clock: Callable[[], float],
+               on_round: Optional[Callable[[], None]]) -> None:
+    """One pass over all subjects, starting at ``offset`` so no subject always goes first."""
+    count = len(recorders)
+    for i in range(count):
+        recorder = recorders[(i + offset) % count]
+        subject = recorder.subject
+        recorder.warmup_runs += _warm(subject.modes[E2E], protocol.round_warmup_s, 1, clock)
+        for mode, fn in subject.modes.items():
+            recorder.rounds[mode].append([_timed(fn, clock) for _ in range(protocol.runs_per_round)])
+    if on_round is not None:
+        on_round()
+
+
+def measure(subjects: Sequence[Subject], protocol: Protocol = DEFAULT_PROTOCOL,
+            clock: Callable[[], float] = time.perf_counter,
+            on_round: Optional[Callable[[], None]] = None) -> Dict[str, Measurement]:
+    """Measure ``subjects`` together in rotating rounds; re-measure the ones whose rounds disagree."""
+    protocol.validate()
+    names = [s.name for s in subjects]
+    if len(set(names)) != len(names):
+        raise ValueError("subject names must be unique: {}".format(names))
+    recorders = [_Recorder(s) for s in subjects]
+    for recorder in recorders:
+        recorder.warmup_runs += _warm(recorder.subject.modes[E2E], protocol.warmup_s, 2, clock)
+    for r in range(protocol.rounds):
+        _run_round(recorders, protocol, r, clock, on_round)
+    for attempt in range(protocol.max_remeasures):
+        noisy = [rec for rec in recorders if _spread(rec) > protocol.max_round_spread]
+        if not noisy:
+            break
+        for rec in noisy:
+            rec.remeasured += 1
+        for r in range(protocol.remeasure_rounds):
+            _run_round(noisy, protocol, r + attempt, clock, on_round)
+    result = {}
+    for rec in recorders:
+        modes = {mode: summarize(rounds) for mode, rounds in rec.rounds.items()}
+        result[rec.subject.name] = Measurement(
+            rec.subject.name, modes, rec.remeasured, _spread(rec) > protocol.max_round_spread, rec.warmup_runs)
+    return result
+
+
+def _spread(recorder: _Recorder) -> float:
+    return robust_spread([median(r) for r in recorder.rounds[E2E] if r])
+
+
+def expected_rounds(subject_count: int, protocol: Protocol) -> int:
+    """Rounds of a measurement without re-measurement (for progress bars)."""
+    return protocol.rounds if subject_count else 0
+
+
+def noise_warnings(results: Dict[str, Measurement], protocol: Protocol, mode: str = E2E) -> List[str]:
+    """Human-readable warnings for high CV and for subjects whose rounds still disagree."""
+    warnings = []
+    for name, measurement in results.items():
+        stats = measurement.modes.get(mode)
+        if stats is None:
+            continue
+        if measurement.noisy:
+            warnings.append("{}: round medians still spread {:.1%} after {} re-measurement(s); the machine is busy, "
+                            "numbers are less trustworthy".format(name, stats.round_spread, measurement.remeasured))
+        elif stats.cv > protocol.high_cv:
+            warnings.append("{}: coefficient of variation {:.1%} is high (limit {:.0%})".format(
+                name, stats.cv, protocol.high_cv))
+    return warnings

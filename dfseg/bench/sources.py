@@ -1,0 +1,246 @@
+"""Where benchmarked ONNX files come from: exported here on the host (needs torch, imported lazily), or
+read from a device bundle written by ``dfseg-export --bundle`` (no torch; hashes checked).
+
+A ``ModelSpec`` names one network at one input size: a DF architecture (preset, short string or a
+random member of a search space) or a reference model (``arch`` None, e.g. resnet18).
+
+Device side: Python 3.6, no torch (``HostSource`` imports torch only when it exports).
+"""
+
+import hashlib
+import json
+import os
+import re
+from typing import Any, Dict, List, NamedTuple, Optional
+
+from ..arch import PRESETS, Arch
+from ..errors import UserError
+from ..parts import Part
+from ..sizes import Size, parse_size
+
+BUNDLE_SCHEMA = "dfseg.bundle/1"
+MANIFEST = "manifest.json"
+CLASSIFIER_SIZE = Size(224, 224)
+
+
+class ModelSpec(NamedTuple):
+    name: str  # what the user typed / the preset or reference name / the arch's short form
+    arch: Optional[Arch]  # None for reference models
+    size: Size
+
+    @property
+    def label(self) -> str:
+        return "{}@{}".format(self.name, self.size)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"name": self.name, "arch": None if self.arch is None else self.arch.to_json(),
+                "size": str(self.size)}
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "ModelSpec":
+        arch = None if data.get("arch") is None else Arch.from_json(data["arch"])
+        return cls(str(data["name"]), arch, parse_size(data["size"]))
+
+
+def safe_filename(text: str) -> str:
+    """A file name for a model or part key (keys hold ':', '>' and '/'); a short hash keeps it unique."""
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+    return "{}-{}".format(re.sub(r"[^A-Za-z0-9.+=-]+", "_", text).strip("_")[:80], digest)
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ModelSource:
+    """Gives ONNX file paths for models, parts and the per-call overhead probe."""
+
+    kind = "base"
+
+    def model_path(self, spec: ModelSpec) -> str:
+        raise NotImplementedError
+
+    def part_path(self, part: Part) -> str:
+        raise NotImplementedError
+
+    def overhead_path(self) -> str:
+        raise NotImplementedError
+
+
+class HostSource(ModelSource):
+    """Exports with ``dfseg.export`` into ``work_dir`` (cached by file name; torch needed)."""
+
+    kind = "host"
+
+    def __init__(self, work_dir: str, opset: int = 13, cache: bool = True) -> None:
+        # A cache lives under a fingerprint of the code that builds the graphs, so a changed model
+        # definition never reuses a stale export.  A bundle (cache=False) holds exactly one export.
+        self.work_dir = os.path.join(work_dir, model_code_fingerprint()) if cache else work_dir
+        self.opset = opset
+        os.makedirs(os.path.join(self.work_dir, "models"), exist_ok=True)
+        os.makedirs(os.path.join(self.work_dir, "parts"), exist_ok=True)
+
+    def model_path(self, spec: ModelSpec) -> str:
+        path = os.path.join(self.work_dir, "models", safe_filename(spec.label) + ".onnx")
+        if not os.path.exists(path):
+            export_model(spec, path, self.opset)
+        return path
+
+    def part_path(self, part: Part) -> str:
+        path = os.path.join(self.work_dir, "parts", safe_filename(part.key) + ".onnx")
+        if not os.path.exists(path):
+            from ..export import export_part_onnx
+
+            export_part_onnx(part, path)
+        return path
+
+    def overhead_path(self) -> str:
+        path = os.path.join(self.work_dir, "overhead.onnx")
+        if not os.path.exists(path):
+            write_overhead_model(path)
+        return path
+
+
+def model_code_fingerprint() -> str:
+    """A short hash of the sources that define exported graphs (arch, parts, models, export)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    files = [os.path.join(root, name) for name in ("arch.py", "parts.py", "export.py")]
+    models = os.path.join(root, "models")
+    if os.path.isdir(models):
+        files += [os.path.join(models, name) for name in sorted(os.listdir(models)) if name.endswith(".py")]
+    digest = hashlib.sha1()
+    for path in files:
+        if os.path.isfile(path):
+            digest.update(sha256_file(path).encode("ascii"))
+    return "code-" + digest.hexdigest()[:12]
+
+
+def export_model(spec: ModelSpec, path: str, opset: int = 13) -> None:
+    """Export one network (host side: imports torch through dfseg.export)."""
+    from ..export import export_onnx
+
+    export_onnx(spec.arch if spec.arch is not None else spec.name, spec.size, path, opset=opset)
+
+
+def write_overhead_model(path: str) -> None:
+    """The per-call overhead probe: one ReLU on a single number (host side: needs the onnx package).
+
+    Its run time is what every session call costs regardless of the graph; a latency table counts it
+    once per network (``meta.overhead_ms``) instead of once per part.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ..fileio import write_atomic
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "overhead",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 1, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7  # readable by the ONNX Runtime builds of JetPack 4.6
+    write_atomic(path, model.SerializeToString())
+    del onnx
+
+
+class BundleSource(ModelSource):
+    """Reads a bundle directory; every file is checked against the manifest's sha256 when first used."""
+
+    kind = "bundle"
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        manifest_path = os.path.join(directory, MANIFEST)
+        try:
+            with open(manifest_path) as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise UserError("{}: cannot read the bundle manifest ({}); create the bundle on a host with "
+                            "dfseg-export --bundle {}".format(manifest_path, exc.strerror, directory)) from None
+        try:
+            manifest = json.loads(text)
+        except ValueError as exc:
+            raise UserError("{}: malformed JSON at line {} column {}: {}".format(
+                manifest_path, getattr(exc, "lineno", "?"), getattr(exc, "colno", "?"),
+                getattr(exc, "msg", exc))) from None
+        if not isinstance(manifest, dict) or manifest.get("schema") != BUNDLE_SCHEMA:
+            raise UserError("{}: unknown bundle schema {!r} (this dfseg reads {!r}); re-create the bundle with "
+                            "this version's dfseg-export --bundle".format(
+                                manifest_path, manifest.get("schema") if isinstance(manifest, dict) else None,
+                                BUNDLE_SCHEMA))
+        self.manifest = manifest
+        self._models = {(m["name"], m["size"]): m for m in manifest.get("models", [])}
+        self._parts = {p["key"]: p for p in manifest.get("parts", [])}
+        self._checked: set = set()
+
+    # -------------------------------------------------------------- contents
+    def model_specs(self, role: Optional[str] = None) -> List[ModelSpec]:
+        """The bundle's models, optionally only those with ``role`` (benchmark or validate)."""
+        return [ModelSpec.from_json(m) for m in self.manifest.get("models", [])
+                if role is None or role in m.get("roles", [])]
+
+    def parts(self) -> List[Part]:
+        return [Part(*entry["part"]) for entry in self.manifest.get("parts", [])]
+
+    # -------------------------------------------------------------- paths
+    def _verified(self, entry: Dict[str, Any], what: str) -> str:
+        path = os.path.join(self.directory, entry["file"])
+        if path not in self._checked:
+            if not os.path.isfile(path):
+                raise UserError("{}: bundle file for {} is missing; copy the whole bundle directory".format(
+                    path, what))
+            if sha256_file(path) != entry["sha256"]:
+                raise UserError("{}: sha256 does not match the manifest (corrupted or partial copy of {}); "
+                                "copy the bundle again".format(path, what))
+            self._checked.add(path)
+        return path
+
+    def model_path(self, spec: ModelSpec) -> str:
+        entry = self._models.get((spec.name, str(spec.size)))
+        if entry is None:
+            have = sorted("{}@{}".format(*k) for k in self._models)
+            raise UserError("bundle {} has no model {} at {} (it has: {}); add it with dfseg-export --bundle {} "
+                            "--models {} --sizes {}".format(self.directory, spec.name, spec.size, ", ".join(have),
+                                                             self.directory, spec.name, spec.size))
+        return self._verified(entry, spec.label)
+
+    def part_path(self, part: Part) -> str:
+        entry = self._parts.get(part.key)
+        if entry is None:
+            raise UserError("bundle {} has no ONNX file for part {}; re-create it with dfseg-export --bundle "
+                            "including the models or space that contain it".format(self.directory, part.key))
+        return self._verified(entry, part.key)
+
+    def overhead_path(self) -> str:
+        entry = self.manifest.get("overhead")
+        if not entry:
+            raise UserError("bundle {} has no overhead probe; re-create it with dfseg-export --bundle".format(
+                self.directory))
+        return self._verified(entry, "the overhead probe")
+
+
+def resolve_model(name: str, size: Optional[Size] = None) -> ModelSpec:
+    """A ModelSpec from what the user typed: preset, reference model, short form or JSON file.
+
+    Classification networks run at 224x224 whatever ``size`` is (their classifier pools a 7x7 map).
+    """
+    name = name.strip()
+    arch: Optional[Arch] = None
+    if name in PRESETS or not _is_reference(name):
+        arch = Arch.parse(name)
+    if arch is None or not arch.is_segmentation:
+        return ModelSpec(name, arch, CLASSIFIER_SIZE)
+    if size is None:
+        raise UserError("model {}: a segmentation model needs a size".format(name))
+    return ModelSpec(name, arch, size)
+
+
+def _is_reference(name: str) -> bool:
+    from .suite import reference_model_names
+
+    return name in reference_model_names()

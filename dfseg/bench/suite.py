@@ -1,0 +1,140 @@
+"""What dfseg-bench measures by default: the models of the end-to-end benchmark, the block suite of a
+latency table, and the random architectures that validate a table.
+
+The block suite is the union of (a) every part of the chosen models at their sizes and (b) every
+part a search space can produce (``dfseg.space.SearchSpace.all_parts``, the one definition of the
+space), deduplicated by ``Part.key``.  The default is small enough to measure on a 2-core CPU in a
+few minutes: the presets' parts (backbones at 224x224, DF-Seg at 360p) plus the default table space
+(widths up to 512) at 224x224.  ``--space-widths``/``--space-blocks`` and ``--decoder-space`` select more.
+
+Device side: Python 3.6, no torch (``reference_model_names`` asks the torch registry, host only).
+"""
+
+import random
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from ..arch import PRESETS, SEGMENTATION_PRESETS, Arch
+from ..parts import Part, network_parts
+from ..sizes import Size, parse_size
+from .sources import CLASSIFIER_SIZE, ModelSpec, resolve_model
+
+DEFAULT_SEG_SIZES = ("360p", "720p", "1080p")
+DEFAULT_TABLE_SEG_SIZES = ("360p",)
+# The table's default space: the presets' widths, so it measures in minutes on a CPU.
+DEFAULT_TABLE_SPACE_WIDTHS = (64, 128, 256, 512)
+# Names of the reference backbones (Table 1) for when the torch registry cannot be asked.
+REFERENCE_MODELS = ("resnet18", "resnet50", "mobilenet_v2", "shufflenet_v2", "googlenet")
+
+
+def reference_model_names() -> List[str]:
+    try:
+        from ..models.registry import list_reference_models
+    except ImportError:
+        return list(REFERENCE_MODELS)
+    return list_reference_models() or list(REFERENCE_MODELS)
+
+
+def default_benchmark_models() -> List[str]:
+    """All DF-Seg presets, the DF backbones and the reference backbones."""
+    backbones = [name for name, arch in PRESETS.items() if not arch.is_segmentation]
+    return list(SEGMENTATION_PRESETS) + backbones + reference_model_names()
+
+
+def benchmark_specs(models: Sequence[str], sizes: Sequence[Size]) -> List[ModelSpec]:
+    """One spec per (model, size); classification models once, at 224x224."""
+    specs: List[ModelSpec] = []
+    seen = set()
+    for name in models:
+        for size in sizes:
+            spec = resolve_model(name, size)
+            if spec.label not in seen:
+                seen.add(spec.label)
+                specs.append(spec)
+    return specs
+
+
+def parse_sizes(text: Optional[str], default: Sequence[str]) -> List[Size]:
+    values = [v for v in (text.split(",") if text else default) if v.strip()]
+    return [parse_size(v) for v in values]
+
+
+def dedupe_parts(parts: Iterable[Part]) -> List[Part]:
+    found: Dict[str, Part] = {}
+    for part in parts:
+        found.setdefault(part.key, part)
+    return [found[key] for key in sorted(found)]
+
+
+def spec_parts(specs: Iterable[ModelSpec]) -> List[Part]:
+    """Parts of DF networks (reference models have no parts and are skipped)."""
+    parts: List[Part] = []
+    for spec in specs:
+        if spec.arch is not None:
+            parts.extend(network_parts(spec.arch, spec.size.height, spec.size.width))
+    return parts
+
+
+def table_space(widths: Sequence[int] = DEFAULT_TABLE_SPACE_WIDTHS, blocks: Optional[str] = None,
+                size: Size = CLASSIFIER_SIZE):
+    """The backbone search space whose parts the table covers."""
+    from ..space import DEFAULT_BLOCKS, SearchSpace, parse_block_ranges
+
+    ranges = parse_block_ranges(blocks) if blocks else DEFAULT_BLOCKS
+    return SearchSpace(widths=widths, blocks_per_stage=ranges, input_size=size)
+
+
+def decoder_space_parts(backbones: Sequence[Arch], sizes: Sequence[Size]) -> List[Part]:
+    """Every decoder setting's parts for the given backbones at the segmentation sizes."""
+    from ..space import DecoderSpace
+
+    parts: List[Part] = []
+    for arch in backbones:
+        for size in sizes:
+            parts.extend(DecoderSpace(arch, input_size=size).all_parts())
+    return parts
+
+
+def table_parts(models: Sequence[str], seg_sizes: Sequence[Size], space=None,
+                decoder_space: bool = False) -> List[Part]:
+    """The block suite: the models' parts at their sizes plus the space's parts (and decoder space)."""
+    specs = benchmark_specs([m for m in models if m not in reference_model_names_safe()], seg_sizes)
+    parts = spec_parts(specs)
+    if space is not None:
+        parts.extend(space.all_parts())
+    if decoder_space:
+        backbones = [s.arch.backbone() for s in specs if s.arch is not None and s.arch.is_segmentation]
+        parts.extend(decoder_space_parts(backbones, seg_sizes))
+    return dedupe_parts(parts)
+
+
+def reference_model_names_safe() -> List[str]:
+    # The table never holds reference models; knowing their names must not need torch.
+    return list(REFERENCE_MODELS)
+
+
+def random_architectures(space, count: int, seed: int = 0) -> List[Arch]:
+    """``count`` distinct random members of ``space`` (uniform block counts, sorted random widths)."""
+    rng = random.Random(seed)
+    found: Dict[str, Arch] = {}
+    attempts = 0
+    while len(found) < count and attempts < count * 100:
+        attempts += 1
+        stages = []
+        entry = space.stem[1]
+        for low, high in space.blocks_per_stage:
+            choices = [w for w in space.widths if w >= entry]
+            widths = sorted(rng.choice(choices) for _ in range(rng.randint(low, high)))
+            stages.append(widths)
+            entry = widths[-1]
+        arch = space.make(stages)
+        found.setdefault(arch.short(), arch)
+    return list(found.values())
+
+
+def validation_specs(space, count: int, seed: int, seg_sizes: Sequence[Size],
+                     presets: Optional[Sequence[str]] = None) -> List[ModelSpec]:
+    """The presets (backbones at 224, DF-Seg at ``seg_sizes``) plus ``count`` random members of ``space``."""
+    names = list(presets) if presets is not None else list(PRESETS)
+    specs = benchmark_specs(names, seg_sizes)
+    specs += [ModelSpec(arch.short(), arch, space.input_size) for arch in random_architectures(space, count, seed)]
+    return specs

@@ -1,0 +1,197 @@
+"""Measuring a latency table: resumable, atomic, never half-written as complete.
+
+Parts are measured in chunks; each chunk's sessions rotate in rounds (``protocol.measure``) together
+with the per-call overhead probe, so every entry is ``part - overhead`` measured side by side, and
+the table counts the overhead once per network (``meta.overhead_ms``).  Each finished chunk is appended
+to a journal (``OUT.journal.jsonl``, fsync'd) and the table is rewritten atomically with
+``"complete": false``; an interrupted run started again with the same options skips what the journal
+holds.  Only when every part is measured is the table written with ``"complete": true`` and the
+journal removed.
+
+Device side: Python 3.6, no torch.
+"""
+
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..errors import UserError
+from ..latency.table import SCHEMA, LatencyTable
+from ..parts import Part
+from .protocol import CLOCKS, COMPUTE, Measurement, Protocol, measure, median
+from .sources import ModelSource
+from .subjects import onnx_subject
+
+OVERHEAD = "overhead"
+
+
+def journal_path(table_path: str) -> str:
+    return table_path + ".journal.jsonl"
+
+
+class Journal:
+    """Append-only JSON lines; a torn last line (power cut mid-write) is ignored on reading."""
+
+    def __init__(self, path: str, header: Dict[str, Any]) -> None:
+        self.path = path
+        self.header = header
+        self.entries: Dict[str, Dict[str, Any]] = {}
+        self.overheads: List[float] = []
+        if os.path.exists(path):
+            self._read()
+        else:
+            self._append([dict(header, type="header")])
+
+    def _read(self) -> None:
+        with open(self.path) as handle:
+            lines = handle.read().splitlines()
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # torn write
+        if not records or records[0].get("type") != "header":
+            raise UserError("{}: not a dfseg table journal; delete it to start the table over".format(self.path))
+        old = {k: v for k, v in records[0].items() if k != "type"}
+        differing = sorted(k for k in self.header if old.get(k) != self.header[k])
+        if differing:
+            raise UserError("{}: an unfinished table was started with different settings ({}: {} then, {} now); "
+                            "use the same options to resume, or delete the journal to start over".format(
+                                self.path, ", ".join(differing), [old.get(k) for k in differing],
+                                [self.header[k] for k in differing]))
+        for record in records[1:]:
+            if record.get("type") == "entry":
+                self.entries[record["key"]] = record["entry"]
+            elif record.get("type") == OVERHEAD:
+                self.overheads.append(float(record["median_ms"]))
+
+    def _append(self, records: Sequence[Dict[str, Any]]) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        with open(self.path, "a") as handle:
+            for record in records:
+                handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def add_chunk(self, overhead_ms: float, entries: Dict[str, Dict[str, Any]]) -> None:
+        records = [{"type": OVERHEAD, "median_ms": overhead_ms}]
+        records += [{"type": "entry", "key": key, "entry": entry} for key, entry in sorted(entries.items())]
+        self._append(records)
+        self.overheads.append(overhead_ms)
+        self.entries.update(entries)
+
+    def remove(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+def entry_from(measurement: Measurement, overhead_ms: float, mode: str = COMPUTE) -> Dict[str, Any]:
+    stats = measurement.modes.get(mode) or measurement.modes["e2e"]
+    return {
+        "median_ms": round(max(stats.median_ms - overhead_ms, 0.0), 5),
+        "p90_ms": round(max(stats.p90_ms - overhead_ms, 0.0), 5),
+        "std_ms": round(stats.std_ms, 5),
+        "count": stats.count,
+        "raw_median_ms": round(stats.median_ms, 5),
+        "round_spread": round(stats.round_spread, 5),
+        "remeasured": measurement.remeasured,
+    }
+
+
+def _progress(total: int, enabled: bool, description: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is None or not enabled:
+        return None
+    return tqdm(total=total, desc=description, unit="part")
+
+
+def measure_table(
+    parts: Sequence[Part],
+    source: ModelSource,
+    out_path: str,
+    meta: Dict[str, Any],
+    protocol: Protocol,
+    backend: str = "onnxruntime",
+    threads: Optional[int] = 1,
+    chunk_size: int = 8,
+    show_progress: bool = True,
+    clock: str = "wall",
+) -> LatencyTable:
+    """Measure every part not yet in ``out_path`` (or its journal) and write the complete table."""
+    existing: Dict[str, Dict[str, Any]] = {}
+    existing_meta: Dict[str, Any] = {}
+    if os.path.exists(out_path):
+        old = LatencyTable.load(out_path, allow_incomplete=True)
+        for field in ("backend", "precision", "device"):
+            if old.meta.get(field) not in (None, meta.get(field)):
+                raise UserError("{}: the existing table was measured with {} {!r}, not {!r}; write to another "
+                                "file".format(out_path, field, old.meta.get(field), meta.get(field)))
+        existing, existing_meta = old.entries, old.meta
+    header = {"schema": SCHEMA, "backend": backend, "precision": meta.get("precision"), "threads": threads,
+              "device": meta.get("device"), "clock": clock}
+    journal = Journal(journal_path(out_path), header)
+    done = set(existing) | set(journal.entries)
+    todo = [part for part in parts if part.key not in done]
+    bar = _progress(len(todo), show_progress, "latency table")
+    noise: List[float] = []
+    try:
+        chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
+        if not chunks and not journal.overheads and "overhead_ms" not in existing_meta:
+            chunks = [[]]  # nothing left to measure, but the overhead is: measure it alone
+        for chunk in chunks:
+            entries, overhead_ms = _measure_chunk(chunk, source, protocol, backend, threads, CLOCKS[clock])
+            journal.add_chunk(overhead_ms, entries)
+            noise.extend(e["round_spread"] for e in entries.values())
+            _write(out_path, existing, journal, existing_meta, meta, protocol, noise, complete=False)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    table = _write(out_path, existing, journal, existing_meta, meta, protocol, noise, complete=True)
+    journal.remove()
+    return table
+
+
+def _measure_chunk(chunk: Sequence[Part], source: ModelSource, protocol: Protocol, backend: str,
+                   threads: Optional[int], clock):
+    subjects = []
+    try:
+        subjects.append(onnx_subject(OVERHEAD, source.overhead_path(), backend, threads))
+        for part in chunk:
+            subjects.append(onnx_subject(part.key, source.part_path(part), backend, threads))
+        results = measure(subjects, protocol, clock=clock)
+    finally:
+        for subject in subjects:
+            subject.close()
+    overhead = results[OVERHEAD]
+    overhead_ms = (overhead.modes.get(COMPUTE) or overhead.modes["e2e"]).median_ms
+    entries = {part.key: entry_from(results[part.key], overhead_ms) for part in chunk}
+    return entries, overhead_ms
+
+
+def _write(out_path: str, existing: Dict[str, Dict[str, Any]], journal: Journal, existing_meta: Dict[str, Any],
+           meta: Dict[str, Any], protocol: Protocol, noise: List[float], complete: bool) -> LatencyTable:
+    entries = dict(existing)
+    entries.update(journal.entries)
+    merged = dict(existing_meta)
+    merged.update(meta)
+    overheads = list(journal.overheads)
+    if overheads:
+        merged["overhead_ms"] = round(median(overheads), 5)
+    merged["protocol"] = dict(protocol.to_json(), threads=journal.header.get("threads"), mode=COMPUTE,
+                              clock=journal.header.get("clock"),
+                              overhead="per-call overhead probe measured with every chunk; entries are net of it "
+                                       "and meta.overhead_ms is counted once per network")
+    if noise:
+        ordered = sorted(noise)
+        merged["noise"] = {"median_round_spread": round(median(ordered), 5), "max_round_spread": round(ordered[-1], 5),
+                           "entries_measured": len(ordered)}
+    table = LatencyTable(entries, merged, path=out_path)
+    table.save(out_path, complete=complete)
+    return table

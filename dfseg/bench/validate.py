@@ -1,0 +1,145 @@
+"""The proof that a latency table predicts real latency: estimate = overhead + sum of entries, against
+networks measured end to end (compute mode, the table's mode), as MAPE, largest error and the share
+within +-10%, plus a scatter plot of estimated vs measured (the paper's Fig. 3a).
+
+Networks are measured in chunks that rotate in rounds, with the same protocol and threads as the table.
+Device side: Python 3.6, no torch (the PNG needs matplotlib, optional on a device).
+"""
+
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..latency.table import LatencyTable, MissingEntriesError
+from ..parts import network_parts
+from .protocol import CLOCKS, COMPUTE, Protocol, measure, noise_warnings
+from .sources import ModelSource, ModelSpec
+from .subjects import onnx_subject
+
+
+def check_coverage(table: LatencyTable, specs: Sequence[ModelSpec]) -> None:
+    """One error listing every missing key (not only the first network's) and the command to measure them."""
+    missing: set = set()
+    lacking: List[ModelSpec] = []
+    for spec in specs:
+        if spec.arch is not None:
+            keys = table.missing_parts(network_parts(spec.arch, spec.size.height, spec.size.width))
+            if keys:
+                missing.update(keys)
+                lacking.append(spec)
+    if missing:
+        names = ",".join(sorted({s.name for s in lacking}))
+        seg_sizes = sorted({str(s.size) for s in lacking if s.arch is not None and s.arch.is_segmentation})
+        hint = "dfseg-bench --table {} --models {}".format(table.path or "TABLE.json", names)
+        if seg_sizes:
+            hint += " --sizes {}".format(",".join(seg_sizes))
+        raise MissingEntriesError(sorted(missing), hint)
+
+
+def summarize_errors(records: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    errors = [r["error_pct"] for r in records]
+    if not errors:
+        return {"count": 0, "mape_pct": None, "max_abs_error_pct": None, "within_10pct_share": None}
+    worst = max(records, key=lambda r: abs(r["error_pct"]))
+    return {
+        "count": len(errors),
+        "mape_pct": round(sum(abs(e) for e in errors) / len(errors), 3),
+        "max_abs_error_pct": round(abs(worst["error_pct"]), 3),
+        "worst": "{}@{}".format(worst["model"], worst["size"]),
+        "within_10pct_share": round(sum(1 for e in errors if abs(e) <= 10.0) / len(errors), 4),
+        "within_7pct_share": round(sum(1 for e in errors if abs(e) <= 7.0) / len(errors), 4),
+        "mean_error_pct": round(sum(errors) / len(errors), 3),
+    }
+
+
+def validate_table(
+    table: LatencyTable,
+    specs: Sequence[ModelSpec],
+    source: ModelSource,
+    protocol: Protocol,
+    backend: str,
+    threads: Optional[int] = 1,
+    chunk_size: int = 6,
+    clock: str = "wall",
+    show_progress: bool = True,
+) -> Dict[str, Any]:
+    """Measure ``specs`` and compare with the table's estimates."""
+    specs = [s for s in specs if s.arch is not None]
+    check_coverage(table, specs)
+    records: List[Dict[str, Any]] = []
+    warnings: List[str] = []
+    bar = None
+    if show_progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(specs), desc="validate", unit="net")
+        except ImportError:
+            bar = None
+    try:
+        for start in range(0, len(specs), chunk_size):
+            chunk = specs[start:start + chunk_size]
+            subjects = []
+            try:
+                for spec in chunk:
+                    subjects.append(onnx_subject(spec.label, source.model_path(spec), backend, threads))
+                results = measure(subjects, protocol, clock=CLOCKS[clock])
+            finally:
+                for subject in subjects:
+                    subject.close()
+            warnings.extend(noise_warnings(results, protocol, COMPUTE))
+            for spec in chunk:
+                result = results[spec.label]
+                stats = result.modes.get(COMPUTE) or result.modes["e2e"]
+                estimated = table.estimate(spec.arch, spec.size)
+                records.append({
+                    "model": spec.name,
+                    "size": str(spec.size),
+                    "estimated_ms": round(estimated, 4),
+                    "measured_ms": round(stats.median_ms, 4),
+                    "measured_p90_ms": round(stats.p90_ms, 4),
+                    "round_spread": round(stats.round_spread, 4),
+                    "error_pct": round(100.0 * (estimated - stats.median_ms) / stats.median_ms, 3),
+                })
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = summarize_errors(records)
+    summary["clock"] = clock
+    summary["records"] = records
+    summary["warnings"] = warnings
+    return summary
+
+
+def scatter_png(records: Sequence[Dict[str, Any]], path: str, title: str = "") -> Optional[str]:
+    """Estimated vs measured latency with the y = x line and a +-10% band; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    from ..fileio import write_atomic
+
+    measured = [r["measured_ms"] for r in records]
+    estimated = [r["estimated_ms"] for r in records]
+    top = max(measured + estimated) * 1.05 if records else 1.0
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    axes.plot([0, top], [0, top], color="black", linewidth=1, label="estimate = measured")
+    axes.fill_between([0, top], [0, 0.9 * top], [0, 1.1 * top], color="grey", alpha=0.2, label="+-10%")
+    axes.scatter(measured, estimated, s=18, color="tab:blue", zorder=3)
+    axes.set_xlabel("measured latency (ms)")
+    axes.set_ylabel("estimated latency = sum of table entries (ms)")
+    axes.set_xlim(0, top)
+    axes.set_ylim(0, top)
+    axes.set_title(title or "Latency estimation (cf. paper Fig. 3a)", fontsize=9)
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    write_atomic(path, buffer.getvalue())
+    return path

@@ -1,0 +1,328 @@
+"""dfseg-bench: end-to-end model benchmarks, per-part latency tables and their validation.
+
+    dfseg-bench --models df1-seg,resnet18 --sizes 360p --backend onnxruntime --json out.json --csv out.csv
+    dfseg-bench --table table.json                    # default block suite, resumable
+    dfseg-bench --validate-table table.json --json v.json --png v.png
+    dfseg-bench --bundle DIR [--table t.json | --validate-table t.json]   # on a device without torch
+
+Device side: Python 3.6; torch is imported only when models must be exported here (no --bundle).
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any, Dict, List, Optional
+
+from ..errors import UserError
+from .common import run_command
+
+PROG = "dfseg-bench"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_command(PROG, _main, argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = parser.add_argument_group("what to measure")
+    what.add_argument("--models", help="comma-separated presets, reference models (resnet18, ...), short forms or "
+                                       "JSON files (default: all DF-Seg presets, DF backbones, reference backbones)")
+    what.add_argument("--sizes", help="segmentation sizes, e.g. 360p,720p,1080p or 640x360 (default 360p,720p,1080p; "
+                                      "360p for --table); classification models always run at 224x224")
+    what.add_argument("--table", metavar="OUT", help="measure a per-part latency table into OUT (resumable)")
+    what.add_argument("--validate-table", metavar="TABLE", help="compare TABLE's estimates with measured networks")
+    what.add_argument("--bundle", metavar="DIR", help="read ONNX files from a dfseg-export --bundle directory "
+                                                     "(no torch needed)")
+    space = parser.add_argument_group("table block suite")
+    space.add_argument("--space-widths", default=None,
+                       help="block widths of the search space whose parts the table holds (default 64,128,256,512)")
+    space.add_argument("--space-blocks", default=None, help="blocks per stage MIN-MAX,MIN-MAX,MIN-MAX (default "
+                                                            "dfseg.space's)")
+    space.add_argument("--no-space", action="store_true", help="only the models' parts, no search space")
+    space.add_argument("--decoder-space", action="store_true",
+                       help="also every decoder setting [C3,C4,C5] of the segmentation models at --sizes")
+    space.add_argument("--random", type=int, default=20, help="random space members to validate (default 20)")
+    space.add_argument("--seed", type=int, default=0, help="seed for the random members (default 0)")
+    how = parser.add_argument_group("how")
+    how.add_argument("--backend", default="auto", help="auto (TensorRT when present, else onnxruntime), "
+                                                       "onnxruntime, tensorrt, trtexec")
+    how.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
+    how.add_argument("--threads", type=int, default=None,
+                     help="intra-op threads (default: 1 for --table/--validate-table, backend default otherwise)")
+    how.add_argument("--clock", default="auto", choices=("auto", "wall", "thread"),
+                     help="table/validation clock: wall, or thread (CPU time of the calling thread: immune to "
+                          "other processes on a shared CPU; valid with one thread on CPU). auto: thread for "
+                          "onnxruntime on CPU with --threads 1, else wall")
+    how.add_argument("--pin-cpu", default=None, help="pin to CPUs: auto (least busy one) or a list like 0,1")
+    how.add_argument("--warmup", type=float, default=None, help="warm-up seconds per model (default 1.0, table 0.3)")
+    how.add_argument("--rounds", type=int, default=None, help="rounds (default 5)")
+    how.add_argument("--runs-per-round", type=int, default=None, help="timed runs per round (default 8; table 5)")
+    how.add_argument("--chunk", type=int, default=8, help="parts measured together in one rotation (default 8)")
+    how.add_argument("--work-dir", default=None, help="where exported ONNX files are cached (default: a temp dir)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", metavar="FILE", help="write results as JSON")
+    out.add_argument("--csv", metavar="FILE", help="write benchmark records as CSV")
+    out.add_argument("--png", metavar="FILE", help="scatter plot for --validate-table (default: next to --json)")
+    out.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def _protocol(args: argparse.Namespace, table_like: bool):
+    from ..bench.protocol import Protocol
+
+    base = Protocol(warmup_s=0.3, runs_per_round=5) if table_like else Protocol()
+    changes: Dict[str, Any] = {}
+    if args.warmup is not None:
+        changes["warmup_s"] = args.warmup
+    if args.rounds is not None:
+        changes["rounds"] = args.rounds
+    if args.runs_per_round is not None:
+        changes["runs_per_round"] = args.runs_per_round
+    return base._replace(**changes).validate()
+
+
+def _backend(args: argparse.Namespace) -> str:
+    from ..backends import best_backend
+
+    backend = best_backend() if args.backend == "auto" else args.backend
+    if backend == "onnxruntime" and args.precision != "fp32":
+        raise UserError("--precision {}: the onnxruntime backend runs the fp32 ONNX files as they are; use "
+                        "--backend tensorrt for fp16/int8".format(args.precision))
+    return backend
+
+
+def _clock(args: argparse.Namespace, backend: str, threads: Optional[int]) -> str:
+    """The clock for tables and validation (see --clock)."""
+    cpu_only = False
+    if backend == "onnxruntime":
+        from ..backends.onnxrt import PROVIDERS, available_providers
+
+        cpu_only = set(available_providers()) & set(PROVIDERS.values()) == {PROVIDERS["cpu"]}
+    if args.clock == "auto":
+        return "thread" if cpu_only and threads == 1 else "wall"
+    if args.clock == "thread" and not (cpu_only and threads == 1):
+        raise UserError("--clock thread measures the calling thread only: use it with --backend onnxruntime on CPU "
+                        "and --threads 1")
+    return args.clock
+
+
+def backend_version(backend: str) -> Optional[str]:
+    module = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "trtexec": "tensorrt"}.get(backend)
+    if module is None:
+        return None
+    try:
+        return getattr(__import__(module), "__version__", None)
+    except ImportError:
+        return None
+
+
+class _Sources:
+    """The host source exports into a temp dir that is removed at exit unless --work-dir was given."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.temp: Optional[str] = None
+        from ..bench.sources import BundleSource, HostSource
+
+        if args.bundle:
+            self.source: Any = BundleSource(args.bundle)
+            return
+        try:
+            import torch  # noqa: F401  (only to give a clear error before exporting)
+        except ImportError:
+            raise UserError("exporting models needs torch, which is not installed here; on a device, create a "
+                            "bundle on the host with dfseg-export --bundle DIR and run dfseg-bench --bundle DIR"
+                            ) from None
+        work_dir = args.work_dir
+        if work_dir is None:
+            work_dir = self.temp = tempfile.mkdtemp(prefix="dfseg-bench-")
+        self.source = HostSource(work_dir)
+
+    def close(self) -> None:
+        if self.temp is not None:
+            shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def _main(argv: Optional[List[str]]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.table and args.validate_table:
+        raise UserError("--table and --validate-table: measure the table first, then validate it in a second run")
+    from ..bench.machine import pin_to_cpus
+
+    if args.pin_cpu:
+        pinned = pin_to_cpus(args.pin_cpu)
+        print("pinned to CPU(s) {}".format(pinned), file=sys.stderr)
+    backend = _backend(args)
+    sources = _Sources(args)
+    try:
+        if args.table:
+            return _run_table(args, backend, sources.source)
+        if args.validate_table:
+            return _run_validate(args, backend, sources.source)
+        return _run_benchmark(args, backend, sources.source)
+    finally:
+        sources.close()
+
+
+def _environment(backend: str, precision: str) -> Dict[str, Any]:
+    from ..bench.machine import describe_machine
+
+    machine = describe_machine()
+    return {"machine": machine, "backend": backend, "backend_version": backend_version(backend),
+            "precision": precision}
+
+
+def _print_warnings(warnings: List[str]) -> None:
+    for warning in warnings:
+        print("warning: {}".format(warning), file=sys.stderr)
+
+
+# ---------------------------------------------------------------------- end-to-end benchmark
+def _run_benchmark(args: argparse.Namespace, backend: str, source: Any) -> int:
+    from ..bench import report, suite
+    from ..bench.e2e import benchmark_models
+    from ..bench.machine import describe_machine, machine_warnings
+
+    if args.bundle:
+        specs = source.model_specs("benchmark")
+        if args.models:
+            wanted = set(m.strip() for m in args.models.split(","))
+            specs = [s for s in specs if s.name in wanted]
+        if args.sizes:
+            sizes = {str(s) for s in suite.parse_sizes(args.sizes, ())} | {"224x224"}
+            specs = [s for s in specs if str(s.size) in sizes]
+        if not specs:
+            raise UserError("bundle {}: no benchmark models match --models/--sizes".format(args.bundle))
+    else:
+        models = [m for m in args.models.split(",") if m.strip()] if args.models else suite.default_benchmark_models()
+        specs = suite.benchmark_specs(models, suite.parse_sizes(args.sizes, suite.DEFAULT_SEG_SIZES))
+    protocol = _protocol(args, table_like=False)
+    env = _environment(backend, args.precision)
+    before = env["machine"]
+    _print_warnings(machine_warnings(before))
+    result = benchmark_models(specs, source, protocol, backend, args.precision, args.threads,
+                              show_progress=not args.no_progress)
+    after = describe_machine()
+    header = report.environment_header(before, backend, env["backend_version"], args.threads)
+    print(report.benchmark_screen(result["records"], header, result["warnings"]))
+    if args.json:
+        report.write_json(args.json, {"kind": "dfseg.benchmark/1", "environment": env, "machine_after": after,
+                                      "protocol": dict(protocol.to_json(), threads=args.threads),
+                                      "records": result["records"], "warnings": result["warnings"]})
+    if args.csv:
+        report.write_csv(args.csv, result["records"])
+    return 0
+
+
+# ---------------------------------------------------------------------- latency table
+def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
+    from ..bench import suite
+    from ..bench.machine import describe_machine, machine_warnings
+    from ..bench.table_run import measure_table
+    from ..latency.table import LatencyTable
+
+    seg_sizes = suite.parse_sizes(args.sizes, suite.DEFAULT_TABLE_SEG_SIZES)
+    if args.bundle:
+        parts = source.parts()
+        sizes = list(source.manifest.get("table_sizes") or [])
+    else:
+        models = [m for m in args.models.split(",") if m.strip()] if args.models else suite.default_benchmark_models()
+        space = None
+        # --models alone measures just those models' parts (what a missing-entries hint asks for).
+        if not args.no_space and (not args.models or args.space_widths or args.space_blocks):
+            space = _space(args)
+        parts = suite.table_parts(models, seg_sizes, space, args.decoder_space)
+        sizes = sorted({str(s) for s in seg_sizes} | ({str(space.input_size)} if space is not None else set()))
+        if any(s.arch is not None and not s.arch.is_segmentation
+               for s in suite.benchmark_specs([m for m in models if m not in suite.REFERENCE_MODELS], seg_sizes)):
+            sizes = sorted(set(sizes) | {"224x224"})
+    if not parts:
+        raise UserError("--table: nothing to measure (no DF models selected and --no-space)")
+    threads = 1 if args.threads is None else args.threads
+    env = _environment(backend, args.precision)
+    machine = env["machine"]
+    _print_warnings(machine_warnings(machine))
+    meta = {
+        "device": machine["device"], "soc": machine["soc"], "os": machine["os"], "l4t": machine["l4t"],
+        "jetpack": machine["jetpack"], "backend": backend, "backend_version": env["backend_version"],
+        "precision": args.precision, "batch": 1, "power_mode": machine["power_mode"],
+        "clocks_locked": machine["clocks_locked"], "date": machine["time"],
+        "dfseg_version": machine["dfseg_version"], "sizes": sizes, "machine_before": machine,
+    }
+    print("measuring {} parts into {} ({} thread(s), backend {}, {} clock)".format(
+        len(parts), args.table, threads, backend, _clock(args, backend, threads)), file=sys.stderr)
+    clock = _clock(args, backend, threads)
+    table = measure_table(parts, source, args.table, meta, _protocol(args, table_like=True), backend, threads,
+                          chunk_size=args.chunk, show_progress=not args.no_progress, clock=clock)
+    table.meta["machine_after"] = describe_machine()
+    table.save(args.table, complete=True)
+    noise = table.meta.get("noise") or {}
+    print("wrote {} ({} entries, overhead {:.4f} ms/network, median round spread {})".format(
+        args.table, len(LatencyTable.load(args.table)), table.overhead_ms, noise.get("median_round_spread", "-")))
+    return 0
+
+
+def _space(args: argparse.Namespace):
+    from ..bench import suite
+
+    widths = suite.DEFAULT_TABLE_SPACE_WIDTHS
+    if args.space_widths:
+        try:
+            widths = tuple(int(w) for w in args.space_widths.split(","))
+        except ValueError:
+            raise UserError("--space-widths {!r}: use comma-separated integers such as 64,128,256,512".format(
+                args.space_widths)) from None
+    return suite.table_space(widths, args.space_blocks)
+
+
+# ---------------------------------------------------------------------- validation
+def _run_validate(args: argparse.Namespace, backend: str, source: Any) -> int:
+    from ..bench import report, suite
+    from ..bench.machine import describe_machine, machine_warnings
+    from ..bench.validate import scatter_png, validate_table
+    from ..latency.table import LatencyTable
+
+    table = LatencyTable.load(args.validate_table)
+    env = _environment(backend, args.precision)
+    warnings = table.compatibility_warnings(backend, args.precision, env["machine"]["device"])
+    warnings += machine_warnings(env["machine"])
+    _print_warnings(warnings)
+    if args.bundle:
+        specs = source.model_specs("validate")
+    else:
+        seg_sizes = suite.parse_sizes(args.sizes, suite.DEFAULT_TABLE_SEG_SIZES)
+        presets = [m for m in args.models.split(",") if m.strip()] if args.models else None
+        specs = suite.validation_specs(_space(args), args.random, args.seed, seg_sizes, presets)
+    threads = 1 if args.threads is None else args.threads
+    protocol = _protocol(args, table_like=True)
+    clock = _clock(args, backend, threads)
+    table_clock = (table.meta.get("protocol") or {}).get("clock")
+    if table_clock not in (None, clock):
+        warnings.append("{}: table measured with the {} clock, validating with the {} clock; use --clock {}".format(
+            args.validate_table, table_clock, clock, table_clock))
+        _print_warnings(warnings[-1:])
+    summary = validate_table(table, specs, source, protocol, backend, threads, clock=clock,
+                             show_progress=not args.no_progress)
+    print(report.validation_screen(summary))
+    png = args.png or (os.path.splitext(args.json)[0] + ".png" if args.json else None)
+    if png:
+        title = "{} {} ({} thread(s), {} clock): MAPE {:.2f}%".format(
+            backend, args.precision, threads, clock, summary["mape_pct"] or 0)
+        if scatter_png(summary["records"], png, title) is None:
+            warnings.append("matplotlib is not installed: no scatter plot written")
+            png = None
+    if args.json:
+        payload = dict(summary, table=args.validate_table, table_meta={k: v for k, v in table.meta.items()
+                                                                       if not k.startswith("machine")},
+                       environment=env, machine_after=describe_machine(), png=png,
+                       protocol=dict(protocol.to_json(), threads=threads))
+        payload["warnings"] = summary["warnings"] + warnings
+        report.write_json(args.json, payload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""dfseg-bench end to end on tiny networks: benchmark records, table + validation, bad tables, and a
+device bundle run in a subprocess where torch cannot be imported.  Nothing here asserts a speed."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dfseg.bench.bundle import write_bundle
+from dfseg.bench.sources import MANIFEST, ModelSpec, resolve_model
+from dfseg.bench.suite import spec_parts
+from dfseg.cli.bench import main
+from dfseg.sizes import Size
+
+QUICK = ["--rounds", "2", "--runs-per-round", "1", "--warmup", "0", "--no-progress"]
+TINY_SEG = "64x1_64x1_64x1-wc19.19.19"
+TINY_NET = "64x1_64x1_64x1"
+SPACE = ["--space-widths", "64", "--space-blocks", "1-1,1-2,1-1"]  # a 2-member space at 224x224
+NO_TORCH = "import sys; sys.modules['torch'] = None; from dfseg.cli.bench import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("bench")
+
+
+@pytest.fixture(scope="module")
+def table(work):
+    path = str(work / "table.json")
+    argv = ["--table", path, "--models", TINY_SEG, "--sizes", "64x64", "--work-dir", str(work / "onnx")] + SPACE
+    assert main(argv + QUICK) == 0
+    return path
+
+
+def test_benchmark_writes_json_and_csv(work, capsys):
+    out_json, out_csv = str(work / "b.json"), str(work / "b.csv")
+    argv = ["--models", "{},{}".format(TINY_SEG, TINY_NET), "--sizes", "64x64,96x64", "--backend", "onnxruntime",
+            "--threads", "1", "--json", out_json, "--csv", out_csv, "--work-dir", str(work / "onnx")]
+    assert main(argv + QUICK) == 0
+    screen = capsys.readouterr().out
+    assert "median ms" in screen and "mJ/frame" in screen and "backend: onnxruntime" in screen
+    with open(out_json) as handle:
+        data = json.load(handle)
+    records = {(r["model"], r["size"]): r for r in data["records"]}
+    assert set(records) == {(TINY_SEG, "64x64"), (TINY_SEG, "96x64"), (TINY_NET, "224x224")}
+    for record in records.values():
+        for field in ("model", "size", "backend", "precision", "median_ms", "p90_ms", "fps", "compute_median_ms"):
+            assert record[field] is not None
+        assert record["fps"] == pytest.approx(1000.0 / record["median_ms"], rel=1e-3)
+    assert data["environment"]["machine"]["cpu"]["cpu_count"] >= 1 and data["machine_after"]
+    with open(out_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 and {"model", "median_ms", "p90_ms", "fps"} <= set(rows[0])
+
+
+def test_table_then_validation(work, table):
+    out = str(work / "v.json")
+    argv = ["--validate-table", table, "--models", TINY_SEG, "--sizes", "64x64", "--random", "2", "--json", out,
+            "--work-dir", str(work / "onnx")] + SPACE
+    assert main(argv + QUICK) == 0
+    with open(out) as handle:
+        data = json.load(handle)
+    assert data["count"] == 3  # the model plus the space's two members
+    for field in ("mape_pct", "max_abs_error_pct", "within_10pct_share"):
+        assert isinstance(data[field], (int, float))
+    assert os.path.getsize(data["png"]) > 1000
+    with open(data["png"], "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_entries_list_keys_and_the_command(work, table, capsys):
+    argv = ["--validate-table", table, "--models", "df1", "--random", "0", "--work-dir", str(work / "onnx")]
+    assert main(argv + QUICK) == 2
+    err = capsys.readouterr().err
+    assert "lacks" in err and "classifier:512x7x7->1000x1x1/s1" in err
+    assert "measure them with: dfseg-bench --table {} --models df1".format(table) in err
+
+
+def test_table_from_another_backend_warns(work, table, capsys):
+    with open(table) as handle:
+        data = json.load(handle)
+    data["meta"]["backend"] = "tensorrt"
+    other = str(work / "trt-table.json")
+    with open(other, "w") as handle:
+        json.dump(data, handle)
+    argv = ["--validate-table", other, "--models", TINY_SEG, "--sizes", "64x64", "--random", "0",
+            "--work-dir", str(work / "onnx")] + SPACE
+    assert main(argv + QUICK) == 0
+    assert "table measured with backend 'tensorrt'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"schema": "dfseg.latency-table/1", "entries": {', "malformed JSON at line 1 column"),
+    ('{"schema": "dfseg.latency-table/99", "complete": true, "meta": {}, "entries": {}}', "unknown table schema"),
+])
+def test_bad_tables_are_one_line_errors(work, content, message, capsys):
+    path = str(work / "bad.json")
+    with open(path, "w") as handle:
+        handle.write(content)
+    assert main(["--validate-table", path, "--random", "0"] + QUICK) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dfseg-bench: error: " + path) and message in err and "Traceback" not in err
+
+
+def test_bundle_runs_without_torch(work):
+    bundle = str(work / "bundle")
+    benchmark = [resolve_model(TINY_SEG, Size(64, 64))]
+    validation = benchmark + [ModelSpec(TINY_NET, resolve_model(TINY_NET).arch, Size(224, 224))]
+    write_bundle(bundle, benchmark, spec_parts(validation), validation, show_progress=False,
+                 extra={"table_sizes": ["64x64", "224x224"]})
+    with open(os.path.join(bundle, MANIFEST)) as handle:
+        manifest = json.load(handle)
+    assert all(len(entry["sha256"]) == 64 for entry in manifest["models"] + manifest["parts"])
+
+    def run(*argv):
+        return subprocess.run([sys.executable, "-c", NO_TORCH] + list(argv) + QUICK, capture_output=True, text=True,
+                              timeout=120)
+
+    table = str(work / "device-table.json")
+    result = run("--bundle", bundle, "--json", str(work / "device.json"))
+    assert result.returncode == 0, result.stderr
+    assert TINY_SEG in result.stdout
+    result = run("--bundle", bundle, "--table", table)
+    assert result.returncode == 0, result.stderr
+    result = run("--bundle", bundle, "--validate-table", table, "--json", str(work / "device-v.json"))
+    assert result.returncode == 0, result.stderr
+    with open(str(work / "device-v.json")) as handle:
+        assert json.load(handle)["count"] == 2
+    # without a bundle the device cannot export, and says what to do instead
+    result = run("--models", TINY_NET)
+    assert result.returncode == 2 and "dfseg-export --bundle" in result.stderr
+    # a corrupted file is caught by its hash
+    part_file = os.path.join(bundle, manifest["parts"][0]["file"])
+    with open(part_file, "ab") as handle:
+        handle.write(b"x")
+    result = run("--bundle", bundle, "--table", str(work / "t2.json"))
+    assert result.returncode == 2 and "sha256" in result.stderr
