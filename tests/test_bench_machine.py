@@ -3,7 +3,8 @@
 import json
 import os
 
-from dfseg.bench.machine import MachineReader, PowerSampler, describe_machine, machine_warnings
+from dfseg import jetson
+from dfseg.bench.machine import PowerSampler, describe_machine, machine_warnings
 
 
 def write(root, relative, text):
@@ -56,8 +57,8 @@ def test_jetson_tree(tmp_path):
     write(tmp_path, "proc/device-tree/model", "quill\x00")
     write(tmp_path, "var/lib/nvpmodel/status", "pmode:0000\n")
     write(tmp_path, "etc/nvpmodel.conf", "< POWER_MODEL ID=0 NAME=MAXN >\n< POWER_MODEL ID=1 NAME=MAXQ >\n")
-    write(tmp_path, "sys/class/thermal/thermal_zone0/type", "GPU-therm\n")
-    write(tmp_path, "sys/class/thermal/thermal_zone0/temp", "41500\n")
+    write(tmp_path, "sys/devices/virtual/thermal/thermal_zone0/type", "GPU-therm\n")
+    write(tmp_path, "sys/devices/virtual/thermal/thermal_zone0/temp", "41500\n")
     rails = "sys/bus/i2c/drivers/ina3221x/0-0040/iio:device0/"
     write(tmp_path, rails + "rail_name_0", "VDD_SYS_GPU\n")
     write(tmp_path, rails + "in_power0_input", "1520\n")
@@ -71,7 +72,7 @@ def test_jetson_tree(tmp_path):
     assert state["jetson"]["temperatures_c"] == {"GPU-therm": 41.5}
     assert state["jetson"]["power_w"] == {"VDD_SYS_GPU": 1.52, "VDD_IN": 4.8}
     # the sampler prefers the board's input rail (it already sums the others)
-    sampler = PowerSampler(MachineReader(str(tmp_path)).power_rails_w, interval_s=0.01)
+    sampler = PowerSampler(lambda: jetson.power_rails(str(tmp_path)), interval_s=0.01)
     with sampler:
         while len(sampler.samples) < 2:
             pass

@@ -1,7 +1,8 @@
 """Machine state recorded before and after a benchmark: what was measured on, and whether it was steady.
 
 On a Jetson: board, L4T/JetPack, nvpmodel power mode, whether jetson_clocks locked the clocks,
-temperatures and power rails (jetson-stats' ``jtop`` when importable, else sysfs).  Elsewhere: CPU
+temperatures and power rails, all from ``dfseg.jetson`` (jetson-stats' ``jtop`` when its service
+answers, else sysfs).  PowerSampler tags rail power with the model being measured.  Elsewhere: CPU
 model, cores, frequency and governor where readable.  Every reader tolerates missing files: a field
 that cannot be read is None, never an error.
 
@@ -20,13 +21,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import dfseg
 
-# L4T release -> JetPack (the releases dfseg targets; others are reported as L4T only).
-L4T_TO_JETPACK = {
-    "32.4.3": "4.4", "32.4.4": "4.4.1", "32.5.0": "4.5", "32.5.1": "4.5.1", "32.5.2": "4.5.1",
-    "32.6.1": "4.6", "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3", "32.7.4": "4.6.4",
-    "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1", "35.4.1": "5.1.2", "36.3.0": "6.0",
-    "36.4.0": "6.1",
-}
+from .. import jetson as jetson_telemetry
 
 
 class MachineReader:
@@ -100,72 +95,6 @@ class MachineReader:
         return all(gov == "performance" or (name in pinned and pinned.get(name) == maxima.get(name))
                    for name, gov in governors.items())
 
-    # -------------------------------------------------------------- Jetson
-    def is_jetson(self) -> bool:
-        return os.path.exists(self.path("etc/nv_tegra_release"))
-
-    def l4t(self) -> Optional[str]:
-        text = self.read("etc/nv_tegra_release")
-        if not text:
-            return None
-        match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text)
-        if not match:
-            return None
-        return "{}.{}".format(match.group(1), match.group(2))
-
-    def jetson_state(self) -> Dict[str, Any]:
-        l4t = self.l4t()
-        model = self.read("proc/device-tree/model")
-        nvpmodel = self.read("etc/nvpmodel.conf")  # the configured table; the active mode needs the tool
-        mode = _nvpmodel_mode(self.read("var/lib/nvpmodel/status"), nvpmodel)
-        return {
-            "board": model,
-            "l4t": l4t,
-            "jetpack": L4T_TO_JETPACK.get(l4t or ""),
-            "power_mode": mode,
-            "jetson_clocks": self._jetson_clocks_engaged(),
-            "temperatures_c": self.temperatures(),
-            "power_w": self.power_rails_w(),
-        }
-
-    def _jetson_clocks_engaged(self) -> Optional[bool]:
-        # jetson_clocks pins every online CPU's minimum frequency to its maximum.
-        cpu = self.cpu_state()
-        minima, maxima = cpu.get("freq_min_mhz"), cpu.get("freq_max_mhz")
-        if not minima or not maxima:
-            return None
-        return all(minima.get(name) == maxima.get(name) for name in maxima)
-
-    def temperatures(self) -> Optional[Dict[str, float]]:
-        temps = {}
-        for zone in sorted(glob.glob(self.path("sys/class/thermal/thermal_zone*"))):
-            kind = _read_file(os.path.join(zone, "type"))
-            value = _read_file(os.path.join(zone, "temp"))
-            if kind and value and value.lstrip("-").isdigit():
-                temps[kind] = int(value) / 1000.0
-        return temps or None
-
-    def power_rails_w(self) -> Optional[Dict[str, float]]:
-        """Instant power per rail from the INA3221 monitors (TX2/Xavier: in_power*, Orin: curr*/in*)."""
-        rails = {}
-        pattern = self.path("sys/bus/i2c/drivers/ina3221*/*/iio*device*")
-        for device in sorted(glob.glob(pattern)):
-            for label_file in sorted(glob.glob(os.path.join(device, "rail_name_*"))):
-                index = label_file.rsplit("_", 1)[-1]
-                name = _read_file(label_file)
-                power = _read_file(os.path.join(device, "in_power{}_input".format(index)))
-                if name and power and power.isdigit():
-                    rails[name] = int(power) / 1000.0
-        for device in sorted(glob.glob(self.path("sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"))):
-            for label_file in sorted(glob.glob(os.path.join(device, "in*_label"))):
-                index = re.sub(r"\D", "", os.path.basename(label_file))
-                name = _read_file(label_file)
-                volts = _read_file(os.path.join(device, "in{}_input".format(index)))
-                amps = _read_file(os.path.join(device, "curr{}_input".format(index)))
-                if name and volts and amps and volts.isdigit() and amps.isdigit():
-                    rails[name] = int(volts) * int(amps) / 1e6
-        return rails or None
-
 
 def _cpu_index(path: str) -> int:
     digits = re.sub(r"\D", "", os.path.basename(path))
@@ -180,57 +109,13 @@ def _read_file(path: str) -> Optional[str]:
         return None
 
 
-def _nvpmodel_mode(status: Optional[str], conf: Optional[str]) -> Optional[str]:
-    if not status:
-        return None
-    match = re.search(r"pmode:(\d+)", status)
-    if not match:
-        return status
-    number = str(int(match.group(1)))
-    if conf:
-        named = re.search(r"<\s*POWER_MODEL\s+ID=0*{}\s+NAME=(\S+)\s*>".format(number), conf)
-        if named:
-            return "{} ({})".format(number, named.group(1))
-    return number
-
-
-def _jtop_state() -> Optional[Dict[str, Any]]:
-    """Board facts from jetson-stats when it is installed and its service answers."""
-    try:
-        from jtop import jtop  # type: ignore
-    except ImportError:
-        return None
-    try:
-        with jtop() as jetson:
-            if not jetson.ok():
-                return None
-            board = jetson.board or {}
-            hardware = board.get("hardware", {}) if isinstance(board, dict) else {}
-            libraries = board.get("libraries", {}) if isinstance(board, dict) else {}
-            power = jetson.power or {}
-            rails = power.get("rail", {}) if isinstance(power, dict) else {}
-            return {
-                "board": hardware.get("Model") or hardware.get("Module"),
-                "l4t": hardware.get("L4T"),
-                "jetpack": hardware.get("Jetpack"),
-                "power_mode": str(jetson.nvpmodel) if jetson.nvpmodel is not None else None,
-                "jetson_clocks": bool(jetson.jetson_clocks.status == "running") if jetson.jetson_clocks else None,
-                "temperatures_c": {k: v.get("temp") for k, v in (jetson.temperature or {}).items()
-                                   if isinstance(v, dict)} or None,
-                "power_w": {k: v.get("power", 0) / 1000.0 for k, v in rails.items() if isinstance(v, dict)} or None,
-                "tensorrt": libraries.get("TensorRT"),
-            }
-    except Exception:  # noqa: BLE001 -- jtop talks to a service; any failure means "not available"
-        return None
-
-
 def describe_machine(root: str = "/", use_jtop: bool = True) -> Dict[str, Any]:
     """A JSON-ready description of the machine and its current state."""
     reader = MachineReader(root)
     cpu = reader.cpu_state()
     jetson: Optional[Dict[str, Any]] = None
-    if reader.is_jetson():
-        jetson = (_jtop_state() if use_jtop and root == "/" else None) or reader.jetson_state()
+    if jetson_telemetry.is_jetson(root):
+        jetson = jetson_telemetry.describe(root, use_jtop)
     device = (jetson or {}).get("board") or cpu.get("cpu_model") or platform.machine()
     return {
         "device": device,
@@ -271,7 +156,7 @@ class PowerSampler:
 
     def __init__(self, read_rails: Optional[Callable[[], Optional[Dict[str, float]]]] = None,
                  interval_s: float = 0.1) -> None:
-        self.read_rails = read_rails or MachineReader("/").power_rails_w
+        self.read_rails = read_rails or jetson_telemetry.power_rails
         self.interval_s = interval_s
         self.samples: List[float] = []
         self.on_sample: Optional[Callable[[float], None]] = None
@@ -279,14 +164,7 @@ class PowerSampler:
         self._thread: Optional[threading.Thread] = None
 
     def _total(self) -> Optional[float]:
-        rails = self.read_rails()
-        if not rails:
-            return None
-        # Jetson boards report an input rail that already sums the others; prefer it when present.
-        for name, watts in rails.items():
-            if "IN" in name.upper() and ("VDD_IN" in name.upper() or "POM_5V_IN" in name.upper()):
-                return watts
-        return sum(rails.values())
+        return jetson_telemetry.total_power_w(self.read_rails() or {})
 
     def __enter__(self) -> "PowerSampler":
         if self._total() is None:
