@@ -6,6 +6,7 @@ import os
 import pytest
 
 from dfseg.arch import Arch
+from dfseg.bench.boundary import boundary_shapes, shape_label
 from dfseg.bench.protocol import Protocol
 from dfseg.bench.sources import HostSource
 from dfseg.bench.table_run import journal_path, measure_table
@@ -41,6 +42,9 @@ class InterruptingSource:
     def overhead_path(self):
         return self.inner.overhead_path()
 
+    def boundary_path(self, shape):
+        return self.inner.boundary_path(shape)
+
     def part_path(self, part):
         if len(self.opened) == self.stop_at_call:
             raise KeyboardInterrupt
@@ -62,6 +66,16 @@ def test_complete_table_has_every_entry_and_metadata(tmp_path, source, parts):
     expected = loaded.overhead_ms + sum(loaded.lookup(p.key) for p in parts)
     assert loaded.estimate(TINY_SEG, SIZE) == pytest.approx(expected)
     assert table.to_dict()["schema"] == SCHEMA
+    # entries are the stubbed part net of the overhead and of one stub per boundary tensor
+    stubs = loaded.meta["boundary"]["stub_ms"]
+    assert set(stubs) == {shape_label(s) for p in parts for s in boundary_shapes(p)}
+    for part in parts:
+        entry = loaded.entries[part.key]
+        assert entry["boundary_ms"] == pytest.approx(sum(stubs[shape_label(s)] for s in boundary_shapes(part)),
+                                                     abs=1e-4)
+        # what is left of raw - stubs is the chunk's own per-call overhead (meta holds their median)
+        overhead = entry["raw_median_ms"] - entry["boundary_ms"] - entry["median_ms"]
+        assert entry["median_ms"] == 0.0 or -1e-4 <= overhead <= entry["raw_median_ms"]
 
 
 def test_interrupted_run_is_incomplete_and_resumes(tmp_path, source, parts):

@@ -1,9 +1,9 @@
 """Device bundles: every ONNX file a device without torch needs to run ``dfseg-bench --bundle DIR``.
 
 ``write_bundle`` (host side, called by ``dfseg-export --bundle DIR``) exports the benchmark models at
-each size, the validation networks, the table's block suite and the overhead probe, then writes
-``manifest.json`` (sha256 of every file) last and atomically: a bundle without a manifest is
-unfinished.  ``dfseg.bench.sources.BundleSource`` reads it on the device.
+each size, the validation networks, the table's block suite (between boundary stubs), the overhead
+probe and the boundary-stub probes, then writes ``manifest.json`` (sha256 of every file) last and
+atomically: a bundle without a manifest is unfinished.  ``dfseg.bench.sources.BundleSource`` reads it on the device.
 
 Device side for reading (this module imports no torch itself; exporting imports it lazily).
 """
@@ -16,6 +16,7 @@ import dfseg
 
 from ..fileio import write_json_atomic
 from ..parts import Part
+from .boundary import boundary_shapes
 from .sources import BUNDLE_SCHEMA, MANIFEST, HostSource, ModelSpec, safe_filename, sha256_file
 
 
@@ -34,7 +35,8 @@ def write_bundle(
         for spec in specs:
             record = roles.setdefault(spec.label, {"spec": spec, "roles": []})
             record["roles"].append(role)
-    total = len(roles) + len(parts) + 1
+    probes = sorted({shape for part in parts for shape in boundary_shapes(part)})
+    total = len(roles) + len(parts) + len(probes) + 1
     bar = None
     if show_progress:
         try:
@@ -57,6 +59,12 @@ def write_bundle(
             part_entries.append({"key": part.key, "part": list(part), "file": os.path.relpath(path, directory),
                                  "sha256": sha256_file(path)})
             _tick(bar)
+        boundaries: List[Dict[str, Any]] = []
+        for shape in probes:
+            path = source.boundary_path(shape)
+            boundaries.append({"shape": list(shape), "file": os.path.relpath(path, directory),
+                               "sha256": sha256_file(path)})
+            _tick(bar)
         overhead = source.overhead_path()
         _tick(bar)
     finally:
@@ -69,6 +77,7 @@ def write_bundle(
         "models": models,
         "parts": part_entries,
         "overhead": {"file": os.path.relpath(overhead, directory), "sha256": sha256_file(overhead)},
+        "boundaries": boundaries,
     }
     if extra:
         manifest.update(extra)

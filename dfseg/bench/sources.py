@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import re
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from ..arch import PRESETS, Arch
 from ..errors import UserError
@@ -65,9 +65,14 @@ class ModelSource:
         raise NotImplementedError
 
     def part_path(self, part: Part) -> str:
+        """The part between boundary stubs (``dfseg.bench.boundary``): what a latency table times."""
         raise NotImplementedError
 
     def overhead_path(self) -> str:
+        raise NotImplementedError
+
+    def boundary_path(self, shape: Tuple[int, int, int]) -> str:
+        """The boundary-stub probe for a C x H x W tensor (``dfseg.bench.boundary``)."""
         raise NotImplementedError
 
 
@@ -91,17 +96,34 @@ class HostSource(ModelSource):
         return path
 
     def part_path(self, part: Part) -> str:
-        path = os.path.join(self.work_dir, "parts", safe_filename(part.key) + ".onnx")
+        name = safe_filename(part.key) + ".onnx"
+        path = os.path.join(self.work_dir, "parts-in-context", name)
         if not os.path.exists(path):
-            from ..export import export_part_onnx
+            from .boundary import write_stubbed_part
 
-            export_part_onnx(part, path)
+            bare = os.path.join(self.work_dir, "parts", name)
+            if not os.path.exists(bare):
+                from ..export import export_part_onnx
+
+                export_part_onnx(part, bare)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            write_stubbed_part(part, bare, path)
         return path
 
     def overhead_path(self) -> str:
         path = os.path.join(self.work_dir, "overhead.onnx")
         if not os.path.exists(path):
             write_overhead_model(path)
+        return path
+
+    def boundary_path(self, shape: Tuple[int, int, int]) -> str:
+        from .boundary import probe_name, write_probe_model
+
+        directory = os.path.join(self.work_dir, "boundaries")
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, safe_filename(probe_name(shape)) + ".onnx")
+        if not os.path.exists(path):
+            write_probe_model(path, shape)
         return path
 
 
@@ -176,6 +198,7 @@ class BundleSource(ModelSource):
         self.manifest = manifest
         self._models = {(m["name"], m["size"]): m for m in manifest.get("models", [])}
         self._parts = {p["key"]: p for p in manifest.get("parts", [])}
+        self._boundaries = {tuple(b["shape"]): b for b in manifest.get("boundaries", [])}
         self._checked: set = set()
 
     # -------------------------------------------------------------- contents
@@ -222,6 +245,14 @@ class BundleSource(ModelSource):
             raise UserError("bundle {} has no overhead probe; re-create it with dfseg-export --bundle".format(
                 self.directory))
         return self._verified(entry, "the overhead probe")
+
+    def boundary_path(self, shape: Tuple[int, int, int]) -> str:
+        entry = self._boundaries.get(tuple(shape))
+        if entry is None:
+            raise UserError("bundle {} has no boundary probe for {}x{}x{} (bundles before boundary stubs hold bare "
+                            "parts); re-create it with this version's dfseg-export --bundle".format(
+                                self.directory, *shape))
+        return self._verified(entry, "the boundary probe {}x{}x{}".format(*shape))
 
 
 def resolve_model(name: str, size: Optional[Size] = None) -> ModelSpec:

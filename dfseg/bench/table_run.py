@@ -2,8 +2,11 @@
 
 Parts are measured in chunks; each chunk's sessions rotate in rounds (``protocol.measure``) together
 with the per-call overhead probe, so every entry is ``part - overhead`` measured side by side, and
-the table counts the overhead once per network (``meta.overhead_ms``).  Each finished chunk is appended
-to a journal (``OUT.journal.jsonl``, fsync'd) and the table is rewritten atomically with
+the table counts the overhead once per network (``meta.overhead_ms``).  Parts are timed in context,
+between boundary stubs (``dfseg.bench.boundary``); the stubs' cost per tensor shape is measured
+first (its probes rotated together with the overhead probe), recorded in ``meta.boundary`` and
+taken off every entry.  Each finished chunk is appended to a journal (``OUT.journal.jsonl``,
+fsync'd) and the table is rewritten atomically with
 ``"complete": false``; an interrupted run started again with the same options skips what the journal
 holds.  Only when every part is measured is the table written with ``"complete": true`` and the
 journal removed.
@@ -18,11 +21,14 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..errors import UserError
 from ..latency.table import SCHEMA, LatencyTable
 from ..parts import Part
+from .boundary import Shape, boundary_shapes, probe_name, shape_label, stub_ms
 from .protocol import CLOCKS, COMPUTE, Measurement, Protocol, measure, median
 from .sources import ModelSource
 from .subjects import onnx_subject
 
 OVERHEAD = "overhead"
+BOUNDARY = "boundary"
+TIMING = "between boundary stubs"  # journal header: journals of bare parts (older dfseg) are not resumed
 
 
 def journal_path(table_path: str) -> str:
@@ -37,6 +43,7 @@ class Journal:
         self.header = header
         self.entries: Dict[str, Dict[str, Any]] = {}
         self.overheads: List[float] = []
+        self.boundaries: Dict[str, float] = {}  # shape label -> one boundary stub (ms)
         if os.path.exists(path):
             self._read()
         else:
@@ -65,6 +72,8 @@ class Journal:
                 self.entries[record["key"]] = record["entry"]
             elif record.get("type") == OVERHEAD:
                 self.overheads.append(float(record["median_ms"]))
+            elif record.get("type") == BOUNDARY:
+                self.boundaries[record["shape"]] = float(record["stub_ms"])
 
     def _append(self, records: Sequence[Dict[str, Any]]) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -82,19 +91,27 @@ class Journal:
         self.overheads.append(overhead_ms)
         self.entries.update(entries)
 
+    def add_boundaries(self, stubs: Dict[str, float]) -> None:
+        self._append([{"type": BOUNDARY, "shape": label, "stub_ms": ms} for label, ms in sorted(stubs.items())])
+        self.boundaries.update(stubs)
+
     def remove(self) -> None:
         if os.path.exists(self.path):
             os.unlink(self.path)
 
 
-def entry_from(measurement: Measurement, overhead_ms: float, mode: str = COMPUTE) -> Dict[str, Any]:
+def entry_from(measurement: Measurement, overhead_ms: float, mode: str = COMPUTE,
+               boundary_ms: float = 0.0) -> Dict[str, Any]:
+    """A table entry: the stubbed part's time net of the per-call overhead and of its boundary stubs."""
     stats = measurement.modes.get(mode) or measurement.modes["e2e"]
+    net = overhead_ms + boundary_ms
     return {
-        "median_ms": round(max(stats.median_ms - overhead_ms, 0.0), 5),
-        "p90_ms": round(max(stats.p90_ms - overhead_ms, 0.0), 5),
+        "median_ms": round(max(stats.median_ms - net, 0.0), 5),
+        "p90_ms": round(max(stats.p90_ms - net, 0.0), 5),
         "std_ms": round(stats.std_ms, 5),
         "count": stats.count,
         "raw_median_ms": round(stats.median_ms, 5),
+        "boundary_ms": round(boundary_ms, 5),
         "round_spread": round(stats.round_spread, 5),
         "remeasured": measurement.remeasured,
     }
@@ -131,12 +148,22 @@ def measure_table(
             if old.meta.get(field) not in (None, meta.get(field)):
                 raise UserError("{}: the existing table was measured with {} {!r}, not {!r}; write to another "
                                 "file".format(out_path, field, old.meta.get(field), meta.get(field)))
+        if old.entries and BOUNDARY not in old.meta:
+            raise UserError("{}: the existing table timed parts without boundary stubs (an older dfseg); its "
+                            "entries do not add up with new ones: write to another file".format(out_path))
         existing, existing_meta = old.entries, old.meta
     header = {"schema": SCHEMA, "backend": backend, "precision": meta.get("precision"), "threads": threads,
-              "device": meta.get("device"), "clock": clock}
+              "device": meta.get("device"), "clock": clock, "timing": TIMING}
     journal = Journal(journal_path(out_path), header)
     done = set(existing) | set(journal.entries)
     todo = [part for part in parts if part.key not in done]
+    known = dict((existing_meta.get(BOUNDARY) or {}).get("stub_ms") or {})
+    known.update(journal.boundaries)
+    shapes = sorted({shape for part in todo for shape in boundary_shapes(part) if shape_label(shape) not in known})
+    for i in range(0, len(shapes), chunk_size):
+        journal.add_boundaries(_measure_boundaries(shapes[i:i + chunk_size], source, protocol, backend, threads,
+                                                   CLOCKS[clock]))
+    known.update(journal.boundaries)
     bar = _progress(len(todo), show_progress, "latency table")
     noise: List[float] = []
     try:
@@ -144,22 +171,42 @@ def measure_table(
         if not chunks and not journal.overheads and "overhead_ms" not in existing_meta:
             chunks = [[]]  # nothing left to measure, but the overhead is: measure it alone
         for chunk in chunks:
-            entries, overhead_ms = _measure_chunk(chunk, source, protocol, backend, threads, CLOCKS[clock])
+            entries, overhead_ms = _measure_chunk(chunk, source, protocol, backend, threads, CLOCKS[clock], known)
             journal.add_chunk(overhead_ms, entries)
             noise.extend(e["round_spread"] for e in entries.values())
-            _write(out_path, existing, journal, existing_meta, meta, protocol, noise, complete=False)
+            _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=False)
             if bar is not None:
                 bar.update(len(chunk))
     finally:
         if bar is not None:
             bar.close()
-    table = _write(out_path, existing, journal, existing_meta, meta, protocol, noise, complete=True)
+    table = _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=True)
     journal.remove()
     return table
 
 
+def _measure_boundaries(shapes: Sequence[Shape], source: ModelSource, protocol: Protocol, backend: str,
+                        threads: Optional[int], clock) -> Dict[str, float]:
+    """One boundary stub's cost for each shape, from its probe and the overhead probe measured side by side."""
+    subjects = []
+    try:
+        subjects.append(onnx_subject(OVERHEAD, source.overhead_path(), backend, threads))
+        for shape in shapes:
+            subjects.append(onnx_subject(probe_name(shape), source.boundary_path(shape), backend, threads))
+        results = measure(subjects, protocol, clock=clock)
+    finally:
+        for subject in subjects:
+            subject.close()
+
+    def median_of(name: str) -> float:
+        return (results[name].modes.get(COMPUTE) or results[name].modes["e2e"]).median_ms
+
+    overhead_ms = median_of(OVERHEAD)
+    return {shape_label(shape): round(stub_ms(median_of(probe_name(shape)), overhead_ms), 5) for shape in shapes}
+
+
 def _measure_chunk(chunk: Sequence[Part], source: ModelSource, protocol: Protocol, backend: str,
-                   threads: Optional[int], clock):
+                   threads: Optional[int], clock, stubs: Dict[str, float]):
     subjects = []
     try:
         subjects.append(onnx_subject(OVERHEAD, source.overhead_path(), backend, threads))
@@ -171,12 +218,15 @@ def _measure_chunk(chunk: Sequence[Part], source: ModelSource, protocol: Protoco
             subject.close()
     overhead = results[OVERHEAD]
     overhead_ms = (overhead.modes.get(COMPUTE) or overhead.modes["e2e"]).median_ms
-    entries = {part.key: entry_from(results[part.key], overhead_ms) for part in chunk}
+    entries = {part.key: entry_from(results[part.key], overhead_ms,
+                                    boundary_ms=sum(stubs[shape_label(s)] for s in boundary_shapes(part)))
+               for part in chunk}
     return entries, overhead_ms
 
 
 def _write(out_path: str, existing: Dict[str, Dict[str, Any]], journal: Journal, existing_meta: Dict[str, Any],
-           meta: Dict[str, Any], protocol: Protocol, noise: List[float], complete: bool) -> LatencyTable:
+           meta: Dict[str, Any], protocol: Protocol, noise: List[float], stubs: Dict[str, float],
+           complete: bool) -> LatencyTable:
     entries = dict(existing)
     entries.update(journal.entries)
     merged = dict(existing_meta)
@@ -188,6 +238,10 @@ def _write(out_path: str, existing: Dict[str, Dict[str, Any]], journal: Journal,
                               clock=journal.header.get("clock"),
                               overhead="per-call overhead probe measured with every chunk; entries are net of it "
                                        "and meta.overhead_ms is counted once per network")
+    merged[BOUNDARY] = {"stub_ms": {label: stubs[label] for label in sorted(stubs)},
+                        "method": "parts timed in context, between depthwise 1x1 stubs on every input and the output "
+                                  "(so layout reorders and residual fusion are as inside a network); entries are net "
+                                  "of the stubs: one stub of a CxHxW tensor = (T(2 chained stubs) - overhead) / 2"}
     if noise:
         ordered = sorted(noise)
         merged["noise"] = {"median_round_spread": round(median(ordered), 5), "max_round_spread": round(ordered[-1], 5),
