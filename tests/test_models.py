@@ -74,7 +74,9 @@ def _output_shapes(model: nn.Module, names: List[str], width: int, height: int) 
 
 
 @pytest.mark.parametrize("name", list(PRESETS) + ["custom-seg"])
-@pytest.mark.parametrize("width,height", [(2048, 1024), (250, 170)])
+@pytest.mark.parametrize(
+    "width,height", [(224, 224), (640, 360), (1280, 720), (1920, 1080), (2048, 1024), (250, 170)]
+)
 def test_module_paths_and_shapes_follow_network_parts(name: str, width: int, height: int) -> None:
     arch = CUSTOM_ARCHS[1] if name == "custom-seg" else PRESETS[name]
     with torch.device("meta"):
