@@ -14,7 +14,7 @@ Device side: Python 3.6, no torch; tensorrt and pycuda/cuda-python load in ``act
 
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -52,11 +52,8 @@ class _Logger:
         return cls.instance
 
 
-def build_engine(trt: Any, onnx_path: str, precision: str = "fp32", workspace_mb: int = DEFAULT_WORKSPACE_MB,
-                 fp32_layers: Sequence[str] = (), calibrator: Any = None,
-                 timing_cache: Optional[bytes] = None) -> Dict[str, Any]:
-    """Build a serialized engine; returns {"engine": bytes, "timing_cache": bytes or None,
-    "pinned_layers": [names kept in FP32]}."""
+def _parse_onnx(trt: Any, onnx_path: str) -> Tuple[Any, Any, Any]:
+    """An explicit-batch network parsed from ``onnx_path`` (the parser must outlive the network)."""
     logger = _Logger.get(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(trt_compat.network_flags(trt))
@@ -65,6 +62,15 @@ def build_engine(trt: Any, onnx_path: str, precision: str = "fp32", workspace_mb
         if not parser.parse(handle.read()):
             errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
             raise UserError("{}: TensorRT cannot parse this ONNX model: {}".format(onnx_path, "; ".join(errors)))
+    return builder, network, parser
+
+
+def build_engine(trt: Any, onnx_path: str, precision: str = "fp32", workspace_mb: int = DEFAULT_WORKSPACE_MB,
+                 fp32_layers: Sequence[str] = (), calibrator: Any = None,
+                 timing_cache: Optional[bytes] = None) -> Dict[str, Any]:
+    """Build a serialized engine; returns {"engine": bytes, "timing_cache": bytes or None,
+    "pinned_layers": [names kept in FP32]}."""
+    builder, network, parser = _parse_onnx(trt, onnx_path)
     config = builder.create_builder_config()
     trt_compat.set_workspace(trt, config, workspace_mb * (1 << 20))
     # Layer names in profiles: needed to attribute per-layer times to network parts.
@@ -266,14 +272,7 @@ class TensorRTRunner(BaseRunner):
 
 def onnx_input_shapes(trt: Any, onnx_path: str) -> Dict[str, Any]:
     """Input names and shapes of an ONNX model, read with TensorRT's own parser (no onnx package needed)."""
-    logger = _Logger.get(trt)
-    builder = trt.Builder(logger)
-    network = builder.create_network(trt_compat.network_flags(trt))
-    parser = trt.OnnxParser(network, logger)
-    with open(onnx_path, "rb") as handle:
-        if not parser.parse(handle.read()):
-            errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-            raise UserError("{}: TensorRT cannot parse this ONNX model: {}".format(onnx_path, "; ".join(errors)))
+    builder, network, parser = _parse_onnx(trt, onnx_path)
     shapes = {}
     for index in range(network.num_inputs):
         tensor = network.get_input(index)
