@@ -153,6 +153,34 @@ def test_untrained_model_name_warns_loudly(video, tmp_path):
     assert "3 frames" in proc.stderr
 
 
+def test_model_name_with_weights_runs_those_weights_without_the_warning(model, video, tmp_path):
+    """--model NAME --weights W exports W on the host: same class maps as the ONNX of the same weights."""
+    import torch
+
+    from dfseg.models import create_model
+    from dfseg.weights import save_weights
+
+    torch.manual_seed(0)  # the same seeded weights as the `model` fixture's export
+    weights = save_weights(create_model(TINY_ARCH), str(tmp_path / "tiny.safetensors"))
+    labels = tmp_path / "labels"
+    proc = subprocess.run(  # the host path: exporting needs torch, so not run_cli's torch-free check
+        [sys.executable, "-m", "dfseg.cli.run", "--model", TINY_ARCH, "--weights", weights, "--size",
+         "{}x{}".format(WIDTH, HEIGHT), video, "none", "--save-labels", str(labels), "--max-frames", "3"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "UNTRAINED" not in proc.stderr
+    capture = cv2.VideoCapture(video)
+    with OnnxRuntimeRunner(model) as runner:
+        segmenter = Segmenter(runner)
+        for i in range(3):
+            ok, image = capture.read()
+            assert ok
+            saved = cv2.imread(str(labels / "{:06d}.png".format(i)), cv2.IMREAD_UNCHANGED)
+            np.testing.assert_array_equal(saved, segmenter.segment(image))
+    capture.release()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
