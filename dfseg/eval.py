@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional
 import numpy as np
 
 from .errors import UserError
-from .fileio import write_json_atomic
+from .fileio import atomic_output, write_json_atomic
 from .live.cityscapes import IGNORE_LABEL, NUM_CLASSES, class_names, label_to_train_lut
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -233,10 +233,9 @@ def plot_report(path: str, result: Dict[str, Any]) -> None:
     if miou is not None:
         axes.axhline(100 * miou, color="#c0392b", linestyle="--", linewidth=1)
     figure.tight_layout()
-    temp = path + ".tmp.png"
-    figure.savefig(temp, dpi=100)
+    with atomic_output(path) as temp:
+        figure.savefig(temp, dpi=100, format="png")
     plt.close(figure)
-    os.replace(temp, path)
 
 
 def _finite_or_none(value: float) -> Optional[float]:

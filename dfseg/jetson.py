@@ -46,7 +46,8 @@ def _read(root: str, path: str) -> Optional[str]:
         return None
 
 
-def _read_file(path: str) -> Optional[str]:
+def read_file(path: str) -> Optional[str]:
+    """A small text file (sysfs/procfs) stripped, or None when it is missing or unreadable."""
     try:
         with open(path) as handle:
             return handle.read().strip()
@@ -92,7 +93,7 @@ def power_mode(root: str = "/") -> Optional[str]:
 def cpu_governors(root: str = "/") -> Dict[str, str]:
     found = {}
     for path in glob.glob(os.path.join(root, "sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor")):
-        governor = _read_file(path)
+        governor = read_file(path)
         if governor:
             found[path.split(os.sep)[-3]] = governor
     return dict(sorted(found.items(), key=lambda item: int(re.sub(r"\D", "", item[0]) or 0)))
@@ -102,8 +103,8 @@ def clocks_pinned(root: str = "/") -> Optional[bool]:
     """Whether jetson_clocks' effect is visible: every CPU's minimum frequency equals its maximum."""
     pinned = []
     for cpufreq in glob.glob(os.path.join(root, "sys/devices/system/cpu/cpu[0-9]*/cpufreq")):
-        low, high = _int(_read_file(os.path.join(cpufreq, "scaling_min_freq"))), \
-            _int(_read_file(os.path.join(cpufreq, "scaling_max_freq")))
+        low, high = _int(read_file(os.path.join(cpufreq, "scaling_min_freq"))), \
+            _int(read_file(os.path.join(cpufreq, "scaling_max_freq")))
         if low is not None and high is not None:
             pinned.append(low == high)
     return all(pinned) if pinned else None
@@ -114,8 +115,8 @@ def temperatures(root: str = "/") -> Dict[str, float]:
     """{zone type: degrees C} from the thermal zones (values are millidegrees)."""
     temps = {}
     for zone in sorted(glob.glob(os.path.join(root, "sys/devices/virtual/thermal/thermal_zone*"))):
-        name = _read_file(os.path.join(zone, "type")) or os.path.basename(zone)
-        value = _int(_read_file(os.path.join(zone, "temp")))
+        name = read_file(os.path.join(zone, "type")) or os.path.basename(zone)
+        value = _int(read_file(os.path.join(zone, "temp")))
         if value is not None and value > -40000:  # Jetsons report -40 C / -256 C for disabled zones
             temps[name] = value / 1000.0
     return temps
@@ -128,8 +129,8 @@ def power_rails(root: str = "/") -> Dict[str, float]:
     for device in sorted(glob.glob(os.path.join(root, "sys/bus/i2c/drivers/ina3221x/*/iio:device*"))):
         for label in sorted(glob.glob(os.path.join(device, "rail_name_*"))):
             index = label.rsplit("_", 1)[-1]
-            name = _read_file(label)
-            milliwatts = _int(_read_file(os.path.join(device, "in_power{}_input".format(index))))
+            name = read_file(label)
+            milliwatts = _int(read_file(os.path.join(device, "in_power{}_input".format(index))))
             if name and milliwatts is not None:
                 rails[name] = milliwatts / 1000.0
     # JetPack 5/6 (Orin, Xavier on 35.x): inN_label, inN_input (mV), currN_input (mA).
@@ -137,9 +138,9 @@ def power_rails(root: str = "/") -> Dict[str, float]:
     for device in sorted(hwmons):
         for label in sorted(glob.glob(os.path.join(device, "in*_label"))):
             index = re.sub(r"\D", "", os.path.basename(label))
-            name = _read_file(label)
-            millivolts = _int(_read_file(os.path.join(device, "in{}_input".format(index))))
-            milliamps = _int(_read_file(os.path.join(device, "curr{}_input".format(index))))
+            name = read_file(label)
+            millivolts = _int(read_file(os.path.join(device, "in{}_input".format(index))))
+            milliamps = _int(read_file(os.path.join(device, "curr{}_input".format(index))))
             if name and millivolts is not None and milliamps is not None and "sum" not in name.lower():
                 rails[name] = millivolts * milliamps / 1e6
     return rails

@@ -17,6 +17,7 @@ import dfseg
 from ..fileio import write_json_atomic
 from ..parts import Part
 from .boundary import boundary_shapes
+from .report import progress_bar
 from .sources import BUNDLE_SCHEMA, MANIFEST, HostSource, ModelSpec, safe_filename, sha256_file
 
 
@@ -37,14 +38,7 @@ def write_bundle(
             record["roles"].append(role)
     probes = sorted({shape for part in parts for shape in boundary_shapes(part)})
     total = len(roles) + len(parts) + len(probes) + 1
-    bar = None
-    if show_progress:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, desc="bundle", unit="file")
-        except ImportError:
-            bar = None
+    bar = progress_bar(total, show_progress, "bundle", "file")
     models: List[Dict[str, Any]] = []
     part_entries: List[Dict[str, Any]] = []
     try:
@@ -53,23 +47,22 @@ def write_bundle(
             path = source.model_path(spec)
             models.append(dict(spec.to_json(), roles=record["roles"], file=os.path.relpath(path, directory),
                                sha256=sha256_file(path)))
-            _tick(bar)
+            bar.update(1)
         for part in parts:
             path = source.part_path(part)
             part_entries.append({"key": part.key, "part": list(part), "file": os.path.relpath(path, directory),
                                  "sha256": sha256_file(path)})
-            _tick(bar)
+            bar.update(1)
         boundaries: List[Dict[str, Any]] = []
         for shape in probes:
             path = source.boundary_path(shape)
             boundaries.append({"shape": list(shape), "file": os.path.relpath(path, directory),
                                "sha256": sha256_file(path)})
-            _tick(bar)
+            bar.update(1)
         overhead = source.overhead_path()
-        _tick(bar)
+        bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     manifest = {
         "schema": BUNDLE_SCHEMA,
         "dfseg_version": dfseg.__version__,
@@ -84,11 +77,6 @@ def write_bundle(
     path = os.path.join(directory, MANIFEST)
     write_json_atomic(path, manifest)
     return path
-
-
-def _tick(bar: Any) -> None:
-    if bar is not None:
-        bar.update(1)
 
 
 __all__ = ["write_bundle", "safe_filename"]

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .machine import PowerSampler
 from .protocol import COMPUTE, E2E, Protocol, Subject, measure, noise_warnings
+from .report import progress_bar
 from .sources import ModelSource, ModelSpec
 from .subjects import onnx_subject
 
@@ -61,14 +62,7 @@ def benchmark_models(
     records: List[Dict[str, Any]] = []
     warnings: List[str] = []
     groups = _group_by_size(specs)
-    bar = None
-    if show_progress:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(specs), desc="benchmark", unit="model")
-        except ImportError:
-            bar = None
+    bar = progress_bar(len(specs), show_progress, "benchmark", "model")
     try:
         for group in groups:
             subjects: List[Subject] = []
@@ -113,9 +107,7 @@ def benchmark_models(
                     "watts": None if watts is None else round(watts, 3),
                     "mj_per_frame": None if watts is None else round(watts * e2e.median_ms, 3),
                 })
-            if bar is not None:
-                bar.update(len(group))
+            bar.update(len(group))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return {"records": records, "warnings": warnings}

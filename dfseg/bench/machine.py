@@ -61,12 +61,12 @@ class MachineReader:
         governors, freqs_mhz, max_mhz, min_mhz = {}, {}, {}, {}
         for cpu_dir in self.cpu_dirs():
             name = os.path.basename(cpu_dir)
-            governor = _read_file(os.path.join(cpu_dir, "cpufreq/scaling_governor"))
+            governor = jetson_telemetry.read_file(os.path.join(cpu_dir, "cpufreq/scaling_governor"))
             if governor:
                 governors[name] = governor
             for target, leaf in ((freqs_mhz, "scaling_cur_freq"), (max_mhz, "scaling_max_freq"),
                                  (min_mhz, "scaling_min_freq")):
-                value = _read_file(os.path.join(cpu_dir, "cpufreq", leaf))
+                value = jetson_telemetry.read_file(os.path.join(cpu_dir, "cpufreq", leaf))
                 if value and value.isdigit():
                     target[name] = int(value) // 1000
         online = self.read("sys/devices/system/cpu/online")
@@ -99,14 +99,6 @@ class MachineReader:
 def _cpu_index(path: str) -> int:
     digits = re.sub(r"\D", "", os.path.basename(path))
     return int(digits) if digits else 0
-
-
-def _read_file(path: str) -> Optional[str]:
-    try:
-        with open(path) as handle:
-            return handle.read().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def describe_machine(root: str = "/", use_jtop: bool = True) -> Dict[str, Any]:

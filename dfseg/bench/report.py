@@ -9,6 +9,13 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..fileio import write_atomic, write_json_atomic
 
+
+def progress_bar(total: int, enabled: bool, description: str, unit: str) -> Any:
+    """A tqdm bar; a disabled one still takes update() and close(), so callers need no checks."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit=unit, disable=not enabled)
+
 CSV_FIELDS = ("model", "size", "backend", "precision", "threads", "median_ms", "p90_ms", "p99_ms", "mean_ms",
               "std_ms", "cv", "fps", "compute_median_ms", "compute_p90_ms", "runs", "rounds", "round_spread",
               "remeasured", "noisy", "watts", "mj_per_frame")

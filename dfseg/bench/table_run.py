@@ -23,6 +23,7 @@ from ..latency.table import SCHEMA, LatencyTable
 from ..parts import Part
 from .boundary import Shape, boundary_shapes, probe_name, shape_label, stub_ms
 from .protocol import CLOCKS, COMPUTE, Measurement, Protocol, measure, median
+from .report import progress_bar
 from .sources import ModelSource
 from .subjects import onnx_subject
 
@@ -117,16 +118,6 @@ def entry_from(measurement: Measurement, overhead_ms: float, mode: str = COMPUTE
     }
 
 
-def _progress(total: int, enabled: bool, description: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    if tqdm is None or not enabled:
-        return None
-    return tqdm(total=total, desc=description, unit="part")
-
-
 def measure_table(
     parts: Sequence[Part],
     source: ModelSource,
@@ -164,7 +155,7 @@ def measure_table(
         journal.add_boundaries(_measure_boundaries(shapes[i:i + chunk_size], source, protocol, backend, threads,
                                                    CLOCKS[clock]))
     known.update(journal.boundaries)
-    bar = _progress(len(todo), show_progress, "latency table")
+    bar = progress_bar(len(todo), show_progress, "latency table", "part")
     noise: List[float] = []
     try:
         chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
@@ -175,11 +166,9 @@ def measure_table(
             journal.add_chunk(overhead_ms, entries)
             noise.extend(e["round_spread"] for e in entries.values())
             _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=False)
-            if bar is not None:
-                bar.update(len(chunk))
+            bar.update(len(chunk))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     table = _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=True)
     journal.remove()
     return table

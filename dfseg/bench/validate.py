@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..latency.table import LatencyTable, MissingEntriesError
 from ..parts import network_parts
 from .protocol import CLOCKS, COMPUTE, Protocol, measure, noise_warnings
+from .report import progress_bar
 from .sources import ModelSource, ModelSpec
 from .subjects import onnx_subject
 
@@ -66,14 +67,7 @@ def validate_table(
     check_coverage(table, specs)
     records: List[Dict[str, Any]] = []
     warnings: List[str] = []
-    bar = None
-    if show_progress:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(specs), desc="validate", unit="net")
-        except ImportError:
-            bar = None
+    bar = progress_bar(len(specs), show_progress, "validate", "net")
     try:
         for start in range(0, len(specs), chunk_size):
             chunk = specs[start:start + chunk_size]
@@ -99,11 +93,9 @@ def validate_table(
                     "round_spread": round(stats.round_spread, 4),
                     "error_pct": round(100.0 * (estimated - stats.median_ms) / stats.median_ms, 3),
                 })
-            if bar is not None:
-                bar.update(len(chunk))
+            bar.update(len(chunk))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     summary = summarize_errors(records)
     summary["clock"] = clock
     summary["records"] = records

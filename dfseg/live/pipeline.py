@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Deque, List, NamedTuple, Optional
+from typing import Any, Callable, Deque, Iterator, List, NamedTuple, Optional
 
 from .render import Renderer
 from .segmenter import Segmenter
@@ -217,15 +217,7 @@ class Pipeline:
         return frame, classes, self.renderer.render(frame.image, classes, status)
 
     def _write_outputs(self, inbox: "queue.Queue[Any]") -> None:
-        while True:
-            try:
-                item = inbox.get(timeout=_POLL_S)
-            except queue.Empty:
-                if self.abort_event.is_set():
-                    return
-                continue
-            if item is _END:
-                return
+        for item in self._items(inbox):
             frame, classes, image = item
             for sink in self.sinks:
                 sink.write(image, frame.name, classes)
@@ -237,15 +229,7 @@ class Pipeline:
     def _stage(self, name: str, work: Callable[[Any], Any], inbox: "queue.Queue[Any]", outbox: "queue.Queue[Any]") -> threading.Thread:
         def loop() -> None:
             try:
-                while True:
-                    try:
-                        item = inbox.get(timeout=_POLL_S)
-                    except queue.Empty:
-                        if self.abort_event.is_set():
-                            return
-                        continue
-                    if item is _END:
-                        return
+                for item in self._items(inbox):
                     if self.abort_event.is_set():
                         continue  # drain without working
                     self._put(outbox, work(item))
@@ -255,6 +239,19 @@ class Pipeline:
                 self._put_end(outbox)
 
         return threading.Thread(target=loop, name=name, daemon=True)
+
+    def _items(self, inbox: "queue.Queue[Any]") -> Iterator[Any]:
+        """Items from ``inbox`` until the end marker, or until the run is aborted and nothing is left."""
+        while True:
+            try:
+                item = inbox.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self.abort_event.is_set():
+                    return
+                continue
+            if item is _END:
+                return
+            yield item
 
     def _put(self, out: "queue.Queue[Any]", item: Any) -> None:
         """Blocking put that gives up when the run is aborted (nobody would read it)."""
