@@ -37,6 +37,10 @@ print(json.dumps({"size": len(candidates), "seconds": seconds, "peak_rss_mb": pe
 """
 
 
+def _stats(seconds: list) -> dict:
+    return {"median": 1e3 * float(np.median(seconds)), "max": 1e3 * float(np.max(seconds))}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--t-min", type=float, default=0.0)
@@ -57,28 +61,31 @@ def main() -> int:
     candidates = enumerate_space(space, synthetic_table(space.all_parts()))
     accuracy = accuracy_landscape(candidates.codes, seed=0)
     study = Study(candidates, seed=0, patience=10 ** 9)
-    scans, adds, asks = [], [], []
+    scans = []
     rng = np.random.default_rng(0)
     for w in rng.integers(len(candidates), size=args.updates):
         start = time.perf_counter()
         study.pop._prune(int(w), float(candidates.latency[0]))  # worst case: scan every row
         scans.append(time.perf_counter() - start)
-    study = Study(candidates, seed=0, patience=10 ** 9)
-    for _ in range(args.updates):
-        start = time.perf_counter()
-        trial = study.ask()
-        asks.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        study.tell(trial.number, accuracy[trial.index])
-        adds.append(time.perf_counter() - start)
+    timings = {}
+    for select in ("random", "guided"):
+        study = Study(candidates, seed=0, patience=10 ** 9, select=select, explore=0.0)
+        asks, adds = [], []
+        for _ in range(args.updates):
+            start = time.perf_counter()
+            trial = study.ask()
+            asks.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            study.tell(trial.number, accuracy[trial.index])
+            adds.append(time.perf_counter() - start)
+        timings[select] = {"update_after_training_ms": _stats(adds), "ask_ms": _stats(asks),
+                           "pruned_after_updates": study.pop.n_pruned}
     result = {
         "space": space.to_json(),
         "table": "synthetic FLOP-proportional",
         "enumeration": enumeration,
         "prune_scan_full_ms": {"median": 1e3 * float(np.median(scans)), "max": 1e3 * float(np.max(scans))},
-        "update_after_training_ms": {"median": 1e3 * float(np.median(adds)), "max": 1e3 * float(np.max(adds))},
-        "ask_ms": {"median": 1e3 * float(np.median(asks)), "max": 1e3 * float(np.max(asks))},
-        "pruned_after_updates": study.pop.n_pruned,
+        "select": timings,
         "cpu_count": os.cpu_count(),
         "self_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
@@ -92,9 +99,10 @@ def main() -> int:
         enumeration["seconds"], enumeration["peak_rss_mb"], enumeration["stored_mb"]))
     print("one full Delta P scan {:>10.1f} ms median, {:.1f} max".format(
         result["prune_scan_full_ms"]["median"], result["prune_scan_full_ms"]["max"]))
-    print("update after training {:>10.1f} ms median, {:.1f} max".format(
-        result["update_after_training_ms"]["median"], result["update_after_training_ms"]["max"]))
-    print("ask                   {:>10.1f} ms median".format(result["ask_ms"]["median"]))
+    for select, timing in timings.items():
+        print("{:<6} update / ask   {:>10.1f} ms median ({:.1f} max) / {:.1f} ms median ({:.1f} max)".format(
+            select, timing["update_after_training_ms"]["median"], timing["update_after_training_ms"]["max"],
+            timing["ask_ms"]["median"], timing["ask_ms"]["max"]))
     print("wrote", path)
     return 0
 

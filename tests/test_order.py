@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from dfseg.arch import PRESETS
 from dfseg.search.landscapes import synthetic_table, tiny_space
-from dfseg.search.order import comparable, precedent_mask, precedes
+from dfseg.search.order import comparable, precedent_mask, precedes, successor_mask
 from dfseg.sizes import Size
 from dfseg.space import DecoderSpace, SearchSpace
 
@@ -93,6 +93,7 @@ def test_vectorised_mask_matches_scalar_order(data):
     start = data.draw(st.integers(0, len(pool)))
     mask = precedent_mask(codes, key(w), start=start)
     assert mask.tolist() == [precedes(key(a), key(w)) for a in pool[start:]]
+    assert successor_mask(codes, key(w)).tolist() == [precedes(key(w), key(a)) for a in pool]
 
 
 def test_released_models_are_ordered_as_expected():

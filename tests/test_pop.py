@@ -95,10 +95,11 @@ def pareto_front(latency, accuracy):
                           & ((latency < latency[x]) | (accuracy > accuracy[x])))]
 
 
-def test_pop_keeps_the_true_front_on_a_monotone_landscape(small):
+@pytest.mark.parametrize("select", ["random", "guided"])
+def test_pop_keeps_the_true_front_on_a_monotone_landscape(small, select):
     _, _, candidates = small
     accuracy = accuracy_landscape(candidates.codes, seed=3)
-    study = Study(candidates, seed=1, patience=10 ** 6)
+    study = Study(candidates, seed=1, patience=10 ** 6, select=select)
     while (trial := study.ask()) is not None:
         study.tell(trial.number, accuracy[trial.index])
     assert study.stop_reason() == EXHAUSTED and study.finished
@@ -137,6 +138,37 @@ def test_study_in_flight_failures_determinism_and_patience(small):
     while (trial := budget.ask()) is not None:
         budget.tell(trial.number, accuracy[trial.index])
     assert budget.pop.n_trained == 5
+
+
+def test_guided_selection_takes_the_largest_lower_bound_gain(small):
+    _, _, candidates = small
+    accuracy = accuracy_landscape(candidates.codes, seed=6)
+    codes, latency = candidates.codes.astype(int), candidates.latency
+    study = Study(candidates, seed=2, patience=10 ** 6, select="guided", explore=0.0)
+    exploited = 0
+    for _ in range(25):
+        trial = study.ask()
+        trained = np.asarray(study.pop.d_index, dtype=int)
+        if trained.size:
+            # From scratch: lower(m) = best trained precedent, front(m) = best trained model no slower.
+            lower = np.array([max((accuracy[p] for p in trained if np.all(codes[p] <= codes[m])), default=-np.inf)
+                              for m in range(len(candidates))])
+            front = np.array([max((accuracy[p] for p in trained if latency[p] <= latency[m]), default=-np.inf)
+                              for m in range(len(candidates))])
+            with np.errstate(invalid="ignore"):
+                gain = np.where(np.isfinite(lower), lower - front, -np.inf)
+            available = study.available.copy()
+            available[trial.index] = True  # it was available when asked
+            best = gain[available].max()
+            if best > -np.inf:
+                assert gain[trial.index] == best
+                exploited += 1
+        study.tell(trial.number, accuracy[trial.index])
+    assert exploited >= 20
+    with pytest.raises(UserError, match="--select"):
+        Study(candidates, select="greedy")
+    with pytest.raises(UserError, match="--explore"):
+        Study(candidates, select="guided", explore=1.5)
 
 
 def test_decoder_search_space_and_pop():

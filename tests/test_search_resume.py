@@ -40,13 +40,14 @@ def test_torn_last_line_is_dropped_and_lock_is_exclusive(tmp_path):
         Journal(path).open()
 
 
-def test_replayed_study_matches_the_original(tmp_path):
+@pytest.mark.parametrize("select", ["random", "guided"])
+def test_replayed_study_matches_the_original(tmp_path, select):
     space = tiny_space(t_max=2.2)
     candidates = enumerate_space(space, synthetic_table(space.all_parts()))
     accuracy = accuracy_landscape(candidates.codes, seed=4)
     path = str(tmp_path / "journal.jsonl")
     journal = Journal(path)
-    original = Study(candidates, seed=9, patience=6, journal=journal)
+    original = Study(candidates, seed=9, patience=6, journal=journal, select=select)
     original.start_journal(journal.open())
     in_flight = [original.ask() for _ in range(3)]
     original.tell(in_flight[1].number, accuracy[in_flight[1].index])
@@ -55,7 +56,7 @@ def test_replayed_study_matches_the_original(tmp_path):
     for trial in (in_flight[0], in_flight[2]):  # what the uninterrupted search does next
         original.tell(trial.number, accuracy[trial.index])
     resumed_journal = Journal(path)
-    resumed = Study(candidates, seed=9, patience=6, journal=resumed_journal)
+    resumed = Study(candidates, seed=9, patience=6, journal=resumed_journal, select=select)
     resumed.start_journal(resumed_journal.open())
     assert sorted(resumed.in_flight) == [in_flight[0].number, in_flight[2].number]
     for study in (original, resumed):
@@ -64,7 +65,10 @@ def test_replayed_study_matches_the_original(tmp_path):
     resumed_journal.close()
     assert resumed.state() == original.state()
     with pytest.raises(JournalError, match="seed"):
-        Study(candidates, seed=10, journal=Journal(path)).start_journal(Journal(path).open())
+        Study(candidates, seed=10, journal=Journal(path), select=select).start_journal(Journal(path).open())
+    other = "random" if select == "guided" else "guided"
+    with pytest.raises(JournalError, match="select"):
+        Study(candidates, seed=9, journal=Journal(path), select=other).start_journal(Journal(path).open())
 
 
 def search(tmp_path, table, command, out, *extra, env=None):
@@ -78,24 +82,29 @@ def finished(out):
     return [(r["trial"], r["arch"], r["accuracy"], r["status"]) for r in rows]
 
 
-def test_killed_search_resumes_to_the_same_state(tmp_path):
+@pytest.mark.parametrize("select", ["random", "guided"])
+def test_killed_search_resumes_to_the_same_state(tmp_path, select):
     table = tmp_path / "t.json"
     write_table(table)
     command = write_train_script(tmp_path)
-    straight = search(tmp_path, table, command, tmp_path / "straight")
+    straight = search(tmp_path, table, command, tmp_path / "straight", "--select", select)
     assert straight.returncode == 0, straight.stderr
 
     marker = tmp_path / "kill-once"
     marker.write_text("0")
     out = tmp_path / "killed"
-    killed = search(tmp_path, table, command, out, env={"KILL_MARKER": str(marker), "KILL_AT": "6"})
+    killed = search(tmp_path, table, command, out, "--select", select,
+                    env={"KILL_MARKER": str(marker), "KILL_AT": "6"})
     assert killed.returncode == -9 and not marker.exists()
     records = [json.loads(line) for line in open(out / "journal.jsonl")]
-    assert sum(r["type"] == "tell" for r in records) == 5 and not (out / "front.json").exists()
+    assert sum(r["type"] == "tell" for r in records) == 5
+    # Outputs are kept current during the search, so the kill leaves the five finished trials in them.
+    assert finished(out) == finished(tmp_path / "straight")[:5]
+    assert json.loads((out / "summary.json").read_text())["trained"] == 5
 
-    refused = search(tmp_path, table, command, out)
+    refused = search(tmp_path, table, command, out, "--select", select)
     assert refused.returncode == 2 and "--resume" in refused.stderr
-    resumed = search(tmp_path, table, command, out, "--resume")
+    resumed = search(tmp_path, table, command, out, "--select", select, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed 5 finished trial(s)" in resumed.stderr
     assert finished(out) == finished(tmp_path / "straight")

@@ -50,18 +50,24 @@ def test_schedule_warms_up_then_decays_with_power_two():
     assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
 
 
-def test_classification_and_segmentation_training(tmp_path):
+def test_classification_and_segmentation_training_learn(tmp_path):
     torch.set_num_threads(1)
     folder = make_folder_dataset(tmp_path / "folder")
     arch = Arch.from_short("64x1_64x1_64x1")
     accuracy = train_and_evaluate(arch, TrainerConfig(str(folder), epochs=3, batch_size=4, lr=0.05,
                                                       input_size=Size(32, 32)))
-    assert 0.0 <= accuracy <= 100.0 and accuracy * 6 / 100.0 == pytest.approx(round(accuracy * 6 / 100.0))
+    assert accuracy == 100.0  # dark vs bright: every validation image right after three epochs
     city = make_cityscapes_dataset(tmp_path / "city")
     seg = Arch.from_short("64x1_64x1_64x1-wc19.32.32")
-    miou = train_and_evaluate(seg, TrainerConfig(str(city), epochs=2, batch_size=2, lr=0.01,
-                                                 input_size=Size(64, 64)))
-    assert 0.0 <= miou <= 100.0
+
+    def miou(epochs):
+        return train_and_evaluate(seg, TrainerConfig(str(city), epochs=epochs, batch_size=3, lr=0.05,
+                                                     input_size=Size(64, 64)))
+
+    # Two regions, two classes: the paper's recipe on a 40-epoch schedule separates them; two
+    # epochs do not, so the score measures learning rather than the initialisation.
+    barely, trained = miou(2), miou(40)
+    assert barely < 50.0 and trained >= 90.0, (barely, trained)
     with pytest.raises(Exception, match="segmentation"):
         TrainerEvaluator(TrainerConfig(str(city), input_size=Size(64, 64)))(
             type("T", (), {"arch": arch})(), str(tmp_path))

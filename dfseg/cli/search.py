@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     pop.add_argument("--max-trials", type=int, default=None, help="stop after this many trainings")
     pop.add_argument("--eps", type=float, default=0.0,
                      help="tolerance of the partial-order assumption, in accuracy units (default 0)")
+    pop.add_argument("--select", default="random", choices=("random", "guided"),
+                     help="how the next candidate is drawn from S^ minus P: random (the paper's Algorithm 1) or "
+                          "guided (part of the draws go to where trained precedents promise the largest gain over "
+                          "the front; fewer trainings for the same front, see README) (default random)")
+    pop.add_argument("--explore", type=float, default=0.5,
+                     help="with --select guided: share of uniformly random draws (default 0.5)")
     pop.add_argument("--resume", action="store_true", help="continue the search journalled in --out")
     pop.add_argument("--dry-run", action="store_true", help="only enumerate S^ and describe it")
     pop.add_argument("--space-out", default=None, help="with --dry-run: write every candidate as JSONL")
@@ -262,7 +268,7 @@ def _main(argv: Optional[List[str]] = None) -> int:
     executor = None
     try:
         study = Study(candidates, seed=args.seed, patience=args.patience, eps=args.eps, max_trials=args.max_trials,
-                      journal=journal)
+                      journal=journal, select=args.select, explore=args.explore)
         study.start_journal(records)
         if records:
             print("{}: resumed {} finished trial(s) from {}".format(PROG, len(study.trials), journal.path),
@@ -272,7 +278,10 @@ def _main(argv: Optional[List[str]] = None) -> int:
         executor = make_executor(evaluator, out, workers=args.workers, ray_address=args.ray_address,
                                  cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                                  retries=args.retries)
-        run_search(study, executor, progress=not args.quiet)
+        # Front, trials and reports stay current while the search runs (plots only at the end: they
+        # take a second each); the journal already keeps every result.
+        run_search(study, executor, progress=not args.quiet,
+                   on_result=lambda current: write_outputs(out, current, plots=False))
     finally:
         if executor is not None:
             executor.close()

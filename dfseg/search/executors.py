@@ -160,7 +160,10 @@ class RayExecutor:
                 else:
                     ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise UserError("--ray-address {}: cannot connect to Ray ({})".format(address, exc)) from None
+                raise UserError(
+                    "--ray-address {}: cannot connect to Ray ({}); check that the cluster is up (`ray status`), and "
+                    "for a cluster with token authentication set RAY_AUTH_MODE=token and its token "
+                    "(RAY_AUTH_TOKEN or ~/.ray/auth_token)".format(address, exc)) from None
         self.root, self.retries, self.capacity = root, retries, workers
         self._task = ray.remote(evaluate_trial).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial,
                                                          max_retries=retries)

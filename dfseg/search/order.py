@@ -50,3 +50,13 @@ def precedent_mask(codes: np.ndarray, key: Sequence[int], start: int = 0, stop: 
             continue  # every code passes
         np.logical_and(mask, rows[:, column] <= bound, out=mask)
     return mask
+
+
+def successor_mask(codes: np.ndarray, key: Sequence[int]) -> np.ndarray:
+    """Boolean mask over ``codes`` of the rows m with key <= m (m is deeper and wider than ``key``)."""
+    mask = np.ones(codes.shape[0], dtype=bool)
+    for column, bound in enumerate(key):
+        if bound <= 0:
+            continue  # every code passes
+        np.logical_and(mask, codes[:, column] >= bound, out=mask)
+    return mask

@@ -5,9 +5,10 @@
         study.tell(trial.number, train(trial.arch))
 
 Several trials may be in flight at once (ask several times, tell in any order); pruning is applied
-as each result arrives.  Random selection draws from S^ minus (P, D, failed and in-flight trials)
-with a generator seeded by (seed, ask number), so a search is a pure function of its seed and the
-order of its results: replaying a journal rebuilds the exact state, and a resumed sequential
+as each result arrives.  Selection draws from S^ minus (P, D, failed and in-flight trials): uniformly
+(``select="random"``, the paper's Algorithm 1) or partly by the lower bounds the trained models give
+(``select="guided"``, see selection.py).  Its generator is seeded by (seed, ask number), so a search
+is a pure function of its seed and the order of its results: replaying a journal rebuilds the exact state, and a resumed sequential
 search ends where an uninterrupted one would.
 """
 
@@ -23,10 +24,12 @@ from ..errors import UserError
 from .candidates import CandidateSet
 from .journal import Journal, JournalError
 from .pop import PartialOrderPruning
+from .selection import SELECTIONS, GuidedSelection
 
 FRONT_STABLE = "front unchanged"
 EXHAUSTED = "search space exhausted"
 BUDGET = "trial budget reached"
+_DEFAULTS = {"select": "random", "explore": None}
 
 
 class Trial(NamedTuple):
@@ -38,11 +41,16 @@ class Trial(NamedTuple):
 
 class Study:
     def __init__(self, candidates: CandidateSet, seed: int = 0, patience: int = 30, eps: float = 0.0,
-                 max_trials: Optional[int] = None, journal: Optional[Journal] = None) -> None:
+                 max_trials: Optional[int] = None, journal: Optional[Journal] = None, select: str = "random",
+                 explore: float = 0.5) -> None:
         if patience < 1:
             raise UserError("--patience: must be at least 1, got {}".format(patience))
         if max_trials is not None and max_trials < 1:
             raise UserError("--max-trials: must be at least 1, got {}".format(max_trials))
+        if select not in SELECTIONS:
+            raise UserError("--select: choose one of {}, got {!r}".format(", ".join(SELECTIONS), select))
+        if not 0.0 <= explore <= 1.0:
+            raise UserError("--explore: must be between 0 and 1, got {}".format(explore))
         if not len(candidates):
             raise UserError("the search space is empty: widen the latency window (--t-min/--t-max) or the space")
         self.candidates = candidates
@@ -51,6 +59,9 @@ class Study:
         self.eps = float(eps)
         self.max_trials = max_trials
         self.pop = PartialOrderPruning(candidates.codes, candidates.latency, eps, candidates.top_code)
+        self.select = select
+        self.explore = float(explore)
+        self.guide = GuidedSelection(candidates.codes, candidates.latency, explore) if select == "guided" else None
         self.failed = np.zeros(len(candidates), dtype=bool)
         self.in_flight = {}  # type: Dict[int, Trial]
         self._in_flight_mask = np.zeros(len(candidates), dtype=bool)
@@ -69,6 +80,7 @@ class Study:
         digest.update(np.ascontiguousarray(self.candidates.codes).tobytes())
         digest.update(self.candidates.latency.tobytes())
         return {"type": "start", "space": self.candidates.space.to_json(), "seed": self.seed, "eps": self.eps,
+                "select": self.select, "explore": self.explore if self.guide else None,
                 "size": len(self.candidates), "candidates_sha256": digest.hexdigest()[:16]}
 
     def start_journal(self, records: List[Dict[str, Any]]) -> None:
@@ -81,12 +93,14 @@ class Study:
         if head.get("type") != "start":
             raise JournalError("{}: first record is not a search start; not a dfseg-search journal".format(
                 self.journal.path if self.journal else "journal"))
-        for field in ("space", "seed", "eps", "size", "candidates_sha256"):
-            if head.get(field) != config[field]:
+        for field in ("space", "seed", "eps", "select", "explore", "size", "candidates_sha256"):
+            # Journals from before guided selection have neither field: they were random draws.
+            recorded = head.get(field, _DEFAULTS.get(field))
+            if recorded != config[field]:
                 raise JournalError(
                     "{}: cannot resume: {} differs (journal {!r}, now {!r}); rerun with the journal's settings "
                     "and latency table, or start a new search with another --out".format(
-                        self.journal.path if self.journal else "journal", field, head.get(field), config[field]))
+                        self.journal.path if self.journal else "journal", field, recorded, config[field]))
         self.replay(records[1:])
 
     def replay(self, records: List[Dict[str, Any]]) -> None:
@@ -143,7 +157,10 @@ class Study:
         if not choices.size:
             return None
         rng = np.random.default_rng([self.seed, self.asked])
-        index = int(choices[rng.integers(choices.size)])
+        if self.guide is not None:
+            index = self.guide.choose(choices, rng)
+        else:
+            index = int(choices[rng.integers(choices.size)])
         trial = Trial(self.asked, index, self.candidates.arch(index), float(self.candidates.latency[index]))
         self.asked += 1
         self.in_flight[trial.number] = trial
@@ -178,6 +195,8 @@ class Study:
     def _apply_tell(self, number: int, accuracy: float, seconds: Optional[float]) -> int:
         trial = self._finish(number)
         newly = self.pop.add(trial.index, accuracy)
+        if self.guide is not None:
+            self.guide.observe(trial.index, accuracy)
         front = frozenset(self.pop.front())
         self.stable_for = self.stable_for + 1 if front == self._front else 0
         self._front = front

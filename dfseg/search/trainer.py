@@ -20,10 +20,11 @@ from typing import Any, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from ..errors import UserError
+from ..eval import ConfusionMatrix
+from ..live.cityscapes import IGNORE_LABEL
 from ..preprocess import CITYSCAPES_MEAN_BGR, IMAGENET_MEAN_BGR, INPUT_SCALE, resize_bilinear
 from ..sizes import Size
 
-IGNORE = 255
 IMAGE_EXTENSIONS = (".npy", ".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -161,13 +162,13 @@ def train_and_evaluate(arch: Any, config: TrainerConfig) -> float:
             inputs = torch.from_numpy(x_train[rows]).to(device)
             targets = torch.from_numpy(y_train[rows]).to(device)
             logits = _logits(model(inputs), targets)
-            loss = F.cross_entropy(logits, targets, ignore_index=IGNORE)
+            loss = F.cross_entropy(logits, targets, ignore_index=IGNORE_LABEL)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             step += 1
     model.eval()
-    confusion = np.zeros((classes, classes), dtype=np.int64)
+    confusion = ConfusionMatrix(classes)
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x_val), config.batch_size):
@@ -176,16 +177,13 @@ def train_and_evaluate(arch: Any, config: TrainerConfig) -> float:
             predicted = _logits(model(inputs), targets).argmax(1).cpu().numpy()
             truth = targets.cpu().numpy()
             if segmentation:
-                valid = truth != IGNORE
-                confusion += np.bincount(truth[valid] * classes + predicted[valid],
-                                         minlength=classes * classes).reshape(classes, classes)
+                confusion.update(predicted, truth)
             else:
                 correct += int((predicted == truth).sum())
     if not segmentation:
         return 100.0 * correct / len(x_val)
-    union = confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
-    present = union > 0
-    return 100.0 * float(np.mean(np.diag(confusion)[present] / union[present])) if present.any() else 0.0
+    miou = confusion.mean_iou()
+    return 100.0 * miou if math.isfinite(miou) else 0.0
 
 
 def _logits(output: Any, targets: Any) -> Any:
