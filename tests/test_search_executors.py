@@ -13,12 +13,10 @@ import tempfile
 import time
 import uuid
 
-import numpy as np
 import pytest
 from search_fixtures import DyingEvaluator, write_table, write_train_script
 
 from dfseg.search.candidates import enumerate_space
-from dfseg.search.evaluators import ArrayEvaluator
 from dfseg.search.executors import ProcessPoolExecutor, RayExecutor
 from dfseg.search.landscapes import accuracy_landscape, synthetic_table, tiny_space
 from dfseg.search.runner import run_search
@@ -58,19 +56,36 @@ def test_process_pool_survives_dead_workers_and_buggy_evaluators(tmp_path, candi
     assert all(t["status"] == "ok" for t in died_once)
 
 
-def test_ray_executor_runs_trials_as_tasks(tmp_path, candidates):
+def test_ray_executor_runs_trials_as_tasks_and_survives_dead_workers(tmp_path, candidates):
     ray = pytest.importorskip("ray")
     accuracy = accuracy_landscape(candidates.codes, seed=3)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    probe = Study(candidates, seed=0, patience=10 ** 6, max_trials=10)
+    always = {probe.ask().index}  # this row kills its Ray worker on every attempt
+    # The workers unpickle DyingEvaluator, so they need this folder on their path.
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}})
     try:
-        study = Study(candidates, seed=0, patience=10 ** 6, max_trials=8)
-        executor = RayExecutor(ArrayEvaluator(accuracy), str(tmp_path), workers=2, cpus_per_trial=1, retries=0)
+        study = Study(candidates, seed=0, patience=10 ** 6, max_trials=10)
+        executor = RayExecutor(DyingEvaluator(accuracy, every=4, always=always), str(tmp_path), workers=2,
+                               cpus_per_trial=1, retries=1)
         run_search(study, executor, progress=False)
         executor.close()
-        assert study.pop.n_trained == 8
-        assert np.allclose(study.pop.d_accuracy, accuracy[study.pop.d_index])
     finally:
         ray.shutdown()
+    assert len(study.trials) == 10 and not study.in_flight
+    by_index = {t["index"]: t for t in study.trials}
+    doomed = by_index[next(iter(always))]
+    assert doomed["status"] == "failed" and doomed["error"].startswith("ray: WorkerCrashedError: The worker died")
+    for row in study.trials:
+        if row["status"] == "ok":
+            assert row["accuracy"] == pytest.approx(accuracy[row["index"]])
+        elif row["index"] not in always:
+            assert row["index"] % 7 == 3 and "evaluator bug" in row["error"]
+    # A worker that died once was replaced by Ray and the trial retried to a result.
+    died_once = [t for t in study.trials if t["index"] not in always and t["index"] % 7 != 3
+                 and (tmp_path / "trials" / "{:05d}".format(t["trial"]) / "died").exists()]
+    assert all(t["status"] == "ok" for t in died_once)
+    assert study.pop.n_trained == sum(t["status"] == "ok" for t in study.trials) >= 6
 
 
 def _free_port():

@@ -10,6 +10,7 @@ error for the study to record.
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import time
 import traceback
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
@@ -186,14 +187,22 @@ class RayExecutor:
             try:
                 outcomes.append(self._ray.get(ref))
             except self._ray.exceptions.RayError as exc:  # worker crash after Ray's own retries
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                outcomes.append(Outcome(trial.number, None, "ray: {}".format(message), self.retries + 1, 0.0))
+                outcomes.append(Outcome(trial.number, None, "ray: {}".format(_ray_reason(exc)), self.retries + 1,
+                                        0.0))
         return outcomes
 
     def close(self) -> None:
         for ref in list(self._refs):
             self._ray.cancel(ref, force=True)
         self._refs.clear()
+
+
+def _ray_reason(exc: BaseException) -> str:
+    """One line saying why a Ray task failed: the exception type and the message's last line (Ray's
+    messages start with the task's name and end with the cause), without terminal colours."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line and set(line) != {"^"}]
+    return "{}: {}".format(type(exc).__name__, lines[-1]) if lines else type(exc).__name__
 
 
 def make_executor(evaluator: Evaluator, root: str, workers: int = 1, ray_address: Optional[str] = None,
