@@ -9,7 +9,9 @@
 =====================================  ==============================================
 
 Live sources (cameras, streams) are retried when they stop delivering frames and marked ``live``
-so the pipeline drops stale frames instead of queueing them; files never lose a frame.
+so the pipeline drops stale frames instead of queueing them; files never lose a frame.  A network
+stream that stalls (still connected, no frame for ``STREAM_TIMEOUT_S``) counts as stopped too; an
+OpenCV without open/read timeout parameters (before 4.5.4) keeps its FFmpeg backend's fixed 30 s.
 
 Device side: Python 3.6, no torch; OpenCV is imported when a source opens.
 """
@@ -27,6 +29,7 @@ from ..errors import UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264", ".264")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
+STREAM_TIMEOUT_S = 10.0  # rtsp:// and other network streams: longest wait to open, or for a frame
 
 
 class Frame(NamedTuple):
@@ -74,6 +77,7 @@ class CaptureSource(Source):
 
     A live capture that stops delivering frames is reopened up to ``reconnect_attempts`` times,
     ``reconnect_delay`` seconds apart; then the source ends and ``end_reason`` says why.
+    ``timeout_s`` bounds opening and each read where OpenCV supports it (network streams).
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class CaptureSource(Source):
         reconnect_delay: float = 1.0,
         log: Optional[Callable[[str], None]] = None,
         settings: Optional[List[Tuple[str, float]]] = None,
+        timeout_s: Optional[float] = None,
     ) -> None:
         super().__init__()
         self.target = target
@@ -99,17 +104,40 @@ class CaptureSource(Source):
         self.end_reason = None  # type: Optional[str]
         self.reconnects = 0
         self.settings = settings or []  # (cv2 property name, value) applied after each open
+        self.timeout_s = timeout_s
 
     def _open_capture(self) -> Any:
         import cv2
 
-        capture = cv2.VideoCapture(self.target) if self.api is None else cv2.VideoCapture(self.target, self.api)
+        capture = self._open_with_timeouts(cv2) if self.timeout_s else None
+        if capture is None:
+            capture = cv2.VideoCapture(self.target) if self.api is None else cv2.VideoCapture(self.target, self.api)
         if not capture.isOpened():
             capture.release()
             return None
         for name, value in self.settings:
             capture.set(getattr(cv2, name), value)
         return capture
+
+    def _open_with_timeouts(self, cv2: Any) -> Any:
+        """A capture opened with open/read timeouts, or None where this OpenCV cannot take them."""
+        names = ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC")
+        if not all(hasattr(cv2, name) for name in names):
+            return None
+        api = self.api
+        if api is None:
+            # A backend refuses to open with parameters it does not know (GStreamer's before OpenCV 4.7),
+            # so they go to FFmpeg only; an OpenCV without FFmpeg opens the stream as it always did.
+            registry = getattr(cv2, "videoio_registry", None)
+            if registry is None or not registry.hasBackend(cv2.CAP_FFMPEG):
+                return None
+            api = cv2.CAP_FFMPEG
+        milliseconds = int(round(float(self.timeout_s or 0) * 1000))
+        params = [getattr(cv2, names[0]), milliseconds, getattr(cv2, names[1]), milliseconds]
+        try:  # VideoCapture(target, api, params): OpenCV >= 4.5.2; the timeouts: >= 4.5.4
+            return cv2.VideoCapture(self.target, api, params)
+        except (TypeError, cv2.error):
+            return None
 
     def open(self) -> None:
         if self.capture is not None:
@@ -236,7 +264,7 @@ def _make_source(
             target, text, True, _cv2_const("CAP_V4L2"), reconnect_attempts, reconnect_delay, settings=settings
         )
     if re.match(r"^(rtsp|rtmp|http|https)://", text):
-        return CaptureSource(text, text, True, None, reconnect_attempts, reconnect_delay)
+        return CaptureSource(text, text, True, None, reconnect_attempts, reconnect_delay, timeout_s=STREAM_TIMEOUT_S)
     path = text[len("file://"):] if text.startswith("file://") else text
     if os.path.isdir(path):
         images = sorted(p for p in glob.glob(os.path.join(path, "*")) if p.lower().endswith(IMAGE_EXTENSIONS))
