@@ -11,13 +11,15 @@ import torch
 
 from dfseg.arch import Arch
 from dfseg.convert.caffe_schema import CaffeLayer, message_classes, read_caffemodel, write_caffemodel
-from dfseg.convert.caffe_to_dfseg import ConversionError, convert_caffemodel
+from dfseg.convert.caffe_to_dfseg import ConversionError, convert_caffemodel, convert_layers
 from dfseg.models import create_model
 from dfseg.models.layers import bilinear_kernel, randomize_batchnorm
+from dfseg.models.registry import build_model
 
 TINY_SEG = "s16.16-16x1_32x1_32x1-wc19.19.32"
-TINY_BOTTLENECK = Arch.create([[16, 32], [[16, 64]], [[32, 64], [32, 128]]], block=["basic", "bottleneck", "bottleneck"],
-                              stem=[16, 16], classes=10)
+# The last block changes only the inner width (128 -> 128): a projection, as DF2A's res4.5 has.
+TINY_BOTTLENECK = Arch.create([[16, 32], [[16, 64]], [[32, 64], [32, 128], [64, 128]]],
+                              block=["basic", "bottleneck", "bottleneck"], stem=[16, 16], classes=10)
 BN_FACTOR = 4.0  # a power of two, so mean * factor / factor is exact in float32
 
 
@@ -119,6 +121,117 @@ def test_round_trip_df1_seg_preset(tmp_path):
     converted, mapped = convert_caffemodel(str(tmp_path / "df1.caffemodel"), arch)
     assert len(mapped) == sum(1 for k in original.state_dict() if not k.endswith("num_batches_tracked"))
     assert_same_model(original, converted, size=(1, 3, 64, 128))
+
+
+# The authors' released networks as their deploy prototxts define them (lixincn2015/Partial-Order-
+# Pruning, prototxt/*.prototxt, checked layer by layer), written out as our own data: per release stage
+# res2, res3, res4 the blocks, "OUT" (basic: 3x3 OUT, 3x3 OUT) or "INNER:OUT" (bottleneck: 1x1 INNER,
+# 3x3 INNER, 1x1 OUT), with "s" where the block has a res{k}.{j}.skipConv projection.
+RELEASE_STAGES = {
+    "df1": ["64s 64 64", "128s 128 128", "256s 256 256 512s"],
+    "df2": ["64s 64 128s", "128s" + " 128" * 9 + " 256s", "256s 256 256 256 512s 512"],
+    "df2a": ["64s 64 128s", "128:512s" + " 128:512" * 9 + " 256:1024s",
+             "256:1024s 256:1024 256:1024 256:1024 512:1024s 512:1024"],  # res4.5: a 1024 -> 1024 projection
+    "dflite": ["64s 64", "128s 128", "256s 512s"],
+}
+RELEASE_NETS = {  # preset: (backbone, decoder [C3, C4, C5], BN merged into conv biases as in *_mergebn files)
+    "df1": ("df1", None, False), "df2": ("df2", None, False), "df2a": ("df2a", None, False),
+    "df1-seg": ("df1", (19, 32, 128), False), "df2-seg1": ("df2", (19, 19, 32), False),
+    "df2-seg2": ("df2", (19, 256, 512), False), "dflite-seg": ("dflite", (32, 32, 512), True),
+}
+
+
+def release_net(backbone, decoder, merged):
+    """Every layer with blobs in the release's caffemodel, with Caffe's blob shapes, from the tables above
+    alone (not from our model): conv + X/bn + X/bn_scale (skip BN named res{k}.{j}skipConv/bn), fixed
+    bilinear deconvolutions (C, 1, k, k), fc (1000, C) + bias."""
+    layers = []
+
+    def conv(name, c_out, c_in, k, bn_name=None):
+        weight = np.zeros((c_out, c_in, k, k), np.float32)
+        if merged:
+            layers.append(CaffeLayer(name, "Convolution", [weight, np.zeros(c_out, np.float32)]))
+            return
+        layers.append(CaffeLayer(name, "Convolution", [weight]))
+        ones = np.ones(c_out, np.float32)
+        layers.append(CaffeLayer((bn_name or name) + "/bn", "BatchNorm", [ones * 0, ones, np.ones(1, np.float32)]))
+        layers.append(CaffeLayer((bn_name or name) + "/bn_scale", "Scale", [ones, ones * 0]))
+
+    conv("conv1", 32, 3, 3)
+    conv("conv2", 64, 32, 3)
+    c_in, ends = 64, []
+    for k, stage in zip((2, 3, 4), RELEASE_STAGES[backbone]):
+        for j, block in enumerate(stage.split(), 1):
+            name = "res{}.{}".format(k, j)
+            widths = [int(w) for w in block.rstrip("s").split(":")]
+            if len(widths) == 1:
+                conv(name + ".conv1", widths[0], c_in, 3)
+                conv(name + ".conv2", widths[0], widths[0], 3)
+            else:
+                conv(name + ".conv1", widths[0], c_in, 1)
+                conv(name + ".conv2", widths[0], widths[0], 3)
+                conv(name + ".conv3", widths[1], widths[0], 1)
+            if block.endswith("s"):
+                conv(name + ".skipConv", widths[-1], c_in, 1, bn_name=name + "skipConv")
+            c_in = widths[-1]
+        ends.append(c_in)
+    if decoder is None:
+        layers.append(CaffeLayer("fc", "InnerProduct", [np.zeros((1000, c_in), np.float32), np.zeros(1000, np.float32)]))
+        return layers
+    c3, c4, c5 = decoder
+    for i in range(1, 5):
+        conv("psp.pool{}.conv".format(i), 128, c_in, 1)
+    conv("psp.concat.conv", 512, c_in + 4 * 128, 3)
+    conv("Decoder_wc3", c3, ends[0], 1)
+    conv("Decoder_wc4", c4, ends[1], 1)
+    conv("Decoder_wc5", c5, 512, 1)
+    for name, c_high, c_low in (("Decoder4_4", c4, c5), ("Decoder3_3", c3, c4)):
+        conv(name + ".proj", c_high, c_low, 1)
+        layers.append(CaffeLayer(name + ".proj/up2", "Deconvolution", [bilinear_kernel(c_high, 4).numpy()]))
+        conv(name + ".conv1", c_high, 2 * c_high, 3)
+    conv("Decoder_score", 19, c3, 3)
+    layers.append(CaffeLayer("Decoder_score.up8", "Deconvolution", [bilinear_kernel(19, 16).numpy()]))
+    return layers
+
+
+@pytest.mark.parametrize("preset", list(RELEASE_NETS))
+def test_every_released_layer_maps_onto_the_preset(preset):
+    layers = release_net(*RELEASE_NETS[preset])
+    arch = Arch.parse(preset)
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build_model(arch).state_dict().items()}
+    tensors, mapped = convert_layers(layers, arch, expected)
+    fixed = {x.name for x in layers if x.type == "Deconvolution"}  # checked, not weights
+    assert {m.caffe for m in mapped} == {x.name for x in layers} - fixed
+    assert set(tensors) == {k for k in expected if not k.endswith("num_batches_tracked")}
+
+
+def merge_batchnorm(layers, eps=1e-4):
+    """What the release's *_mergebn files hold: each conv X absorbs X/bn and X/bn_scale (weight, bias)."""
+    by_name = {x.name: x for x in layers}
+    merged = []
+    for x in layers:
+        if x.type in ("BatchNorm", "Scale"):
+            continue
+        if x.type == "Convolution":
+            bn = x.name[: -len(".skipConv")] + "skipConv" if x.name.endswith(".skipConv") else x.name
+            mean, var, factor = by_name[bn + "/bn"].blobs
+            gamma, beta = by_name[bn + "/bn_scale"].blobs
+            scale = gamma / np.sqrt(var / factor + eps)
+            x = CaffeLayer(x.name, x.type, [x.blobs[0] * scale[:, None, None, None], beta - mean / factor * scale])
+        merged.append(x)
+    return merged
+
+
+def test_merged_batchnorm_release_converts_to_the_same_function(tmp_path):
+    arch = Arch.parse(TINY_SEG)
+    original = random_model(arch)
+    write_caffemodel(str(tmp_path / "m.caffemodel"), merge_batchnorm(release_layers(original)))
+    converted, mapped = convert_caffemodel(str(tmp_path / "m.caffemodel"), arch)
+    assert ("Decoder_score", "head.conv.bn.bias", (19,)) in [tuple(m) for m in mapped]
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x), original(x), rtol=1e-4, atol=1e-4)
 
 
 def test_old_v1_format_is_read(tmp_path):

@@ -2,8 +2,11 @@
 
     dfseg-convert df1-seg DF1-Seg.caffemodel df1-seg.safetensors
     dfseg-convert df2a df2a_imagenet.caffemodel df2a.safetensors --list
+    dfseg-convert dflite-seg df-lite_seg_mergebn.caffemodel dflite-seg.safetensors
 
-Supports df1, df2, df2a, df1-seg, df2-seg1, df2-seg2 (and any architecture built the same way).
+Supports df1, df2, df2a, df1-seg, df2-seg1, df2-seg2 and dflite-seg, the released ``*_mergebn``
+files too (BN folded into conv biases; DFlite-Seg's only release), and any architecture built the
+same way.
 Every layer is mapped or reported, every shape checked.  Host side (torch, safetensors).
 """
 
@@ -17,7 +20,7 @@ from .common import run_command
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dfseg-convert", description="Convert released Caffe weights to dfseg weights.")
-    parser.add_argument("model", help="df1, df2, df2a, df1-seg, df2-seg1, df2-seg2 (or an architecture)")
+    parser.add_argument("model", help="df1, df2, df2a, df1-seg, df2-seg1, df2-seg2, dflite-seg (or an architecture)")
     parser.add_argument("caffemodel", help="the released .caffemodel file")
     parser.add_argument("output", help="weights file to write (.safetensors)")
     parser.add_argument("--list", action="store_true", help="print every Caffe layer -> tensor mapping")

@@ -24,16 +24,23 @@ release's block numbering base (0 or 1) is read from the file.  The fixed biline
 be the bilinear kernel our model uses.  Every other layer with blobs, every model tensor left
 unfilled and every shape mismatch is an error naming the layer.
 
+Merged-BN releases (``*_mergebn.caffemodel``; the only release of DFlite-Seg) have no BN/Scale
+layers: each convolution has a bias (two blobs) that already holds the folded BN.  Such a conv
+becomes our conv weight plus an identity BN carrying the bias (mean 0, variance 1 - eps, scale 1),
+which computes the same function.  Projection shortcuts follow ``dfseg.parts.needs_projection``
+(the model's rule), so DF2A's ``res4.5.skipConv`` (1024 -> 1024) is mapped.
+
 Host side (torch).
 """
 
 import re
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ..arch import BOTTLENECK, Arch
+from ..arch import BOTTLENECK, Arch, Block
 from ..errors import UserError
+from ..parts import needs_projection
 from .caffe_schema import CaffeLayer
 
 # The release's untrained bilinear deconvolutions and their upsampling factors.
@@ -54,17 +61,19 @@ class Mapped(NamedTuple):
 def conv_bn_names(arch: Arch, block_base: int = 1) -> List[Tuple[str, str]]:
     """(Caffe convolution name, our ConvBN module path) for every conv + BN of ``arch``."""
     pairs = [("conv1", "stem.conv1"), ("conv2", "stem.conv2")]
-    widths_in = arch.stem[1]
+    c_in = arch.stem[1]
     for s, stage in enumerate(arch.stages):
         release_stage = s + 2
+        previous: Optional[Block] = None
         for j, block in enumerate(stage):
             prefix = "res{}.{}".format(release_stage, j + block_base)
             ours = "stage{}.{}".format(s + 3, j)
             convs = ("conv1", "conv2", "conv3") if block.kind == BOTTLENECK else ("conv1", "conv2")
             pairs.extend(("{}.{}".format(prefix, c), "{}.{}".format(ours, c)) for c in convs)
-            if j == 0 or block.width != widths_in:
+            # The model's own rule, so DF2A's res4.5.skipConv (1024 -> 1024, inner width 256 -> 512) maps.
+            if needs_projection(block, previous, c_in, 2 if j == 0 else 1):
                 pairs.append(("{}.skipConv".format(prefix), "{}.shortcut".format(ours)))
-            widths_in = block.width
+            c_in, previous = block.width, block
     if arch.is_segmentation:
         pairs.extend(("psp.pool{}.conv".format(i + 1), "ppm.branches.{}".format(i)) for i in range(4))
         pairs.append(("psp.concat.conv", "ppm.conv"))
@@ -131,10 +140,16 @@ def convert_layers(
 
     base = detect_block_base(layers)
     for caffe_name, ours in conv_bn_names(arch, base):
+        alternatives = (caffe_name.replace(".skipConv", "skipConv"),) if caffe_name.endswith(".skipConv") else ()
+        bn_layers = [n + suffix for n in (caffe_name,) + alternatives for suffix in ("/bn", "/bn_scale")]
+        merged = by_name.get(caffe_name)
+        if merged is not None and len(merged.blobs) == 2 and not any(n in by_name for n in bn_layers):
+            used.add(caffe_name)  # merged-BN release: conv weight and bias, BN folded in
+            _put_merged(merged, ours, put)
+            continue
         conv = take(caffe_name, (), 1)
         if conv is not None:
             put(conv, conv.blobs[0], ours + ".conv.weight")
-        alternatives = (caffe_name.replace(".skipConv", "skipConv"),) if caffe_name.endswith(".skipConv") else ()
         bn = take(caffe_name + "/bn", tuple(a + "/bn" for a in alternatives), 3)
         if bn is not None:
             mean, variance, factor = bn.blobs
@@ -167,6 +182,19 @@ def convert_layers(
     if problems:
         raise ConversionError("{}: does not fit {}: {}".format(source, arch.short(), "; ".join(problems)))
     return tensors, mapped
+
+
+def _put_merged(conv: CaffeLayer, ours: str, put: Callable[[CaffeLayer, np.ndarray, str], None]) -> None:
+    """A merged-BN convolution (weight, bias): the weight, and an identity BN that adds the bias."""
+    from ..models.layers import BN_EPS
+
+    weight, bias = conv.blobs
+    bias = bias.ravel()
+    put(conv, weight, ours + ".conv.weight")
+    put(conv, bias, ours + ".bn.bias")
+    put(conv, np.zeros_like(bias), ours + ".bn.running_mean")
+    put(conv, np.full_like(bias, 1.0 - BN_EPS), ours + ".bn.running_var")  # var + eps == 1 exactly
+    put(conv, np.ones_like(bias), ours + ".bn.weight")
 
 
 def _check_bilinear(layer: CaffeLayer, factor: int) -> Optional[str]:
