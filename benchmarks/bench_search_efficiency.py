@@ -128,6 +128,35 @@ def run_optuna(candidates, accuracy, seed: int, budget: int, sampler_name: str) 
     return trained
 
 
+def plot_curves(results: Dict, path: str):
+    """Mean HV ratio against trainings, one panel per landscape; None without matplotlib."""
+    from dfseg.plots import pyplot, save_png
+
+    try:
+        plt = pyplot()
+    except ImportError:
+        return None
+    landscapes = results["landscapes"]
+    figure, axes = plt.subplots(1, len(landscapes), figsize=(6 * len(landscapes), 4.2), sharey=True)
+    labels = []  # one colour per method across panels
+    for data in landscapes.values():
+        labels += [label for label in data["methods"] if label not in labels]
+    for axis, (name, data) in zip(np.atleast_1d(axes), landscapes.items()):
+        for label, entry in data["methods"].items():
+            budget = results["budget"] if label in ("nsga2", "motpe") else max(CHECKPOINTS)
+            points = [c for c in CHECKPOINTS if c <= budget]
+            axis.plot(points, [np.mean(entry["hv_at"][str(c)]) for c in points], marker="o", markersize=3,
+                      linestyle="-" if label.startswith("pop") else "--", label=label,
+                      color="C{}".format(labels.index(label)))
+        axis.set_title("{} ({:.1%} of comparable pairs violate the order)".format(name, data["violation_rate_mean"]),
+                       fontsize=9)
+        axis.set_xlabel("trained models")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="lower right")
+    np.atleast_1d(axes)[0].set_ylabel("hypervolume / true front's (mean of {} seeds)".format(results["seeds"]))
+    return save_png(figure, path)
+
+
 def print_goal(results: Dict, size: int) -> None:
     """The issue's goal, per landscape: POP needs <= 1/3 of exhaustive's trainings (to 99% HV) and
     beats random search and NSGA-II at equal budget (mean HV and per-seed wins at the budget)."""
@@ -232,7 +261,10 @@ def main() -> int:
                 extra = "{:.0f} ({:.1f}x fewer) / {:.0f} / {} of {}".format(cover, size / cover, stop, lost, fsize)
             print("  {:<15} {:>8.3f} {:>8.3f} {:>8.3f} {:>8.3f} {:>14} {}".format(
                 label, *(np.mean(entry["hv_at"][str(c)]) for c in (50, 100, 200, 400)), to99, extra))
+    png = plot_curves(results, os.path.join(RESULTS, "search_efficiency.png"))
     print_goal(results, size)
+    if png:
+        print("plot: {}".format(png))
     print("\nwrote {} in {:.0f} s".format(path, time.time() - started))
     return 0
 

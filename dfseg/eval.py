@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional
 import numpy as np
 
 from .errors import UserError
-from .fileio import atomic_output, write_json_atomic
+from .fileio import write_json_atomic
 from .live.cityscapes import IGNORE_LABEL, NUM_CLASSES, class_names, label_to_train_lut
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -214,11 +214,10 @@ def write_report(path: str, result: Dict[str, Any]) -> None:
 
 
 def plot_report(path: str, result: Dict[str, Any]) -> None:
-    """Per-class IoU as a bar chart (PNG).  Needs matplotlib (host side)."""
-    import matplotlib
+    """Per-class IoU as a bar chart (PNG).  Needs matplotlib."""
+    from .plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(result["classes"])
     values = [100 * (v or 0.0) for v in result["classes"].values()]
@@ -233,9 +232,7 @@ def plot_report(path: str, result: Dict[str, Any]) -> None:
     if miou is not None:
         axes.axhline(100 * miou, color="#c0392b", linestyle="--", linewidth=1)
     figure.tight_layout()
-    with atomic_output(path) as temp:
-        figure.savefig(temp, dpi=100, format="png")
-    plt.close(figure)
+    save_png(figure, path, dpi=100)
 
 
 def _finite_or_none(value: float) -> Optional[float]:

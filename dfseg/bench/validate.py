@@ -105,14 +105,12 @@ def validate_table(
 
 def scatter_png(records: Sequence[Dict[str, Any]], path: str, title: str = "") -> Optional[str]:
     """Estimated vs measured latency with the y = x line and a +-10% band; None without matplotlib."""
-    try:
-        import matplotlib
+    from ..plots import pyplot, save_png
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:
+        plt = pyplot()
     except ImportError:
         return None
-    from ..fileio import write_atomic
 
     measured = [r["measured_ms"] for r in records]
     estimated = [r["estimated_ms"] for r in records]
@@ -128,10 +126,4 @@ def scatter_png(records: Sequence[Dict[str, Any]], path: str, title: str = "") -
     axes.set_title(title or "Latency estimation (cf. paper Fig. 3a)", fontsize=9)
     axes.legend(loc="upper left")
     figure.tight_layout()
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    write_atomic(path, buffer.getvalue())
-    return path
+    return save_png(figure, path, dpi=120)

@@ -74,18 +74,11 @@ def _csv(fields: List[str], rows: List[Dict[str, Any]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def _save(figure: Any, path: str) -> None:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    write_atomic(path, buffer.getvalue())
-
-
 def write_plots(out_dir: str, study: Study, pairs: List[tuple]) -> Dict[str, str]:
-    import matplotlib
+    from ..plots import pyplot as load_pyplot
+    from ..plots import save_png
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
+    pyplot = load_pyplot()
     paths = {}
     candidates = study.candidates
     d_lat = candidates.latency[study.pop.d_index] if study.pop.d_index else np.zeros(0)
@@ -111,8 +104,7 @@ def write_plots(out_dir: str, study: Study, pairs: List[tuple]) -> Dict[str, str
     bottom.set_ylabel("candidates")
     bottom.legend(loc="upper right", fontsize="small")
     paths["tradeoff_png"] = os.path.join(out_dir, "tradeoff.png")
-    _save(figure, paths["tradeoff_png"])
-    pyplot.close(figure)
+    save_png(figure, paths["tradeoff_png"])
 
     figure, axis = pyplot.subplots(figsize=(6, 4))
     trials = [h["trial"] for h in study.history]
@@ -123,8 +115,7 @@ def write_plots(out_dir: str, study: Study, pairs: List[tuple]) -> Dict[str, str
     axis.set_ylabel("architectures")
     axis.legend()
     paths["pruning_png"] = os.path.join(out_dir, "pruning.png")
-    _save(figure, paths["pruning_png"])
-    pyplot.close(figure)
+    save_png(figure, paths["pruning_png"])
 
     figure, axis = pyplot.subplots(figsize=(6, 4))
     if pairs:
@@ -136,6 +127,5 @@ def write_plots(out_dir: str, study: Study, pairs: List[tuple]) -> Dict[str, str
     axis.set_ylabel("Acc(y) - Acc(x)")
     axis.set_title("partial-order assumption on trained pairs")
     paths["assumption_png"] = os.path.join(out_dir, "assumption.png")
-    _save(figure, paths["assumption_png"])
-    pyplot.close(figure)
+    save_png(figure, paths["assumption_png"])
     return paths
