@@ -2,14 +2,17 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The device side alone with a GUI OpenCV (opencv-python, not -headless: both install cv2), for test-display.
+DISPLAY_VENV := .venv-display
 # Modules that run on the Jetson under Python 3.6 (JetPack 4.6); vermin proves the floor.
 DEVICE_MODULES := dfseg/__init__.py dfseg/errors.py dfseg/fileio.py dfseg/arch.py dfseg/sizes.py dfseg/parts.py \
 	dfseg/space.py dfseg/preprocess.py dfseg/backends/__init__.py dfseg/backends/base.py dfseg/backends/onnxrt.py \
 	dfseg/backends/trt.py dfseg/backends/trt_compat.py dfseg/backends/trtexec.py dfseg/backends/cuda_memory.py \
 	dfseg/latency dfseg/bench dfseg/live dfseg/eval.py dfseg/engines.py dfseg/calibration.py dfseg/profiling.py \
-	dfseg/jetson.py dfseg/cli/__init__.py dfseg/cli/common.py dfseg/cli/bench.py dfseg/cli/run.py dfseg/cli/eval.py
+	dfseg/jetson.py dfseg/plots.py dfseg/cli/__init__.py dfseg/cli/common.py dfseg/cli/bench.py dfseg/cli/run.py \
+	dfseg/cli/eval.py
 
-.PHONY: demo test test-browser lint vermin clean
+.PHONY: demo test test-browser test-display lint vermin clean
 
 # The file target: rebuilt when the packaging changes.  CPU torch 2.13.0 comes first so that the
 # host extra's torch range is already satisfied and pip never pulls a CUDA build.
@@ -34,8 +37,21 @@ test-browser: $(VENV)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 	$(BIN)/python -m pytest tests/browser -q
 
+# dfseg-run's window (display://0) on a real X server (Debian's Xvfb; needs root for apt-get): the
+# main venv exports the model, $(DISPLAY_VENV) runs dfseg-run with an OpenCV that has a GUI.
+$(DISPLAY_VENV): setup.py pyproject.toml
+	$(PYTHON) -m venv $(DISPLAY_VENV)
+	$(DISPLAY_VENV)/bin/pip install --quiet --upgrade pip
+	$(DISPLAY_VENV)/bin/pip install --quiet -e ".[onnxruntime]" "opencv-python<5"
+	touch $(DISPLAY_VENV)
+
+test-display: $(VENV) $(DISPLAY_VENV)
+	command -v Xvfb >/dev/null && command -v xwd >/dev/null && command -v xwininfo >/dev/null || \
+		(apt-get update && apt-get install -y --no-install-recommends xvfb x11-utils x11-apps)
+	$(BIN)/python -m pytest tests/display -q
+
 demo: $(VENV)
 	$(BIN)/python tools/demo.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo-out
+	rm -rf $(VENV) $(DISPLAY_VENV) build *.egg-info demo-out

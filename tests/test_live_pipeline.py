@@ -209,6 +209,17 @@ def test_csi_without_gstreamer_says_what_to_do(model):
         assert proc.returncode == 2 and "without GStreamer" in proc.stderr and "/dev/video0" in proc.stderr
 
 
+def test_display_without_a_gui_opencv_says_what_to_install(model, video):
+    """The window itself is proven by ``make test-display`` (tests/display, a real X server)."""
+    from dfseg.live.sinks import opencv_has_gui
+
+    if opencv_has_gui():
+        pytest.skip("this OpenCV has a GUI")
+    proc = run_cli("--model", model, video, "display://0")
+    assert proc.returncode == 2, proc.stderr
+    assert "install opencv-python instead" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_missing_model_file(video):
     proc = run_cli("--model", "missing.onnx", video, "none")
     assert proc.returncode == 2 and "missing.onnx: file not found" in proc.stderr

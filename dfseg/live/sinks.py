@@ -124,34 +124,63 @@ class ImageFolderSink(Sink):
 
 
 class DisplaySink(Sink):
-    """An OpenCV window; q or Esc ends the run."""
+    """An OpenCV window the size of the frame; q, Esc or closing the window ends the run."""
 
     def __init__(self, title: str = "dfseg") -> None:
         super().__init__()
         self.title = title
         self.description = "display"
+        self.window_open = False
 
     def open(self) -> None:
         if not opencv_has_gui():
             raise UserError(
-                "display://: this OpenCV has no GUI (opencv-python-headless); write to http://0.0.0.0:8080, "
-                "a video file or a folder instead, or install an OpenCV with GUI support"
+                "display://: this OpenCV has no GUI (opencv-python-headless); install opencv-python instead (not "
+                "both: they share the cv2 module), or write to http://0.0.0.0:8080, a video file or a folder"
             )
-        if not has_display():
-            raise UserError("display://: no display ($DISPLAY is not set); use http://0.0.0.0:8080 on a headless device")
+        problem = display_problem()
+        if problem:
+            raise UserError("display://: {}; use http://0.0.0.0:8080 on a headless device".format(problem))
 
     def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
+        if self.quit_requested:
+            return  # the frames still in flight when the user ended the run (a closed window stays closed)
         import cv2
 
+        if not self.window_open:  # opened with the first frame, so it never shows empty
+            # GUI_NORMAL: the frame alone, without the toolbar and status bar of Qt builds.
+            cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+            self.window_open = True
+        # The GUI runs its events (drawing, keys, the close button) inside OpenCV's GUI calls, and
+        # imshow would open a window closed meanwhile again: so the check before it as well.
+        if self._closed_by_user(cv2):
+            self.quit_requested = True
+            return
         cv2.imshow(self.title, image)
-        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27) or self._closed_by_user(cv2):
             self.quit_requested = True
         self.frames_written += 1
 
+    def _closed_by_user(self, cv2: Any) -> bool:
+        # A closed window reads as not visible (Win32, GTK in newer OpenCV; -1 where the GUI
+        # cannot tell), and with Qt closing the last window takes the GUI down, so asking raises.
+        try:
+            return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) == 0
+        except cv2.error:
+            return True
+
     def close(self) -> None:
+        if not self.window_open:
+            return
         import cv2
 
-        cv2.destroyAllWindows()
+        self.window_open = False
+        try:
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)  # lets the GUI take the window down now
+        except cv2.error:
+            pass  # already closed by the user
 
 
 class HttpSink(Sink):
@@ -199,7 +228,38 @@ def opencv_has_gui() -> bool:
 
 
 def has_display() -> bool:
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return display_problem() is None
+
+
+def display_problem() -> Optional[str]:
+    """Why no window can open here, or None.  An X display named by $DISPLAY must also open: a
+    stale $DISPLAY (an ssh login without X forwarding, a stopped X server) would otherwise abort
+    the process inside OpenCV's GUI (Qt) at the first window."""
+    name = os.environ.get("DISPLAY")
+    if not name:
+        return None if os.environ.get("WAYLAND_DISPLAY") else "no display ($DISPLAY is not set)"
+    if x11_display_opens(name) is False:
+        return "cannot open the X display {!r} ($DISPLAY): no X server there, or not allowed".format(name)
+    return None
+
+
+def x11_display_opens(name: str) -> Optional[bool]:
+    """Whether Xlib can open display ``name``; None where there is no libX11 to ask."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        xlib = ctypes.CDLL(ctypes.util.find_library("X11") or "libX11.so.6")
+    except OSError:
+        return None
+    xlib.XOpenDisplay.restype = ctypes.c_void_p
+    xlib.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    xlib.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    display = xlib.XOpenDisplay(name.encode())
+    if not display:
+        return False
+    xlib.XCloseDisplay(display)
+    return True
 
 
 def open_sink(uri: str, fps: float, status: Callable[[], Dict[str, Any]]) -> Sink:
@@ -233,5 +293,5 @@ def open_sink(uri: str, fps: float, status: Callable[[], Dict[str, Any]]) -> Sin
 
 
 def default_output() -> str:
-    """A window where one can open, else nothing (headless)."""
-    return "display://0" if has_display() and opencv_has_gui() else "none"
+    """A window where one can open (a display that opens, an OpenCV with a GUI), else nothing."""
+    return "display://0" if opencv_has_gui() and has_display() else "none"
