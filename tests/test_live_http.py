@@ -15,8 +15,8 @@ import pytest
 from test_live_pipeline import HEIGHT, WIDTH, tiny_onnx, write_video
 
 
-@pytest.fixture
-def server(tmp_path):
+def start_http_run(tmp_path):
+    """dfseg-run looping a clip into http://127.0.0.1:<free port>; returns (process, base URL)."""
     model = tiny_onnx(str(tmp_path / "tiny.onnx"))
     video = write_video(str(tmp_path / "clip.avi"))
     proc = subprocess.Popen(
@@ -31,7 +31,16 @@ def server(tmp_path):
             break
         match = re.search(r"streaming on (http://127\.0\.0\.1:\d+)", line)
         url = match.group(1) if match else None
+    if url is None:
+        proc.kill()
+        proc.wait()
     assert url, "dfseg-run did not report its address"
+    return proc, url
+
+
+@pytest.fixture
+def server(tmp_path):
+    proc, url = start_http_run(tmp_path)
     yield proc, url
     if proc.poll() is None:
         proc.kill()

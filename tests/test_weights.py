@@ -79,31 +79,30 @@ def _tensors(model):
     return {k: v.contiguous().clone() for k, v in model.state_dict().items()}
 
 
+def _loading_fails(tensors, path, pattern) -> None:
+    """Save ``tensors`` to ``path``; loading them into a fresh model must fail naming ``pattern``."""
+    save_file(tensors, path)
+    with pytest.raises(UserError, match=pattern):
+        load_weights(_fresh(), path)
+
+
 def test_missing_tensor_is_named(trained, tmp_path) -> None:
     tensors = _tensors(trained)
     del tensors["ppm.conv.conv.weight"]
-    path = str(tmp_path / "m.safetensors")
-    save_file(tensors, path)
-    with pytest.raises(UserError, match=r"m.safetensors: .*missing tensor\(s\) ppm.conv.conv.weight"):
-        load_weights(_fresh(), path)
+    _loading_fails(tensors, str(tmp_path / "m.safetensors"), r"m.safetensors: .*missing tensor\(s\) ppm.conv.conv.weight")
 
 
 def test_unexpected_tensor_is_named(trained, tmp_path) -> None:
     tensors = _tensors(trained)
     tensors["decoder.extra.weight"] = torch.zeros(3)
-    path = str(tmp_path / "u.safetensors")
-    save_file(tensors, path)
-    with pytest.raises(UserError, match=r"unexpected tensor\(s\) decoder.extra.weight"):
-        load_weights(_fresh(), path)
+    _loading_fails(tensors, str(tmp_path / "u.safetensors"), r"unexpected tensor\(s\) decoder.extra.weight")
 
 
 def test_shape_mismatch_names_both_shapes(trained, tmp_path) -> None:
     tensors = _tensors(trained)
     tensors["wc3.conv.weight"] = torch.zeros(19, 64, 1, 1)
-    path = str(tmp_path / "s.safetensors")
-    save_file(tensors, path)
-    with pytest.raises(UserError, match=r"tensor wc3.conv.weight has shape \[19, 64, 1, 1\] in the file but \[32, 64, 1, 1\]"):
-        load_weights(_fresh(), path)
+    _loading_fails(tensors, str(tmp_path / "s.safetensors"),
+                   r"tensor wc3.conv.weight has shape \[19, 64, 1, 1\] in the file but \[32, 64, 1, 1\]")
 
 
 def test_architecture_mismatch_and_missing_bn_counter(trained, saved, tmp_path) -> None:

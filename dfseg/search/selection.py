@@ -24,39 +24,36 @@ from typing import Sequence
 import numpy as np
 
 from .order import successor_mask
+from .pop import PartialOrderPruning
 
 SELECTIONS = ("random", "guided")
 
 
 class GuidedSelection:
-    """lower(m) for every candidate, updated as results arrive, and the guided choice."""
+    """lower(m) for every candidate, updated as results arrive, and the guided choice.  D (the
+    trained models and their accuracies) is read from the search's ``PartialOrderPruning``."""
 
-    def __init__(self, codes: np.ndarray, latency: np.ndarray, explore: float = 0.5) -> None:
+    def __init__(self, pop: PartialOrderPruning, explore: float = 0.5) -> None:
         if not 0.0 <= explore <= 1.0:
             raise ValueError("explore must be in [0, 1], got {}".format(explore))
-        self.codes = codes
-        self.latency = latency
+        self.pop = pop
         self.explore = float(explore)
-        self.lower = np.full(latency.shape[0], -np.inf)
-        self._trained_latency = []  # type: list
-        self._trained_accuracy = []  # type: list
+        self.lower = np.full(pop.latency.shape[0], -np.inf)
 
     def observe(self, index: int, accuracy: float) -> None:
-        mask = successor_mask(self.codes, self.codes[int(index)])
+        mask = successor_mask(self.pop.codes, self.pop.codes[int(index)])
         np.maximum(self.lower, np.where(mask, accuracy, -np.inf), out=self.lower)
-        self._trained_latency.append(float(self.latency[int(index)]))
-        self._trained_accuracy.append(float(accuracy))
 
     def gain(self, choices: Sequence[int]) -> np.ndarray:
         """lower(m) minus the front's accuracy at Lat(m), for the candidate rows ``choices``."""
         choices = np.asarray(choices, dtype=np.int64)
         lower = self.lower[choices]
-        if not self._trained_latency:
+        if not self.pop.n_trained:
             return np.full(choices.size, -np.inf)
-        trained_latency = np.asarray(self._trained_latency)
+        trained_latency = self.pop.latency[self.pop.d_index]
         order = np.argsort(trained_latency, kind="stable")
-        best_so_far = np.maximum.accumulate(np.asarray(self._trained_accuracy)[order])
-        position = np.searchsorted(trained_latency[order], self.latency[choices], side="right")
+        best_so_far = np.maximum.accumulate(np.asarray(self.pop.d_accuracy)[order])
+        position = np.searchsorted(trained_latency[order], self.pop.latency[choices], side="right")
         front = np.where(position > 0, best_so_far[np.maximum(position - 1, 0)], -np.inf)
         with np.errstate(invalid="ignore"):
             gain = lower - front
@@ -65,7 +62,7 @@ class GuidedSelection:
 
     def choose(self, choices: np.ndarray, rng: np.random.Generator) -> int:
         """One row of ``choices`` (the candidates still available)."""
-        if rng.random() < self.explore or not self._trained_latency:
+        if rng.random() < self.explore or not self.pop.n_trained:
             return int(choices[rng.integers(choices.size)])
         gain = self.gain(choices)
         best = gain.max()

@@ -61,7 +61,7 @@ class Study:
         self.pop = PartialOrderPruning(candidates.codes, candidates.latency, eps, candidates.top_code)
         self.select = select
         self.explore = float(explore)
-        self.guide = GuidedSelection(candidates.codes, candidates.latency, explore) if select == "guided" else None
+        self.guide = GuidedSelection(self.pop, explore) if select == "guided" else None
         self.failed = np.zeros(len(candidates), dtype=bool)
         self.in_flight = {}  # type: Dict[int, Trial]
         self._in_flight_mask = np.zeros(len(candidates), dtype=bool)

@@ -7,12 +7,11 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from test_live_pipeline import tiny_onnx, write_video  # noqa: E402
+from test_live_http import start_http_run  # noqa: E402
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (make test-browser installs it)")
@@ -27,19 +26,8 @@ def chromium(*args):
 
 
 def test_page_shows_live_numbers_and_stream(tmp_path):
-    model = tiny_onnx(str(tmp_path / "tiny.onnx"))
-    video = write_video(str(tmp_path / "clip.avi"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dfseg.cli.run", "--model", model, video, "http://127.0.0.1:0", "--input-loop", "-1"],
-        stderr=subprocess.PIPE, text=True,
-    )
+    proc, url = start_http_run(tmp_path)
     try:
-        url = None
-        deadline = time.time() + 60
-        while url is None and time.time() < deadline:
-            match = re.search(r"streaming on (http://127\.0\.0\.1:\d+)", proc.stderr.readline())
-            url = match.group(1) if match else None
-        assert url
         # Let the page run its 1 s refresh a few times before the DOM is dumped.
         dom = chromium("--virtual-time-budget=4000", "--dump-dom", url + "/").stdout
         fps = re.search(r'id="network_fps">([0-9.]+)<', dom)
