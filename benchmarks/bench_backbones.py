@@ -13,9 +13,9 @@ import sys
 import tempfile
 
 from dfseg.bench.machine import describe_machine
-from dfseg.bench.protocol import CLOCKS, COMPUTE, Protocol, measure
+from dfseg.bench.protocol import CLOCKS, COMPUTE, Protocol
 from dfseg.bench.sources import HostSource, resolve_model
-from dfseg.bench.subjects import onnx_subject
+from dfseg.bench.subjects import measure_models
 from dfseg.fileio import write_json_atomic
 
 # Paper Table 1 (TX2, ms).  MobileNet V1 and ShuffleNet V1 are not in our model registry.
@@ -38,13 +38,8 @@ def main() -> int:
     before = describe_machine()
     with tempfile.TemporaryDirectory(prefix="bench-backbones-") as work:
         source = HostSource(work)
-        subjects = [onnx_subject(name, source.model_path(resolve_model(name)), "onnxruntime", args.threads)
-                    for name in PAPER_MS]
-        try:
-            results = measure(subjects, protocol, clock=CLOCKS[args.clock])
-        finally:
-            for subject in subjects:
-                subject.close()
+        results = measure_models(((name, source.model_path(resolve_model(name))) for name in PAPER_MS), protocol,
+                                 "onnxruntime", args.threads, CLOCKS[args.clock])
     stats = {name: results[name].modes[COMPUTE] for name in PAPER_MS}
     base = stats["resnet18"].median_ms
     rows = []

@@ -11,7 +11,6 @@ short table.
 """
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -54,7 +53,8 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, os.path.dirname(HERE))
-    from dfseg.backends import get_runner
+    from dfseg.backends import backend_for, get_runner
+    from dfseg.fileio import write_json_atomic
     from dfseg.live.pipeline import Pipeline
     from dfseg.live.render import Renderer
     from dfseg.live.segmenter import Segmenter
@@ -69,9 +69,7 @@ def main() -> int:
             from dfseg.export import export_onnx
 
             model = export_onnx(args.arch, size, os.path.join(scratch, "model.onnx"), output="classmap")
-        backend = args.backend
-        if backend == "auto" and model.endswith(".onnx"):
-            backend = "onnxruntime"
+        backend = backend_for(args.backend, model)
         video = make_video(os.path.join(scratch, "clip.avi"), size.width, size.height, args.frames)
         with get_runner(backend, model) as runner:
             segmenter = Segmenter(runner, size)
@@ -102,11 +100,7 @@ def main() -> int:
         "wall_s": round(wall, 2),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    temp = args.output + ".tmp"
-    with open(temp, "w") as stream:
-        json.dump(record, stream, indent=2)
-    os.replace(temp, args.output)
+    write_json_atomic(args.output, record)
     print("{:<24}{:>10}".format("measure", "FPS"))
     print("{:<24}{:>10.1f}".format("bare engine", bare))
     print("{:<24}{:>10.1f}".format("pipeline (all stages)", result.pipeline_fps))

@@ -16,7 +16,6 @@ beats random search and NSGA-II at equal budget.  Writes benchmarks/results/sear
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -235,11 +234,11 @@ def main() -> int:
             print("  {} seed {} done ({:.0f} s)".format(name, seed, time.time() - started), file=sys.stderr)
         results["landscapes"][name] = {"noise": noise, "violation_rate_mean": float(np.mean(rates)), "methods": per}
 
+    from dfseg.fileio import write_json_atomic
+
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, "search_efficiency.json")
-    with open(path + ".tmp", "w") as handle:
-        json.dump(results, handle, indent=1)
-    os.replace(path + ".tmp", path)
+    write_json_atomic(path, results, indent=1)
 
     print("S^: {} candidates (exhaustive = {} trainings); {} seeds; HV ratio = mean over seeds".format(
         size, size, args.seeds))

@@ -84,16 +84,16 @@ def main() -> int:
         "space": space.to_json(),
         "table": "synthetic FLOP-proportional",
         "enumeration": enumeration,
-        "prune_scan_full_ms": {"median": 1e3 * float(np.median(scans)), "max": 1e3 * float(np.max(scans))},
+        "prune_scan_full_ms": _stats(scans),
         "select": timings,
         "cpu_count": os.cpu_count(),
         "self_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
+    from dfseg.fileio import write_json_atomic
+
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, "search_scale.json")
-    with open(path + ".tmp", "w") as handle:
-        json.dump(result, handle, indent=2)
-    os.replace(path + ".tmp", path)
+    write_json_atomic(path, result)
     print("candidates            {:>12,}".format(enumeration["size"]))
     print("enumeration           {:>10.2f} s   peak RSS {:.0f} MB (stored arrays {:.0f} MB)".format(
         enumeration["seconds"], enumeration["peak_rss_mb"], enumeration["stored_mb"]))

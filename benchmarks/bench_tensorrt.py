@@ -27,12 +27,6 @@ def driver_version():
     return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
 
 
-def median(values):
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precision", default="fp16", choices=("fp32", "fp16"))
@@ -48,6 +42,7 @@ def main(argv=None):
               "nothing measured")
         return 0
     from dfseg.backends.trt import TensorRTRunner
+    from dfseg.bench.protocol import median
     from dfseg.export import export_onnx
     from dfseg.fileio import write_json_atomic
 

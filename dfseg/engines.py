@@ -28,6 +28,7 @@ from .fileio import write_atomic, write_json_atomic
 SIDECAR_SCHEMA = "dfseg.engine/1"
 DEFAULT_ROOT = "engines"
 PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_WORKSPACE_MB = 1024  # TensorRT builder workspace, for the Python API and trtexec alike
 
 log = logging.getLogger("dfseg.engines")
 
@@ -144,8 +145,12 @@ class EngineCache:
         return os.path.join(self.root, "timing-trt{}-{}.cache".format(tensorrt_version, device_slug))
 
     # ------------------------------------------------------------------ lookup
-    def check(self, spec: EngineSpec) -> CacheCheck:
-        """Whether a valid engine for ``spec`` is cached, and if not, why not (one readable sentence)."""
+    def check(self, spec: EngineSpec, data: Optional[bytes] = None) -> CacheCheck:
+        """Whether a valid engine for ``spec`` is cached, and if not, why not (one readable sentence).
+
+        ``data``, when given, is the engine's bytes as already read: they are checked instead of
+        re-reading the file, so a caller that goes on to use them hashes the engine only once.
+        """
         path = self.engine_path(spec)
         sidecar = self.sidecar_path(path)
         if not os.path.exists(path):
@@ -165,11 +170,11 @@ class EngineCache:
         if differences:
             return CacheCheck(MISMATCH, path, "{}: cached engine was built for a different {}; rebuilding".format(
                 path, "; ".join(differences)))
-        size = os.path.getsize(path)
+        size = os.path.getsize(path) if data is None else len(data)
         if size != meta.get("engine_bytes"):
             return CacheCheck(CORRUPT, path, "{}: engine is {} bytes, its sidecar says {} (truncated or replaced); "
                               "rebuilding".format(path, size, meta.get("engine_bytes")))
-        digest = sha256_file(path)
+        digest = sha256_file(path) if data is None else sha256_bytes(data)
         if digest != meta.get("engine_sha256"):
             return CacheCheck(CORRUPT, path, "{}: engine bytes do not match the SHA-256 in its sidecar (corrupted "
                               "or overwritten); rebuilding".format(path))
@@ -177,18 +182,20 @@ class EngineCache:
 
     def load(self, spec: EngineSpec) -> Optional[bytes]:
         """The cached engine's bytes, or None (with a logged reason when an entry existed but was bad)."""
-        result = self.check(spec)
+        data = None  # type: Optional[bytes]
+        path = self.engine_path(spec)
+        if os.path.exists(path):
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+            except OSError:
+                data = None  # check() reports the entry as it finds it
+        # The bytes read are the bytes checked: a file that changes after the read cannot slip through.
+        result = self.check(spec, data)
         if result.status != HIT:
             if result.status != MISSING:
                 log.warning(result.message)
             return None
-        with open(result.engine_path, "rb") as handle:
-            data = handle.read()
-        # Re-check the bytes actually read: the file may have changed between check and read.
-        with open(self.sidecar_path(result.engine_path)) as handle:
-            if sha256_bytes(data) != json.load(handle).get("engine_sha256"):
-                log.warning("%s: engine changed while being read; rebuilding", result.engine_path)
-                return None
         return data
 
     def store(self, spec: EngineSpec, engine: bytes, extra: Optional[Dict[str, Any]] = None) -> str:

@@ -28,6 +28,9 @@ IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_IDS_SUFFIX = "_gtFine_labelIds.png"
 TRAIN_IDS_SUFFIX = "_gtFine_labelTrainIds.png"
 PREDICTION_ENCODINGS = ("trainids", "labelids")
+# labelIds -> trainIds, built once (read-only: shared by every read_truth / read_predictions call).
+LABEL_TO_TRAIN = label_to_train_lut()
+LABEL_TO_TRAIN.setflags(write=False)
 
 
 class Sample(NamedTuple):
@@ -120,7 +123,7 @@ def read_label(path: str) -> np.ndarray:
 
 def read_truth(sample: Sample) -> np.ndarray:
     label = read_label(sample.label_path)
-    return label if sample.label_is_train_ids else label_to_train_lut()[label]
+    return label if sample.label_is_train_ids else LABEL_TO_TRAIN[label]
 
 
 def index_predictions(directory: str) -> Dict[str, str]:
@@ -151,13 +154,12 @@ def iterate_predictions(
     if encoding not in PREDICTION_ENCODINGS:
         raise UserError("--prediction-ids {!r}: choose one of {}".format(encoding, ", ".join(PREDICTION_ENCODINGS)))
     index = index_predictions(directory)
-    lut = label_to_train_lut()
     for sample in samples:
         path = index.get(sample.key)
         if path is None:
             raise UserError("--predictions {}: no prediction for {} (expected {}*.png)".format(directory, sample.key, sample.key))
         label = read_label(path)
-        yield lut[label] if encoding == "labelids" else label
+        yield LABEL_TO_TRAIN[label] if encoding == "labelids" else label
 
 
 def evaluate(

@@ -39,11 +39,9 @@ INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 
 
 def _read(root: str, path: str) -> Optional[str]:
-    try:
-        with open(os.path.join(root, path.lstrip("/"))) as handle:
-            return handle.read().strip().strip("\x00").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
+    """``read_file`` of ``path`` under ``root``, NUL padding (device-tree strings) stripped too."""
+    text = read_file(os.path.join(root, path.lstrip("/")))
+    return None if text is None else text.strip("\x00").strip()
 
 
 def read_file(path: str) -> Optional[str]:

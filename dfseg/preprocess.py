@@ -77,7 +77,8 @@ def preprocess(
             "preprocess: expected an HxWx3 BGR image, got an array of shape {}".format(tuple(image.shape))
         )
     pixels = image.astype(np.float32) if size is None else resize_bilinear(image, size)
-    pixels = (pixels - np.asarray(mean_bgr, dtype=np.float32)) * np.float32(scale)
+    pixels -= np.asarray(mean_bgr, dtype=np.float32)  # in place: pixels is a fresh float32 array
+    pixels *= np.float32(scale)
     return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
 
 

@@ -24,6 +24,7 @@ import re
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from .arch import Arch
+from .bench.protocol import median
 from .parts import network_parts
 
 REFORMATTING = "reformatting"
@@ -148,12 +149,6 @@ def make_profiler(trt: Any) -> Any:
             self.times.setdefault(layer_name, []).append(float(ms))
 
     return LayerTimes()
-
-
-def median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
 
 
 def collect_layer_times(trt: Any, context: Any, run_once: Callable[[], Any], runs: int = 20) -> Dict[str, float]:

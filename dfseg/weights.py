@@ -17,7 +17,6 @@ from .fileio import atomic_output
 
 ARCH_METADATA_KEY = "dfseg.arch"
 FORMAT_METADATA_KEY = "format"
-SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pt", ".pth")
 # BatchNorm's step counter is bookkeeping, not a weight: files converted from other frameworks
 # (the release's Caffe weights) legitimately lack it.

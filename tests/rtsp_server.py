@@ -347,9 +347,8 @@ class RtspServer:
         self.sessions: List[_Session] = []
         self.requests: List[Tuple[str, str, str]] = []  # (method, URI, Transport header)
         self.frames_sent = 0
-        self._cache: Dict[int, List[bytes]] = {}
-        first = JpegPayload(encode_jpeg(make_frame(0), quality))
-        self.width, self.height, self.type = first.width, first.height, first.type
+        # Frame 0 is encoded now so that a bad make_frame fails here; its payload is cached for PLAY.
+        self._cache: Dict[int, List[bytes]] = {0: JpegPayload(encode_jpeg(make_frame(0), quality)).fragments()}
         self._tcp: Optional[_TcpServer] = None
         self._thread: Optional[threading.Thread] = None
         self.port = 0
@@ -388,10 +387,6 @@ class RtspServer:
         with self.lock:
             for session in self.sessions:
                 session.playing.clear()
-
-    def playing_sessions(self) -> int:
-        with self.lock:
-            return sum(1 for s in self.sessions if s.playing.is_set())
 
     def serves(self, path: str) -> bool:
         return path == self.path or path.startswith(self.path + "/")

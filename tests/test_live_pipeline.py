@@ -92,19 +92,24 @@ def test_video_to_video_and_folder_keeps_every_frame(model, video, tmp_path):
     assert "{} frames".format(FRAMES) in proc.stderr
 
 
+def assert_labels_match(model, video, labels_dir, frames):
+    """The class maps saved in ``labels_dir`` equal segmenting the video's first ``frames`` frames directly."""
+    capture = cv2.VideoCapture(video)
+    with OnnxRuntimeRunner(model) as runner:
+        segmenter = Segmenter(runner)
+        for i in range(frames):
+            ok, image = capture.read()
+            assert ok
+            saved = cv2.imread(str(labels_dir / "{:06d}.png".format(i)), cv2.IMREAD_UNCHANGED)
+            np.testing.assert_array_equal(saved, segmenter.segment(image))
+    capture.release()
+
+
 def test_saved_labels_equal_direct_segmentation_in_order(model, video, tmp_path):
     """Each output belongs to its own input frame (the threads never reorder or mix frames)."""
     proc = run_cli("--model", model, video, "none", "--save-labels", str(tmp_path / "labels"), "--queue-size", "1")
     assert proc.returncode == 0, proc.stderr
-    capture = cv2.VideoCapture(video)
-    with OnnxRuntimeRunner(model) as runner:
-        segmenter = Segmenter(runner)
-        for i in range(FRAMES):
-            ok, image = capture.read()
-            assert ok
-            saved = cv2.imread(str(tmp_path / "labels" / "{:06d}.png".format(i)), cv2.IMREAD_UNCHANGED)
-            np.testing.assert_array_equal(saved, segmenter.segment(image))
-    capture.release()
+    assert_labels_match(model, video, tmp_path / "labels", FRAMES)
 
 
 def test_image_folder_side_by_side_keeps_names(model, tmp_path):
@@ -170,15 +175,7 @@ def test_model_name_with_weights_runs_those_weights_without_the_warning(model, v
     )
     assert proc.returncode == 0, proc.stderr
     assert "UNTRAINED" not in proc.stderr
-    capture = cv2.VideoCapture(video)
-    with OnnxRuntimeRunner(model) as runner:
-        segmenter = Segmenter(runner)
-        for i in range(3):
-            ok, image = capture.read()
-            assert ok
-            saved = cv2.imread(str(labels / "{:06d}.png".format(i)), cv2.IMREAD_UNCHANGED)
-            np.testing.assert_array_equal(saved, segmenter.segment(image))
-    capture.release()
+    assert_labels_match(model, video, labels, 3)
 
 
 @pytest.mark.parametrize(

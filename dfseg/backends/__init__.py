@@ -14,17 +14,21 @@ from .base import BaseRunner, RunnerError, TensorMeta, TimingResult
 
 __all__ = [
     "BACKENDS",
+    "ENGINE_SUFFIXES",
     "BaseRunner",
     "RunnerError",
     "TensorMeta",
     "TimingResult",
     "available_backends",
+    "backend_for",
     "best_backend",
     "get_runner",
 ]
 
 # Preference order when the user does not choose.
 BACKENDS = ("tensorrt", "trtexec", "onnxruntime")
+# File name endings of serialised TensorRT engines.
+ENGINE_SUFFIXES = (".engine", ".trt", ".plan")
 
 
 def _has_module(name: str) -> bool:
@@ -48,6 +52,17 @@ def best_backend() -> str:
     if not found:
         raise UserError("no inference backend is installed: pip install onnxruntime (or install TensorRT)")
     return found[0]
+
+
+def backend_for(backend: str, model_path: str) -> str:
+    """The backend for ``model_path``: ``auto`` becomes tensorrt for an engine file and onnxruntime for
+    an .onnx file; any other choice (or ``auto`` for another file name) is returned unchanged."""
+    if backend == "auto":
+        if model_path.endswith(ENGINE_SUFFIXES):
+            return "tensorrt"
+        if model_path.endswith(".onnx"):
+            return "onnxruntime"
+    return backend
 
 
 def get_runner(

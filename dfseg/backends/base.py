@@ -46,7 +46,6 @@ class BaseRunner:
         self.name = name or self.backend
         self.is_active = False
         self.last_compute_ms = None  # type: Optional[float]
-        self.last_inference_ms = None  # type: Optional[float]
 
     # -------------------------------------------------------------- lifecycle
     def activate(self) -> None:
@@ -81,10 +80,7 @@ class BaseRunner:
         if check_inputs:
             self._check_feed(feed)
         self.last_compute_ms = None
-        start = time.perf_counter()
-        outputs = self.infer_impl(feed)
-        self.last_inference_ms = (time.perf_counter() - start) * 1000.0
-        return outputs
+        return self.infer_impl(feed)
 
     def synchronize(self) -> None:
         """Wait until queued device work is done.  Host-only backends have nothing to wait for."""

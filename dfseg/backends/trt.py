@@ -18,15 +18,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..engines import EngineCache, EngineSpec, sha256_file
+from ..engines import DEFAULT_WORKSPACE_MB, PRECISIONS, EngineCache, EngineSpec, sha256_file
 from ..errors import UserError
 from . import trt_compat
 from .base import BaseRunner, TensorMeta
 from .cuda_memory import CudaMemory, open_cuda
 
 log = logging.getLogger("dfseg.trt")
-
-DEFAULT_WORKSPACE_MB = 1024
 
 
 def import_tensorrt() -> Any:
@@ -126,7 +124,7 @@ class TensorRTRunner(BaseRunner):
                  name: Optional[str] = None) -> None:
         if not os.path.isfile(model_path):
             raise UserError("{}: model file not found; export one with dfseg-export".format(model_path))
-        if precision not in ("fp32", "fp16", "int8"):
+        if precision not in PRECISIONS:
             raise UserError("precision {!r}: choose fp32, fp16 or int8".format(precision))
         super().__init__(name or os.path.basename(model_path))
         self.model_path = model_path

@@ -15,8 +15,9 @@ Each function takes the imported ``tensorrt`` module as ``trt`` so the dispatch 
 TensorRT.  Device side: Python 3.6, no torch.
 """
 
+import functools
 import re
-from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -37,13 +38,19 @@ class IOTensor(NamedTuple):
     index: int  # binding index (8.2) or I/O tensor index (8.5+); both enumerate inputs and outputs
 
 
+@functools.lru_cache(maxsize=16)
+def _parse_version(text: str) -> Optional[Tuple[int, int]]:
+    """(major, minor) from a version string, or None; cached, as it is asked on every execute call."""
+    match = re.match(r"(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
 def version_tuple(trt: Any) -> Tuple[int, int]:
     """(major, minor) of the ``tensorrt`` module; 8.2 is the oldest supported."""
-    match = re.match(r"(\d+)\.(\d+)", str(getattr(trt, "__version__", "")))
-    if not match:
+    version = _parse_version(str(getattr(trt, "__version__", "")))
+    if version is None:
         raise TensorRTVersionError("cannot read the TensorRT version from tensorrt.__version__ = {!r}".format(
             getattr(trt, "__version__", None)))
-    version = (int(match.group(1)), int(match.group(2)))
     if version < (8, 2):
         raise TensorRTVersionError("TensorRT {}.{} is too old: dfseg needs 8.2 or newer (JetPack 4.6+)".format(
             *version))

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..engines import EngineCache, EngineSpec
+from ..engines import DEFAULT_WORKSPACE_MB, EngineCache, EngineSpec, sha256_file
 from ..errors import UserError
 from .base import BaseRunner, TensorMeta, TimingResult
 
@@ -234,7 +234,7 @@ def parse_output(text_or_path: str) -> Dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------- commands
 class TrtexecOptions(NamedTuple):
     precision: str = "fp32"
-    workspace_mb: int = 1024
+    workspace_mb: int = DEFAULT_WORKSPACE_MB
     fp32_layers: Tuple[str, ...] = ()
     calibration_cache: Optional[str] = None
     timing_cache: Optional[str] = None
@@ -332,7 +332,7 @@ class TrtexecRunner(BaseRunner):
     backend = "trtexec"
 
     def __init__(self, model_path: str, precision: str = "fp32", trtexec: Optional[str] = None,
-                 cache_dir: str = "engines", workspace_mb: int = 1024, fp32_layers: Sequence[str] = (),
+                 cache_dir: str = "engines", workspace_mb: int = DEFAULT_WORKSPACE_MB, fp32_layers: Sequence[str] = (),
                  calibration_cache: Optional[str] = None, device: Optional[str] = None,
                  timeout_s: float = 1800.0, name: Optional[str] = None) -> None:
         if not os.path.isfile(model_path):
@@ -448,11 +448,7 @@ class TrtexecRunner(BaseRunner):
 
 
 def _hash_or_none(path: Optional[str]) -> Optional[str]:
-    if not path:
-        return None
-    from ..engines import sha256_file
-
-    return sha256_file(path)
+    return sha256_file(path) if path else None
 
 
 def _nvidia_device() -> str:

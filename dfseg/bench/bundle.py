@@ -14,11 +14,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import dfseg
 
+from ..engines import sha256_file
 from ..fileio import write_json_atomic
 from ..parts import Part
 from .boundary import boundary_shapes
 from .report import progress_bar
-from .sources import BUNDLE_SCHEMA, MANIFEST, HostSource, ModelSpec, safe_filename, sha256_file
+from .sources import BUNDLE_SCHEMA, MANIFEST, HostSource, ModelSpec, safe_filename
 
 
 def write_bundle(
@@ -106,9 +107,8 @@ def build_bundle(
     table_sizes = suite.parse_sizes(None, suite.DEFAULT_TABLE_SEG_SIZES)
     if table:
         space = suite.table_space(space_widths or suite.DEFAULT_TABLE_SPACE_WIDTHS, space_blocks)
-        table_models = [n for n in (models or suite.default_benchmark_models())
-                        if n not in suite.reference_model_names_safe()]
-        parts = suite.table_parts(table_models, table_sizes, space, decoder_space)
+        # table_parts leaves the reference models out itself.
+        parts = suite.table_parts(models or suite.default_benchmark_models(), table_sizes, space, decoder_space)
         validation = suite.validation_specs(space, validate_random, seed, table_sizes)
         parts = suite.dedupe_parts(list(parts) + suite.spec_parts(validation))
     return write_bundle(directory, benchmark, parts, validation, show_progress,

@@ -11,10 +11,10 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .machine import PowerSampler
-from .protocol import COMPUTE, E2E, Protocol, Subject, measure, noise_warnings
+from .protocol import COMPUTE, E2E, Protocol, Subject, noise_warnings
 from .report import progress_bar
 from .sources import ModelSource, ModelSpec
-from .subjects import onnx_subject
+from .subjects import measure_models
 
 
 def _group_by_size(specs: Sequence[ModelSpec]) -> List[List[ModelSpec]]:
@@ -65,18 +65,12 @@ def benchmark_models(
     bar = progress_bar(len(specs), show_progress, "benchmark", "model")
     try:
         for group in groups:
-            subjects: List[Subject] = []
             sampler = PowerSampler()
             tagger = _PowerTagger(sampler)
             sampler.on_sample = tagger.record
-            try:
-                for spec in group:
-                    subjects.append(tagger.wrap(onnx_subject(spec.label, source.model_path(spec), backend, threads)))
-                with sampler:
-                    results = measure(subjects, protocol, clock=clock)
-            finally:
-                for subject in subjects:
-                    subject.close()
+            # Sessions are opened (and wrapped) first; the sampler runs around the measurement only.
+            results = measure_models(((spec.label, source.model_path(spec)) for spec in group), protocol, backend,
+                                     threads, clock, wrap=tagger.wrap, during=sampler)
             warnings.extend(noise_warnings(results, protocol))
             for spec in group:
                 result = results[spec.label]

@@ -38,13 +38,6 @@ class MachineReader:
         except (OSError, UnicodeDecodeError):
             return None
 
-    def read_int(self, *parts: str) -> Optional[int]:
-        text = self.read(*parts)
-        try:
-            return int(text.split()[0]) if text else None
-        except ValueError:
-            return None
-
     # -------------------------------------------------------------- generic Linux
     def cpu_model(self) -> Optional[str]:
         text = self.read("proc/cpuinfo") or ""

@@ -102,6 +102,10 @@ class Measurement(NamedTuple):
     noisy: bool  # still above the spread limit after re-measuring
     warmup_runs: int
 
+    def preferred(self, mode: str = COMPUTE) -> "Stats":
+        """The stats of ``mode`` where it was measured, else of ``e2e`` (which every subject has)."""
+        return self.modes.get(mode) or self.modes[E2E]
+
 
 class Subject:
     """Something to time: a name and one callable per mode (``e2e`` always, ``compute`` where split)."""
@@ -242,11 +246,6 @@ def measure(subjects: Sequence[Subject], protocol: Protocol = DEFAULT_PROTOCOL,
 
 def _spread(recorder: _Recorder) -> float:
     return robust_spread([median(r) for r in recorder.rounds[E2E] if r])
-
-
-def expected_rounds(subject_count: int, protocol: Protocol) -> int:
-    """Rounds of a measurement without re-measurement (for progress bars)."""
-    return protocol.rounds if subject_count else 0
 
 
 def noise_warnings(results: Dict[str, Measurement], protocol: Protocol, mode: str = E2E) -> List[str]:

@@ -14,6 +14,7 @@ import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from ..arch import PRESETS, Arch
+from ..engines import sha256_file
 from ..errors import UserError
 from ..parts import Part
 from ..sizes import Size, parse_size
@@ -46,14 +47,6 @@ def safe_filename(text: str) -> str:
     """A file name for a model or part key (keys hold ':', '>' and '/'); a short hash keeps it unique."""
     digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
     return "{}-{}".format(re.sub(r"[^A-Za-z0-9.+=-]+", "_", text).strip("_")[:80], digest)
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ModelSource:

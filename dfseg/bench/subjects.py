@@ -9,10 +9,11 @@ the same rotation do not steal cores.
 Device side: Python 3.6, no torch.
 """
 
-from typing import Dict, Optional, Sequence, Union
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..backends import get_runner
-from .protocol import COMPUTE, E2E, ModeFn, Subject
+from .protocol import COMPUTE, DEFAULT_PROTOCOL, E2E, Measurement, ModeFn, Protocol, Subject, measure
 
 
 def onnx_subject(name: str, model: Union[str, bytes], backend: str = "onnxruntime", threads: Optional[int] = None,
@@ -51,6 +52,33 @@ def onnx_subject(name: str, model: Union[str, bytes], backend: str = "onnxruntim
         runner.deactivate()
         raise
     return Subject(name, modes, close=runner.deactivate)
+
+
+def measure_models(named_paths: Iterable[Tuple[str, Union[str, bytes]]], protocol: Protocol = DEFAULT_PROTOCOL,
+                   backend: str = "onnxruntime", threads: Optional[int] = None,
+                   clock: Callable[[], float] = time.perf_counter,
+                   wrap: Optional[Callable[[Subject], Subject]] = None,
+                   during: Optional[Any] = None) -> Dict[str, Measurement]:
+    """Open one subject per ``(name, model)``, measure them together (``protocol.measure``), close them all.
+
+    ``named_paths`` is consumed lazily, one model opened after the other, and every subject opened so far
+    is closed even when a later one fails to open or the measurement fails.  ``wrap`` (optional) replaces
+    each subject as it is opened; ``during`` (optional) is a context manager entered around the
+    measurement only (after every subject is open).
+    """
+    subjects: List[Subject] = []
+    try:
+        for name, model in named_paths:
+            subjects.append(onnx_subject(name, model, backend, threads))
+            if wrap is not None:
+                subjects[-1] = wrap(subjects[-1])
+        if during is None:
+            return measure(subjects, protocol, clock=clock)
+        with during:
+            return measure(subjects, protocol, clock=clock)
+    finally:
+        for subject in subjects:
+            subject.close()
 
 
 def _iobinding_run(session, feed) -> ModeFn:

@@ -13,7 +13,7 @@ Device side: Python 3.6, no torch (``reference_model_names`` asks the torch regi
 import random
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from ..arch import PRESETS, SEGMENTATION_PRESETS, Arch
+from ..arch import BACKBONE_PRESETS, PRESETS, SEGMENTATION_PRESETS, Arch
 from ..parts import Part, network_parts
 from ..sizes import Size, parse_size
 from .sources import CLASSIFIER_SIZE, ModelSpec, resolve_model
@@ -36,8 +36,7 @@ def reference_model_names() -> List[str]:
 
 def default_benchmark_models() -> List[str]:
     """All DF-Seg presets, the DF backbones and the reference backbones."""
-    backbones = [name for name, arch in PRESETS.items() if not arch.is_segmentation]
-    return list(SEGMENTATION_PRESETS) + backbones + reference_model_names()
+    return list(SEGMENTATION_PRESETS) + list(BACKBONE_PRESETS) + reference_model_names()
 
 
 def benchmark_specs(models: Sequence[str], sizes: Sequence[Size]) -> List[ModelSpec]:
@@ -97,7 +96,8 @@ def decoder_space_parts(backbones: Sequence[Arch], sizes: Sequence[Size]) -> Lis
 def table_parts(models: Sequence[str], seg_sizes: Sequence[Size], space=None,
                 decoder_space: bool = False) -> List[Part]:
     """The block suite: the models' parts at their sizes plus the space's parts (and decoder space)."""
-    specs = benchmark_specs([m for m in models if m not in reference_model_names_safe()], seg_sizes)
+    # The table never holds reference models; knowing their names must not need torch.
+    specs = benchmark_specs([m for m in models if m not in REFERENCE_MODELS], seg_sizes)
     parts = spec_parts(specs)
     if space is not None:
         parts.extend(space.all_parts())
@@ -105,11 +105,6 @@ def table_parts(models: Sequence[str], seg_sizes: Sequence[Size], space=None,
         backbones = [s.arch.backbone() for s in specs if s.arch is not None and s.arch.is_segmentation]
         parts.extend(decoder_space_parts(backbones, seg_sizes))
     return dedupe_parts(parts)
-
-
-def reference_model_names_safe() -> List[str]:
-    # The table never holds reference models; knowing their names must not need torch.
-    return list(REFERENCE_MODELS)
 
 
 def random_architectures(space, count: int, seed: int = 0) -> List[Arch]:

@@ -14,6 +14,7 @@ journal removed.
 Device side: Python 3.6, no torch.
 """
 
+import itertools
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -22,10 +23,10 @@ from ..errors import UserError
 from ..latency.table import SCHEMA, LatencyTable
 from ..parts import Part
 from .boundary import Shape, boundary_shapes, probe_name, shape_label, stub_ms
-from .protocol import CLOCKS, COMPUTE, Measurement, Protocol, measure, median
+from .protocol import CLOCKS, COMPUTE, Measurement, Protocol, median
 from .report import progress_bar
 from .sources import ModelSource
-from .subjects import onnx_subject
+from .subjects import measure_models
 
 OVERHEAD = "overhead"
 BOUNDARY = "boundary"
@@ -104,7 +105,7 @@ class Journal:
 def entry_from(measurement: Measurement, overhead_ms: float, mode: str = COMPUTE,
                boundary_ms: float = 0.0) -> Dict[str, Any]:
     """A table entry: the stubbed part's time net of the per-call overhead and of its boundary stubs."""
-    stats = measurement.modes.get(mode) or measurement.modes["e2e"]
+    stats = measurement.preferred(mode)
     net = overhead_ms + boundary_ms
     return {
         "median_ms": round(max(stats.median_ms - net, 0.0), 5),
@@ -177,18 +178,12 @@ def measure_table(
 def _measure_boundaries(shapes: Sequence[Shape], source: ModelSource, protocol: Protocol, backend: str,
                         threads: Optional[int], clock) -> Dict[str, float]:
     """One boundary stub's cost for each shape, from its probe and the overhead probe measured side by side."""
-    subjects = []
-    try:
-        subjects.append(onnx_subject(OVERHEAD, source.overhead_path(), backend, threads))
-        for shape in shapes:
-            subjects.append(onnx_subject(probe_name(shape), source.boundary_path(shape), backend, threads))
-        results = measure(subjects, protocol, clock=clock)
-    finally:
-        for subject in subjects:
-            subject.close()
+    named = itertools.chain([(OVERHEAD, source.overhead_path())],
+                            ((probe_name(shape), source.boundary_path(shape)) for shape in shapes))
+    results = measure_models(named, protocol, backend, threads, clock)
 
     def median_of(name: str) -> float:
-        return (results[name].modes.get(COMPUTE) or results[name].modes["e2e"]).median_ms
+        return results[name].preferred().median_ms
 
     overhead_ms = median_of(OVERHEAD)
     return {shape_label(shape): round(stub_ms(median_of(probe_name(shape)), overhead_ms), 5) for shape in shapes}
@@ -196,17 +191,10 @@ def _measure_boundaries(shapes: Sequence[Shape], source: ModelSource, protocol: 
 
 def _measure_chunk(chunk: Sequence[Part], source: ModelSource, protocol: Protocol, backend: str,
                    threads: Optional[int], clock, stubs: Dict[str, float]):
-    subjects = []
-    try:
-        subjects.append(onnx_subject(OVERHEAD, source.overhead_path(), backend, threads))
-        for part in chunk:
-            subjects.append(onnx_subject(part.key, source.part_path(part), backend, threads))
-        results = measure(subjects, protocol, clock=clock)
-    finally:
-        for subject in subjects:
-            subject.close()
-    overhead = results[OVERHEAD]
-    overhead_ms = (overhead.modes.get(COMPUTE) or overhead.modes["e2e"]).median_ms
+    named = itertools.chain([(OVERHEAD, source.overhead_path())],
+                            ((part.key, source.part_path(part)) for part in chunk))
+    results = measure_models(named, protocol, backend, threads, clock)
+    overhead_ms = results[OVERHEAD].preferred().median_ms
     entries = {part.key: entry_from(results[part.key], overhead_ms,
                                     boundary_ms=sum(stubs[shape_label(s)] for s in boundary_shapes(part)))
                for part in chunk}

@@ -10,10 +10,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..latency.table import LatencyTable, MissingEntriesError
 from ..parts import network_parts
-from .protocol import CLOCKS, COMPUTE, Protocol, measure, noise_warnings
+from .protocol import CLOCKS, COMPUTE, Protocol, noise_warnings
 from .report import progress_bar
 from .sources import ModelSource, ModelSpec
-from .subjects import onnx_subject
+from .subjects import measure_models
 
 
 def check_coverage(table: LatencyTable, specs: Sequence[ModelSpec]) -> None:
@@ -71,18 +71,12 @@ def validate_table(
     try:
         for start in range(0, len(specs), chunk_size):
             chunk = specs[start:start + chunk_size]
-            subjects = []
-            try:
-                for spec in chunk:
-                    subjects.append(onnx_subject(spec.label, source.model_path(spec), backend, threads))
-                results = measure(subjects, protocol, clock=CLOCKS[clock])
-            finally:
-                for subject in subjects:
-                    subject.close()
+            results = measure_models(((spec.label, source.model_path(spec)) for spec in chunk), protocol, backend,
+                                     threads, CLOCKS[clock])
             warnings.extend(noise_warnings(results, protocol, COMPUTE))
             for spec in chunk:
                 result = results[spec.label]
-                stats = result.modes.get(COMPUTE) or result.modes["e2e"]
+                stats = result.preferred()
                 estimated = table.estimate(spec.arch, spec.size)
                 records.append({
                     "model": spec.name,

@@ -222,7 +222,6 @@ def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
     from ..bench import suite
     from ..bench.machine import describe_machine, machine_warnings
     from ..bench.table_run import measure_table
-    from ..latency.table import LatencyTable
 
     seg_sizes = suite.parse_sizes(args.sizes, suite.DEFAULT_TABLE_SEG_SIZES)
     if args.bundle:
@@ -252,16 +251,16 @@ def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
         "clocks_locked": machine["clocks_locked"], "date": machine["time"],
         "dfseg_version": machine["dfseg_version"], "sizes": sizes, "machine_before": machine,
     }
-    print("measuring {} parts into {} ({} thread(s), backend {}, {} clock)".format(
-        len(parts), args.table, threads, backend, _clock(args, backend, threads)), file=sys.stderr)
     clock = _clock(args, backend, threads)
+    print("measuring {} parts into {} ({} thread(s), backend {}, {} clock)".format(
+        len(parts), args.table, threads, backend, clock), file=sys.stderr)
     table = measure_table(parts, source, args.table, meta, _protocol(args, table_like=True), backend, threads,
                           chunk_size=args.chunk, show_progress=not args.no_progress, clock=clock)
     table.meta["machine_after"] = describe_machine()
     table.save(args.table, complete=True)
     noise = table.meta.get("noise") or {}
     print("wrote {} ({} entries, overhead {:.4f} ms/network, median round spread {})".format(
-        args.table, len(LatencyTable.load(args.table)), table.overhead_ms, noise.get("median_round_spread", "-")))
+        args.table, len(table), table.overhead_ms, noise.get("median_round_spread", "-")))
     return 0
 
 

@@ -67,16 +67,14 @@ def _main(argv: Optional[List[str]]) -> int:
 
 
 def _evaluate_model(args: argparse.Namespace, samples: List[evaluation.Sample], progress: bool):
-    from ..backends import get_runner
+    from ..backends import backend_for, get_runner
     from ..live.segmenter import Segmenter
 
     if not os.path.isfile(args.model):
         raise UserError("--model {}: file not found; export one with dfseg-export".format(args.model))
-    backend = args.backend
-    if backend == "auto" and args.model.endswith(".onnx"):
-        backend = "onnxruntime"
-    options = {"providers": args.providers.split(",") if args.providers else None} if backend == "onnxruntime" else {}
-    with get_runner(backend, args.model, **options) as runner:
+    backend = backend_for(args.backend, args.model)
+    providers = args.providers.split(",") if args.providers else None
+    with get_runner(backend, args.model, providers=providers) as runner:
         segmenter = Segmenter(runner, parse_size(args.size) if args.size else None)
 
         def predictions() -> Iterator[np.ndarray]:

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from ..live.sources import Source
 
 EXIT_SOURCE_LOST = 1
-ENGINE_SUFFIXES = (".engine", ".trt", ".plan")
 UNTRAINED_WARNING = (
     "\n" + "!" * 78 + "\n"
     "!!  WARNING: {} runs with UNTRAINED (random) weights: the segmentation shown is\n"
@@ -100,13 +99,12 @@ def _main(argv: Optional[List[str]]) -> int:
         from ..backends import get_runner
 
         providers = args.providers.split(",") if args.providers else None
-        options = {"providers": providers, "threads": args.threads} if backend in ("onnxruntime", "auto") else {}
-        with get_runner(backend, model_path, **options) as runner:
+        with get_runner(backend, model_path, providers=providers, threads=args.threads) as runner:
             return _run(args, source, runner, size)
 
 
 def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size: Optional[Size]) -> int:
-    from ..live.pipeline import Pipeline
+    from ..live.pipeline import Pipeline, format_fps
     from ..live.render import Renderer
     from ..live.segmenter import Segmenter
     from ..live.sinks import ImageFolderSink, default_output, open_sink
@@ -149,7 +147,7 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
     print(
         "dfseg-run: {} frames in {:.1f} s: pipeline {:.1f} FPS, network {} FPS, {} dropped ({})".format(
             result.frames_written, result.elapsed_s, result.pipeline_fps,
-            "-" if result.network_fps is None else "{:.1f}".format(result.network_fps),
+            format_fps(result.network_fps),
             result.frames_dropped, result.end_reason,
         ),
         file=sys.stderr, flush=True,
@@ -168,14 +166,13 @@ def _follow_source_fps(source: "Source", sinks: List["Sink"]) -> None:
 
     video_sinks = [s for s in sinks if isinstance(s, VideoFileSink)]
     if video_sinks and isinstance(source, CaptureSource) and not source.live:
-        import cv2
-
-        capture = cv2.VideoCapture(source.target)
-        fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0
-        capture.release()
-        if fps and 0 < fps < 1000:
+        try:
+            source.open()  # idempotent: the pipeline's open() later keeps this capture
+        except UserError:
+            return  # the pipeline's own open() reports it, as for any other source
+        if source.fps:
             for sink in video_sinks:
-                sink.fps = float(fps)
+                sink.fps = source.fps
 
 
 def _input_uri(args: argparse.Namespace) -> str:
@@ -192,16 +189,14 @@ def _input_uri(args: argparse.Namespace) -> str:
 
 def _resolve_model(args: argparse.Namespace, size: Optional[Size], scratch: str) -> Tuple[str, str]:
     """(model file, backend): an existing ONNX file or engine as is; a model name is exported (host)."""
+    from ..backends import ENGINE_SUFFIXES, backend_for
+
     model = args.model
     backend = args.backend
     if os.path.isfile(model):
         if args.weights:
             raise UserError("--weights: {} is already a model file; --weights goes with a model name such as df1-seg".format(model))
-        if model.endswith(ENGINE_SUFFIXES) and backend == "auto":
-            backend = "tensorrt"
-        elif backend == "auto":
-            backend = "onnxruntime" if model.endswith(".onnx") else backend
-        return model, backend
+        return model, backend_for(backend, model)
     if model.endswith((".onnx",) + ENGINE_SUFFIXES):
         raise UserError("--model {}: file not found".format(model))
     try:
@@ -224,7 +219,7 @@ def _resolve_model(args: argparse.Namespace, size: Optional[Size], scratch: str)
     path = os.path.join(scratch, "model.onnx")
     print("dfseg-run: exporting {} at {} to ONNX".format(model, export_size), file=sys.stderr, flush=True)
     export_onnx(arch, export_size, path, output="classmap", weights=args.weights)
-    return path, ("onnxruntime" if backend == "auto" else backend)
+    return path, backend_for(backend, path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -13,11 +13,12 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
-from ..arch import PRESETS, Arch
+from ..arch import CITYSCAPES_CLASSES, PRESETS, Arch
 from ..errors import UserError
 from ..fileio import atomic_output
+from ..search.selection import SELECTIONS
 from ..sizes import parse_size
 from ..space import DEFAULT_DECODER_INPUT, DEFAULT_WIDTHS, DecoderSpace, SearchSpace
 from .common import run_command
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     pop.add_argument("--max-trials", type=int, default=None, help="stop after this many trainings")
     pop.add_argument("--eps", type=float, default=0.0,
                      help="tolerance of the partial-order assumption, in accuracy units (default 0)")
-    pop.add_argument("--select", default="random", choices=("random", "guided"),
+    pop.add_argument("--select", default="random", choices=SELECTIONS,
                      help="how the next candidate is drawn from S^ minus P: random (the paper's Algorithm 1) or "
                           "guided (part of the draws go to where trained precedents promise the largest gain over "
                           "the front; fewer trainings for the same front, see README) (default random)")
@@ -77,7 +78,7 @@ def _decoder_space(args: argparse.Namespace) -> DecoderSpace:
     if not args.backbone:
         raise UserError("--decoder-search needs --backbone (a preset such as df1, a short form or JSON)")
     backbone = Arch.parse(args.backbone)
-    classes = args.classes or 19
+    classes = args.classes or CITYSCAPES_CLASSES
     choices = None
     if args.choices:
         choices = [classes if c.strip().upper() == "K" else _int(c, "--choices") for c in args.choices.split(",")]
@@ -177,36 +178,35 @@ def write_space(candidates: Any, path: str, progress: bool) -> None:
     """Every candidate as {"arch": <canonical JSON>, "latency_ms": ...} per line (atomically)."""
     from tqdm import tqdm
 
+    dumps = _arch_dumper(candidates)
     with atomic_output(path) as temp, open(temp, "w") as stream:
         for start in tqdm(range(0, len(candidates), 65536), desc="writing S^", disable=not progress):
             lines = []
             for index in range(start, min(start + 65536, len(candidates))):
                 lines.append('{{"arch":{},"latency_ms":{}}}\n'.format(
-                    _fast_dumps(candidates, index), repr(float(candidates.latency[index]))))
+                    dumps(index), repr(float(candidates.latency[index]))))
             stream.write("".join(lines))
 
 
-_FRAGMENTS = {}  # type: dict
-
-
-def _fast_dumps(candidates: Any, index: int) -> str:
-    """``candidates.arch(index).dumps()`` without validating each of 10^6 architectures again."""
+def _arch_dumper(candidates: Any) -> Callable[[int], str]:
+    """``index -> candidates.arch(index).dumps()`` without validating each of 10^6 architectures
+    again: backbones differ only in their stages, so the JSON is assembled from fragments."""
     space = candidates.space
-    if isinstance(space, DecoderSpace):
-        return candidates.arch(index).dumps()
-    key = id(candidates)
-    if key not in _FRAGMENTS:
-        probe = candidates.arch(0)
-        stages_text = json.dumps(probe.to_json()["stages"], separators=(",", ":"))
-        prefix, suffix = probe.dumps().split(stages_text)
-        stage_texts = [[json.dumps([space.block(s, w).to_json() for w in seq], separators=(",", ":"))
-                        for seq in table] for s, table in enumerate(candidates.stage_sequences)]
-        _FRAGMENTS.clear()
-        _FRAGMENTS[key] = (prefix, suffix, stage_texts)
-    prefix, suffix, stage_texts = _FRAGMENTS[key]
-    rows = candidates._rows[index]
-    return "{}[{},{},{}]{}".format(prefix, stage_texts[0][rows[0]], stage_texts[1][rows[1]], stage_texts[2][rows[2]],
-                                   suffix)
+    if isinstance(space, DecoderSpace) or not len(candidates):
+        return lambda index: candidates.arch(index).dumps()
+    probe = candidates.arch(0)
+    stages_text = json.dumps(probe.to_json()["stages"], separators=(",", ":"))
+    prefix, suffix = probe.dumps().split(stages_text)
+    stage_texts = [[json.dumps([space.block(s, w).to_json() for w in seq], separators=(",", ":"))
+                    for seq in table] for s, table in enumerate(candidates.stage_sequences)]
+    rows = candidates._rows
+
+    def dumps(index: int) -> str:
+        row = rows[index]
+        return "{}[{},{},{}]{}".format(prefix, stage_texts[0][row[0]], stage_texts[1][row[1]], stage_texts[2][row[2]],
+                                       suffix)
+
+    return dumps
 
 
 def make_evaluator(args: argparse.Namespace, space: Any) -> Any:

@@ -119,15 +119,14 @@ def read_caffemodel(path: str) -> List[CaffeLayer]:
         net.ParseFromString(data)
     except DecodeError as exc:
         raise UserError("{}: not a Caffe binary NetParameter ({})".format(path, exc)) from None
-    layers = [
-        CaffeLayer(layer.name, layer.type, [_blob_array(b, "{}: layer {}".format(path, layer.name)) for b in layer.blobs])
-        for layer in net.layer
-    ]
-    layers += [
-        CaffeLayer(layer.name, "V1:{}".format(layer.type),
-                   [_blob_array(b, "{}: layer {}".format(path, layer.name)) for b in layer.blobs])
-        for layer in net.layers
-    ]
+
+    def read_layer(layer: Any, type_text: str) -> CaffeLayer:
+        return CaffeLayer(layer.name, type_text,
+                          [_blob_array(b, "{}: layer {}".format(path, layer.name)) for b in layer.blobs])
+
+    # Current layers, then the V1 ones of old files (their type is an enum number).
+    layers = [read_layer(layer, layer.type) for layer in net.layer]
+    layers += [read_layer(layer, "V1:{}".format(layer.type)) for layer in net.layers]
     if not layers:
         raise UserError("{}: holds no layers; is it a .caffemodel (not a .prototxt)?".format(path))
     return layers

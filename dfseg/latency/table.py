@@ -26,7 +26,6 @@ from ..parts import Part, network_parts
 from ..sizes import Size
 
 SCHEMA = "dfseg.latency-table/1"
-ENTRY_FIELDS = ("median_ms", "p90_ms", "std_ms", "count")
 
 
 class MissingEntriesError(UserError):

@@ -196,15 +196,10 @@ def _make_handler(owner: MjpegServer) -> type:
 
 def device_state() -> Dict[str, Any]:
     """What the page shows about the machine: temperatures and, on a Jetson, GPU load (sysfs)."""
+    from ..jetson import temperatures
+
     state = {}  # type: Dict[str, Any]
-    temps = []
-    for zone in range(16):
-        base = "/sys/class/thermal/thermal_zone{}/".format(zone)
-        try:
-            with open(base + "type") as kind, open(base + "temp") as value:
-                temps.append("{} {:.0f}C".format(kind.read().strip(), int(value.read().strip()) / 1000.0))
-        except (OSError, ValueError):
-            continue
+    temps = ["{} {:.0f}C".format(name, degrees) for name, degrees in temperatures().items()]
     if temps:
         state["temperatures"] = temps
     for path in ("/sys/devices/gpu.0/load", "/sys/devices/platform/gpu.0/load"):

@@ -82,7 +82,7 @@ class Stats:
             return sum(self._latency_ms) / len(self._latency_ms) if self._latency_ms else None
 
     def status_line(self) -> str:
-        return "net {} FPS | pipeline {} FPS".format(_fmt(self.network_fps()), _fmt(self.pipeline_fps()))
+        return "net {} FPS | pipeline {} FPS".format(format_fps(self.network_fps()), format_fps(self.pipeline_fps()))
 
 
 class Pipeline:
@@ -311,7 +311,8 @@ class Pipeline:
             signal.signal(signal.SIGINT, previous)
 
 
-def _fmt(value: Optional[float]) -> str:
+def format_fps(value: Optional[float]) -> str:
+    """An FPS figure for people: one decimal, or "-" when not known yet."""
     return "-" if value is None else "{:.1f}".format(value)
 
 

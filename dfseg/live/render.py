@@ -41,9 +41,6 @@ class Renderer:
         """An (h, w) class map -> (h, w, 3) BGR colours; ids without a colour are black."""
         return self.palette[classes]
 
-    def output_shape(self, height: int, width: int) -> tuple:
-        return (height, width * 2 if self.mode == "side" else width, 3)
-
     def render(self, image: np.ndarray, classes: np.ndarray, status: Optional[str] = None) -> np.ndarray:
         """The annotated frame: overlay, legend (classes present), status line."""
         import cv2

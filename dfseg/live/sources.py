@@ -27,7 +27,6 @@ import numpy as np
 
 from ..errors import UserError
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264", ".264")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 STREAM_TIMEOUT_S = 10.0  # rtsp:// and other network streams: longest wait to open, or for a frame
 
@@ -58,6 +57,14 @@ class Source:
 
     def close(self) -> None:
         """Release the device or file."""
+
+    def _replay(self) -> bool:
+        """Whether to play the file or folder once more (``loops``, -1 forever); counts one replay off."""
+        if self.loops == 0:
+            return False
+        if self.loops > 0:
+            self.loops -= 1
+        return True
 
     def _frame(self, image: np.ndarray, name: Optional[str] = None) -> Frame:
         frame = Frame(self.frames_read, _as_bgr(image), name or "{:06d}".format(self.frames_read), time.perf_counter())
@@ -157,8 +164,7 @@ class CaptureSource(Source):
                 if ok and image is not None:
                     return self._frame(image)
             if not self.live:
-                if self.loops != 0 and self.frames_read > 0:
-                    self.loops -= 1 if self.loops > 0 else 0
+                if self.frames_read > 0 and self._replay():
                     self.close()
                     self.capture = self._open_capture()
                     if self.capture is not None:
@@ -204,8 +210,7 @@ class ImageFolderSource(Source):
     def read(self) -> Optional[Frame]:
         import cv2
 
-        if self.position >= len(self.paths) and self.loops != 0:
-            self.loops -= 1 if self.loops > 0 else 0
+        if self.position >= len(self.paths) and self._replay():
             self.position = 0
         if self.position >= len(self.paths):
             self.end_reason = "end of folder"

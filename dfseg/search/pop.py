@@ -24,7 +24,7 @@ Ties, explicitly:
   and strictly more accurate, so equally fast or equally accurate models stay in it together.
 """
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -71,12 +71,12 @@ class PartialOrderPruning:
         new[improves] = lat_x
         self._y_latency = np.append(new, y_x)
         changed = list(np.flatnonzero(improves)) + [len(self.d_index) - 1]
-        before = int(self.pruned.sum())
+        before = int(np.count_nonzero(self.pruned))
         for w in changed:
             y_lat = self._y_latency[w]
             if np.isfinite(y_lat):
                 self._prune(self.d_index[w], y_lat)
-        return int(self.pruned.sum()) - before
+        return int(np.count_nonzero(self.pruned)) - before
 
     def _prune(self, w: int, y_latency: float) -> None:
         # Delta P_w: precedents of w with Lat(m) >= Lat(y_w), a suffix of the latency-sorted rows.
@@ -111,12 +111,12 @@ class PartialOrderPruning:
     @property
     def n_pruned(self) -> int:
         """|P minus D|: candidates excluded without training."""
-        return int((self.pruned & ~self.trained).sum())
+        return int(np.count_nonzero(self.pruned & ~self.trained))
 
     @property
     def n_covered(self) -> int:
         """|P union D|: candidates trained or pruned (the paper's "covered")."""
-        return int((self.pruned | self.trained).sum())
+        return int(np.count_nonzero(self.pruned | self.trained))
 
     def accuracy_of(self, index: int) -> Optional[float]:
         try:
@@ -125,17 +125,27 @@ class PartialOrderPruning:
             return None
 
 
+def comparable_index_pairs(codes: np.ndarray, indices: Sequence[int]) -> List[Tuple[int, int]]:
+    """Positions (i, j) in ``indices`` of every trained comparable pair x_i <= x_j, i != j,
+    successor by successor."""
+    keys = codes[np.asarray(indices, dtype=np.int64)]
+    pairs = []
+    for j in range(keys.shape[0]):
+        below = np.all(keys <= keys[j], axis=1)
+        below[j] = False
+        pairs.extend((int(i), j) for i in np.flatnonzero(below))
+    return pairs
+
+
 def violations(codes: np.ndarray, latency: np.ndarray, indices: Sequence[int], accuracies: Sequence[float],
-               eps: float = 0.0) -> List[dict]:
-    """Trained pairs x <= y (x != y) with Acc(x) > Acc(y) + eps: where the assumption failed (Fig. 3b)."""
+               eps: float = 0.0, pairs: Optional[List[Tuple[int, int]]] = None) -> List[dict]:
+    """Trained pairs x <= y (x != y) with Acc(x) > Acc(y) + eps: where the assumption failed (Fig. 3b).
+    ``pairs`` (from ``comparable_index_pairs``) saves scanning the trained set again."""
     index = np.asarray(indices, dtype=np.int64)
     acc = np.asarray(accuracies, dtype=np.float64)
     found = []
-    keys = codes[index]
-    for j in range(index.size):
-        below = np.all(keys <= keys[j], axis=1)
-        below[j] = False
-        for i in np.flatnonzero(below & (acc > acc[j] + eps)):
+    for i, j in comparable_index_pairs(codes, index) if pairs is None else pairs:
+        if acc[i] > acc[j] + eps:
             found.append({"precedent": int(index[i]), "successor": int(index[j]),
                           "delta_latency_ms": float(latency[index[j]] - latency[index[i]]),
                           "delta_accuracy": float(acc[j] - acc[i])})
@@ -143,15 +153,9 @@ def violations(codes: np.ndarray, latency: np.ndarray, indices: Sequence[int], a
 
 
 def comparable_pairs(codes: np.ndarray, latency: np.ndarray, indices: Sequence[int],
-                     accuracies: Sequence[float]) -> List[tuple]:
+                     accuracies: Sequence[float], pairs: Optional[List[Tuple[int, int]]] = None) -> List[tuple]:
     """(Delta Lat, Delta Acc) of every trained comparable pair x <= y, x != y (the paper's Fig. 3b)."""
     index = np.asarray(indices, dtype=np.int64)
     acc = np.asarray(accuracies, dtype=np.float64)
-    keys = codes[index]
-    pairs = []
-    for j in range(index.size):
-        below = np.all(keys <= keys[j], axis=1)
-        below[j] = False
-        for i in np.flatnonzero(below):
-            pairs.append((float(latency[index[j]] - latency[index[i]]), float(acc[j] - acc[i])))
-    return pairs
+    return [(float(latency[index[j]] - latency[index[i]]), float(acc[j] - acc[i]))
+            for i, j in (comparable_index_pairs(codes, index) if pairs is None else pairs)]

@@ -18,7 +18,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from ..fileio import write_atomic, write_json_atomic
-from .pop import comparable_pairs, violations
+from .pop import comparable_index_pairs, comparable_pairs, violations
 from .study import Study
 
 
@@ -45,8 +45,9 @@ def write_outputs(out_dir: str, study: Study, plots: bool = True) -> Dict[str, s
     write_atomic(paths["pruning"], _csv(["trial", "trained", "pruned", "covered", "failed", "front"], study.history))
 
     indices, accuracies = study.pop.d_index, study.pop.d_accuracy
-    found = violations(candidates.codes, candidates.latency, indices, accuracies, study.eps)
-    pairs = comparable_pairs(candidates.codes, candidates.latency, indices, accuracies)
+    index_pairs = comparable_index_pairs(candidates.codes, indices)
+    found = violations(candidates.codes, candidates.latency, indices, accuracies, study.eps, index_pairs)
+    pairs = comparable_pairs(candidates.codes, candidates.latency, indices, accuracies, index_pairs)
     paths["violations"] = os.path.join(out_dir, "violations.json")
     write_json_atomic(paths["violations"], {
         "eps": study.eps,

@@ -26,7 +26,7 @@ def run_search(study: Study, executor: Any, progress: bool = True,
                     study.tell_failed(outcome.number, outcome.error or "failed")
                 else:
                     study.tell(outcome.number, outcome.accuracy, seconds=round(outcome.seconds, 3))
-                summary = study.summary()
+                summary = study.history[-1]  # the counts this result left
                 bar.update(1)
                 bar.set_postfix(trained=summary["trained"], pruned=summary["pruned"], front=summary["front"],
                                 failed=summary["failed"])

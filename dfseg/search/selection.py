@@ -42,7 +42,7 @@ class GuidedSelection:
 
     def observe(self, index: int, accuracy: float) -> None:
         mask = successor_mask(self.pop.codes, self.pop.codes[int(index)])
-        np.maximum(self.lower, np.where(mask, accuracy, -np.inf), out=self.lower)
+        np.maximum(self.lower, accuracy, out=self.lower, where=mask)
 
     def gain(self, choices: Sequence[int]) -> np.ndarray:
         """lower(m) minus the front's accuracy at Lat(m), for the candidate rows ``choices``."""

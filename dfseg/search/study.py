@@ -72,7 +72,6 @@ class Study:
         self._front = frozenset()  # type: frozenset
         self._requeue = []  # type: List[Trial]
         self.journal = journal
-        self.started = time.time()
 
     # ------------------------------------------------------------------ configuration record
     def config(self) -> Dict[str, Any]:
@@ -214,7 +213,7 @@ class Study:
 
     def _record_history(self, number: int) -> None:
         self.history.append({"trial": number, "trained": self.pop.n_trained, "pruned": self.pop.n_pruned,
-                             "covered": self.pop.n_covered, "failed": int(self.failed.sum()),
+                             "covered": self.pop.n_covered, "failed": int(np.count_nonzero(self.failed)),
                              "front": len(self._front)})
 
     # ------------------------------------------------------------------ results
@@ -228,7 +227,7 @@ class Study:
 
     def summary(self) -> Dict[str, Any]:
         return {"size": len(self.candidates), "trained": self.pop.n_trained, "pruned": self.pop.n_pruned,
-                "covered": self.pop.n_covered, "failed": int(self.failed.sum()), "front": len(self._front),
+                "covered": self.pop.n_covered, "failed": int(np.count_nonzero(self.failed)), "front": len(self._front),
                 "stop_reason": self.stop_reason(), "stable_for": self.stable_for}
 
     def state(self) -> Dict[str, Any]:
