@@ -36,6 +36,8 @@ EXTRAS = {
     "dev": [
         "pytest>=7",
         "pytest-timeout",
+        # Random test order on every run (the seed is printed), so no test can lean on another's state.
+        "pytest-randomly>=3.12",
         "hypothesis>=6",
         "ruff>=0.6",
         "vermin>=1.6",

@@ -64,23 +64,35 @@ def is_segmentation_dataset(root: str) -> bool:
     return os.path.isdir(os.path.join(root, "leftImg8bit"))
 
 
+def _class_folders(root: str, split: str) -> List[str]:
+    folder = os.path.join(root, split)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+
+
 def load_classification(root: str, split: str, size: Size) -> Tuple[np.ndarray, np.ndarray, int]:
-    train_classes = sorted(d for d in os.listdir(os.path.join(root, "train"))
-                           if os.path.isdir(os.path.join(root, "train", d))) if os.path.isdir(
-        os.path.join(root, "train")) else []
+    """Images and labels of ``split``; the classes (and so the model's class count) are the folders
+    of ``train``, and every class folder of ``split`` must be one of them."""
+    train_classes = _class_folders(root, "train")
     if not train_classes:
         raise UserError("{}: expected DATA/train/<class>/<images> (or a Cityscapes-format leftImg8bit/)".format(root))
+    unknown = sorted(set(_class_folders(root, split)) - set(train_classes))
+    if unknown:
+        raise UserError("{}: class folder {!r} has no counterpart in {}; add it to train/ or remove it".format(
+            os.path.join(root, split), unknown[0], os.path.join(root, "train")))
     images, labels = [], []
     for label, name in enumerate(train_classes):
         for path in _files(os.path.join(root, split, name, "*")):
-            images.append(_prepare(read_image(path), size, IMAGENET_MEAN_BGR))
+            images.append(_prepare(read_image(path), size, IMAGENET_MEAN_BGR, path))
             labels.append(label)
     if not images:
         raise UserError("{}: no images in {}/<class>/".format(root, split))
     return np.stack(images), np.asarray(labels, dtype=np.int64), len(train_classes)
 
 
-def load_segmentation(root: str, split: str, size: Size) -> Tuple[np.ndarray, np.ndarray]:
+def load_segmentation(root: str, split: str, size: Size, classes: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Images and trainId labels of ``split``; every label must be below ``classes`` or 255 (ignore)."""
     images, labels = [], []
     for path in _files(os.path.join(root, "leftImg8bit", split, "*", "*_leftImg8bit.*")):
         city = os.path.basename(os.path.dirname(path))
@@ -89,17 +101,35 @@ def load_segmentation(root: str, split: str, size: Size) -> Tuple[np.ndarray, np
         if not matches:
             raise UserError("{}: no label {}/gtFine/{}/{}/{}_gtFine_labelTrainIds.*".format(path, root, split, city,
                                                                                             stem))
-        label = read_image(matches[0], labels=True)
-        images.append(_prepare(read_image(path), size, CITYSCAPES_MEAN_BGR))
+        image = read_image(path)
+        label = _check_labels(read_image(matches[0], labels=True), matches[0], image.shape[:2], classes)
+        images.append(_prepare(image, size, CITYSCAPES_MEAN_BGR, path))
         labels.append(_resize_labels(label, size))
     if not images:
         raise UserError("{}: no images in leftImg8bit/{}/<city>/*_leftImg8bit.*".format(root, split))
     return np.stack(images), np.stack(labels).astype(np.int64)
 
 
-def _prepare(image: np.ndarray, size: Size, mean: Any) -> np.ndarray:
+def _check_labels(label: np.ndarray, path: str, image_shape: Tuple[int, ...], classes: int) -> np.ndarray:
+    if label.ndim != 2 or not np.issubdtype(label.dtype, np.integer):
+        raise UserError("{}: a trainIds label must be an HxW integer image, got {} {}".format(
+            path, label.dtype, "x".join(map(str, label.shape))))
+    if label.shape != tuple(image_shape):
+        raise UserError("{}: label is {}x{} but its image is {}x{}; labels must match their images' size".format(
+            path, label.shape[1], label.shape[0], image_shape[1], image_shape[0]))
+    outside = label[((label < 0) | (label >= classes)) & (label != IGNORE_LABEL)]
+    if outside.size:
+        value = int(outside.max()) if outside.max() >= classes else int(outside.min())
+        fix = ("give the architecture at least {0} classes (-k{0}) or fix the label".format(value + 1)
+               if value >= classes else "fix the label")
+        raise UserError("{}: label {} does not fit the model's {} classes (trainIds 0..{}, {} = ignore); {}".format(
+            path, value, classes, classes - 1, IGNORE_LABEL, fix))
+    return label
+
+
+def _prepare(image: np.ndarray, size: Size, mean: Any, path: str) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3:
-        raise UserError("expected HxWx3 BGR images, got shape {}".format(image.shape))
+        raise UserError("{}: expected an HxWx3 BGR image, got shape {}".format(path, image.shape))
     pixels = resize_bilinear(image, size)
     return ((pixels - np.asarray(mean, dtype=np.float32)) * np.float32(INPUT_SCALE)).transpose(2, 0, 1)
 
@@ -119,7 +149,19 @@ def learning_rate(config: TrainerConfig, step: int, total: int) -> float:
     return config.lr * (1.0 - progress) ** config.poly_power
 
 
+class TrainingResult(NamedTuple):
+    score: float  # top-1 accuracy (classification) or mIoU (segmentation) on the val split, in %
+    losses: List[float]  # training loss of every optimiser step, in order
+
+
 def train_and_evaluate(arch: Any, config: TrainerConfig) -> float:
+    """Train ``arch`` on ``config.data`` and return its validation score in %."""
+    return fit(arch, config).score
+
+
+def fit(arch: Any, config: TrainerConfig) -> TrainingResult:
+    """Train ``arch`` with the paper's recipe for ``config.epochs`` (0: the initialised model) and
+    score it on the val split."""
     import torch
     import torch.nn.functional as F
 
@@ -135,15 +177,16 @@ def train_and_evaluate(arch: Any, config: TrainerConfig) -> float:
         raise UserError("{}: a {} dataset cannot train {} architecture {}".format(
             config.data, "segmentation" if segmentation else "classification",
             "a segmentation" if arch.is_segmentation else "a backbone", arch.short()))
+    # The class count has one source per task: the architecture for segmentation (its decoder's
+    # last width), the train/ class folders for classification.  The model and the scoring use it.
     if segmentation:
-        x_train, y_train = load_segmentation(config.data, "train", size)
-        x_val, y_val = load_segmentation(config.data, "val", size)
-        model = create_model(arch)
         classes = arch.classes
+        x_train, y_train = load_segmentation(config.data, "train", size, classes)
+        x_val, y_val = load_segmentation(config.data, "val", size, classes)
     else:
         x_train, y_train, classes = load_classification(config.data, "train", size)
         x_val, y_val, _ = load_classification(config.data, "val", size)
-        model = create_model(arch, num_classes=classes)
+    model = create_model(arch, num_classes=classes)
     device = torch.device(config.device)
     model = model.to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -151,6 +194,7 @@ def train_and_evaluate(arch: Any, config: TrainerConfig) -> float:
     batches = max(1, math.ceil(len(x_train) / config.batch_size))
     total = batches * config.epochs
     step = 0
+    losses = []  # type: List[float]
     for _ in range(config.epochs):
         order = rng.permutation(len(x_train))
         for b in range(batches):
@@ -166,6 +210,7 @@ def train_and_evaluate(arch: Any, config: TrainerConfig) -> float:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            losses.append(float(loss.item()))
             step += 1
     model.eval()
     confusion = ConfusionMatrix(classes)
@@ -181,9 +226,9 @@ def train_and_evaluate(arch: Any, config: TrainerConfig) -> float:
             else:
                 correct += int((predicted == truth).sum())
     if not segmentation:
-        return 100.0 * correct / len(x_val)
+        return TrainingResult(100.0 * correct / len(x_val), losses)
     miou = confusion.mean_iou()
-    return 100.0 * miou if math.isfinite(miou) else 0.0
+    return TrainingResult(100.0 * miou if math.isfinite(miou) else 0.0, losses)
 
 
 def _logits(output: Any, targets: Any) -> Any:
