@@ -28,6 +28,8 @@ import json
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import UserError
+from .fileio import parse_json, read_json
+from .sizes import is_decimal
 
 BASIC = "basic"
 BOTTLENECK = "bottleneck"
@@ -37,6 +39,10 @@ DEFAULT_STEM = (32, 64)
 NUM_STAGES = 3
 # Widths an architecture may use unless a caller (e.g. a search space) narrows them.
 ALLOWED_WIDTHS = (16, 32, 64, 128, 256, 512, 1024, 2048)
+# Bounds far beyond any real network, checked before anything is built: a typo such as 64x999999999
+# or "classes": 2000000000 is an error, not an allocation of gigabytes.
+MAX_BLOCKS_PER_STAGE = 256
+MAX_CLASSES = 100000
 # The paper's width-controller choices besides K (the number of classes).
 DECODER_WIDTHS = (32, 64, 128, 256, 512)
 IMAGENET_CLASSES = 1000
@@ -95,6 +101,10 @@ class Arch(NamedTuple):
                     NUM_STAGES, stages
                 )
             )
+        for s, stage in enumerate(stages):
+            if isinstance(stage, (list, tuple)) and len(stage) > MAX_BLOCKS_PER_STAGE:
+                raise ArchError("stages[{}]: {} blocks is more than {} in one stage; check the counts".format(
+                    s, len(stage), MAX_BLOCKS_PER_STAGE))
         parsed = tuple(
             tuple(_parse_block(entry, kinds[s], "stages[{}][{}]".format(s, j)) for j, entry in enumerate(_as_list(stage, "stages[{}]".format(s))))
             for s, stage in enumerate(stages)
@@ -105,7 +115,7 @@ class Arch(NamedTuple):
             stem=_int_tuple(stem, 2, "stem"),
             stages=parsed,
             decoder=None if decoder is None else _int_tuple(decoder, 3, "decoder"),
-            classes=_positive_int(classes, "classes"),
+            classes=_classes(classes),
             output_stride=output_stride,
         )
         arch.validate(allowed_widths)
@@ -115,10 +125,7 @@ class Arch(NamedTuple):
     def from_json(cls, data: Any, allowed_widths: Iterable[int] = ALLOWED_WIDTHS) -> "Arch":
         """Parse the canonical JSON object (a dict, or a JSON string holding one)."""
         if isinstance(data, str):
-            try:
-                data = json.loads(data)
-            except ValueError as exc:
-                raise ArchError("architecture JSON is malformed: {}".format(exc)) from None
+            data = parse_json(data, "architecture JSON", ArchError)
         if not isinstance(data, dict):
             raise ArchError("architecture JSON must be an object, got {!r}".format(data))
         known = {"stem", "stages", "block", "decoder", "classes", "output_stride"}
@@ -144,13 +151,9 @@ class Arch(NamedTuple):
     @classmethod
     def load(cls, path: str) -> "Arch":
         """Read an architecture from a JSON file; errors name the file."""
+        data = read_json(path, "architecture file", error=ArchError)
         try:
-            with open(path) as handle:
-                text = handle.read()
-        except OSError as exc:
-            raise ArchError("{}: cannot read architecture file ({})".format(path, exc.strerror)) from None
-        try:
-            return cls.from_json(text)
+            return cls.from_json(data)
         except ArchError as exc:
             raise ArchError("{}: {}".format(path, exc)) from None
 
@@ -229,7 +232,7 @@ class Arch(NamedTuple):
                 decoder = _dotted(token[2:], 3, token)
             elif token.startswith("k"):
                 classes = _positive_int(_to_int(token[1:], token), token)
-            elif token.startswith("d") and token[1:].isdigit():
+            elif token.startswith("d") and is_decimal(token[1:]):
                 output_stride = int(token[1:])
             elif body is None:
                 body = token
@@ -330,9 +333,16 @@ def _to_int(value: Any, name: str) -> int:
         raise ArchError("{}: expected an integer, got {!r}".format(name, value))
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and is_decimal(value):
         return int(value)
     raise ArchError("{}: expected an integer, got {!r}".format(name, value))
+
+
+def _classes(value: Any) -> int:
+    classes = _positive_int(value, "classes")
+    if classes > MAX_CLASSES:
+        raise ArchError("classes: {} is more than {}; check the value".format(classes, MAX_CLASSES))
+    return classes
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -392,8 +402,11 @@ def _parse_run_length(text: str) -> Tuple[List[Any], str]:
     kinds = set()
     for run in text.split("+"):
         head, sep, count = run.partition("x")
-        if not sep or not count.isdigit() or int(count) <= 0:
+        if not sep or not is_decimal(count) or int(count) <= 0:
             raise ArchError("stage {!r}: each run is WIDTHxCOUNT (e.g. 128x3), got {!r}".format(text, run))
+        if len(entries) + int(count) > MAX_BLOCKS_PER_STAGE:
+            raise ArchError("stage {!r}: more than {} blocks in one stage; check the counts".format(
+                text, MAX_BLOCKS_PER_STAGE))
         if "b" in head:
             inner, _, out = head.partition("b")
             entry = [_to_int(inner, run), _to_int(out, run)]  # type: Any

@@ -181,6 +181,11 @@ def evaluate(
                     sample.key, prediction.shape[1], prediction.shape[0], truth.shape[1], truth.shape[0]
                 )
             )
+        valid = truth[truth != IGNORE_LABEL]
+        if valid.size and int(valid.max()) >= num_classes:
+            raise UserError("{}: ground truth holds class {} but only {} classes (trainIds 0..{}, {} = ignore) are "
+                            "evaluated; is it a labelIds file named as trainIds?".format(
+                                sample.label_path, int(valid.max()), num_classes, num_classes - 1, IGNORE_LABEL))
         confusion.update(prediction, truth)
     return confusion
 

@@ -5,7 +5,9 @@ import contextlib
 import json
 import os
 import tempfile
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple, Type, Union
+
+from .errors import UserError
 
 
 @contextlib.contextmanager
@@ -39,6 +41,34 @@ def write_json_atomic(path: str, value: Any, indent: int = 2) -> None:
     write_atomic(path, (json.dumps(value, indent=indent, sort_keys=False) + "\n").encode("utf-8"))
 
 
+def parse_json(data: Union[str, bytes], where: str, error: Type[UserError] = UserError) -> Any:
+    """JSON from a file's bytes or text, or ``error`` naming ``where``: binary content, malformed
+    JSON (with line and column) and nesting too deep for Python's parser are all one-line errors."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise error("{}: not a UTF-8 text file (byte {} is 0x{:02x}); expected JSON text".format(
+                where, exc.start, data[exc.start])) from None
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise error("{}: JSON nested too deeply to read; expected a flat JSON document".format(where)) from None
+    except ValueError as exc:
+        raise error("{}: malformed JSON at line {} column {}: {}".format(
+            where, getattr(exc, "lineno", "?"), getattr(exc, "colno", "?"), getattr(exc, "msg", exc))) from None
+
+
+def read_json(path: str, what: str, hint: str = "", error: Type[UserError] = UserError) -> Any:
+    """``path``'s JSON (see ``parse_json``); an unreadable file names ``what`` it should be, then ``hint``."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise error("{}: cannot read {} ({}){}".format(path, what, exc.strerror, hint)) from None
+    return parse_json(data, path, error)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -54,3 +84,54 @@ def _fsync_directory(directory: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def check_outputs(outputs: Iterable[Tuple[str, Optional[str]]], inputs: Sequence[Optional[str]] = (),
+                  folders: Sequence[str] = (), outside_inputs: bool = False) -> None:
+    """Refuse, before any work starts, an output that is an input, is named twice, or cannot be
+    written (a missing or read-only place, a file where a folder must be); with ``outside_inputs``
+    also one inside an input folder (where a command that reads the folder would meet its output).
+
+    ``outputs`` are (option, path) pairs; empty paths are skipped.  ``folders`` names the options
+    whose path is a folder to write into rather than a file.
+    """
+    existing_inputs = [path for path in inputs if path and os.path.exists(path)]
+    seen = {}  # type: Dict[str, str]
+    for option, path in outputs:
+        if not path:
+            continue
+        where = "{} {}".format(option, path).strip()
+        real = os.path.realpath(path)
+        if real in seen:
+            raise UserError("{}: named twice (also {}); give each output its own path".format(where, seen[real]))
+        seen[real] = where
+        for source in existing_inputs:
+            source_real = os.path.realpath(source)
+            if real == source_real or (os.path.exists(path) and os.path.samefile(path, source)):
+                raise UserError("{}: is the input {}; writing it would destroy the input, so name another "
+                                "output".format(where, source))
+            if outside_inputs and os.path.isdir(source_real) and real.startswith(source_real.rstrip(os.sep) + os.sep):
+                raise UserError("{}: lies inside the input folder {}; name an output outside it".format(where, source))
+        check_writable(where, path, folder=option in folders)
+
+
+def check_writable(where: str, path: str, folder: bool = False) -> None:
+    """Raise UserError unless ``path`` (a file, or with ``folder`` a folder) can be created or
+    replaced: tried by creating and removing a scratch file in the nearest existing folder."""
+    target = os.path.abspath(path)
+    if os.path.isdir(target) and not folder:
+        raise UserError("{}: is a folder; name a file to write".format(where))
+    if os.path.exists(target) and not os.path.isdir(target) and folder:
+        raise UserError("{}: is a file; name a folder to write into".format(where))
+    probe = target if folder else os.path.dirname(target)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UserError("{}: {} is a file, not a folder; choose another output path".format(where, probe))
+    try:
+        handle, scratch = tempfile.mkstemp(prefix=".tmp-write-check-", dir=probe)
+    except OSError as exc:
+        raise UserError("{}: cannot write in {} ({}); choose a writable place".format(
+            where, probe, exc.strerror or exc)) from None
+    os.close(handle)
+    os.unlink(scratch)

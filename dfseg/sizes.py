@@ -1,7 +1,7 @@
 """Input sizes.  dfseg always writes sizes in video order, WIDTHxHEIGHT (640x360), while the paper
 writes height x width (1024x2048).  Device side: Python 3.6, no torch."""
 
-from typing import NamedTuple, Tuple, Union
+from typing import NamedTuple, Optional, Tuple, Union
 
 from .errors import UserError
 
@@ -12,6 +12,14 @@ NAMED_SIZES = {
     "cityscapes": (2048, 1024),
     "imagenet": (224, 224),
 }
+
+
+# The largest side a network input may have: beyond any camera (8K is 7680x4320), and small enough
+# that a typo such as 100000x100000 is refused before anything tries to allocate it.
+MAX_SIDE = 16384
+# Bytes of activations per input pixel at the widest point of a DF-Seg network, with margin (float32:
+# the image, the 1/2- and 1/4-resolution stem maps, and the full-resolution class scores).
+BYTES_PER_PIXEL = 4 * 48
 
 
 class SizeError(UserError):
@@ -42,12 +50,41 @@ def parse_size(text: str) -> Size:
     width, sep, height = value.partition("x")
     if not sep:
         width = height = value
-    if not (width.isdigit() and height.isdigit()) or int(width) < 32 or int(height) < 32:
+    if not (is_decimal(width) and is_decimal(height)) or int(width) < 32 or int(height) < 32:
         raise SizeError(
             "size {!r}: use 360p, 720p, 1080p, WIDTHxHEIGHT in video order (e.g. 640x360, "
             "2048x1024) or N for NxN; each side at least 32".format(text)
         )
-    return Size(int(width), int(height))
+    size = Size(int(width), int(height))
+    check_memory(size, str(text))
+    return size
+
+
+def check_memory(size: Size, given: str = "") -> None:
+    """Refuse a size whose sides exceed MAX_SIDE, or whose activations alone would not fit in this
+    machine's memory, before any model is built or run at it."""
+    where = "size {!r}".format(given or str(size))
+    if size.width > MAX_SIDE or size.height > MAX_SIDE:
+        raise SizeError("{}: each side at most {} pixels".format(where, MAX_SIDE))
+    needed = size.width * size.height * BYTES_PER_PIXEL
+    total = _physical_memory()
+    if total is not None and needed > total:
+        raise SizeError("{}: its activations need about {:.1f} GB, more than this machine's {:.1f} GB; use a "
+                        "smaller size".format(where, needed / 1e9, total / 1e9))
+
+
+def _physical_memory() -> Optional[int]:
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def is_decimal(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() then refuses."""
+    return bool(text) and all("0" <= c <= "9" for c in text)
 
 
 SizeLike = Union[Size, str, Tuple[int, int]]

@@ -38,7 +38,7 @@ from .arch import (
 )
 from .errors import UserError
 from .parts import Part, backbone_parts, network_parts
-from .sizes import Size, parse_size
+from .sizes import Size, is_decimal, parse_size
 
 DEFAULT_WIDTHS = (64, 128, 256, 512, 1024)
 # Covers every released backbone: DF1 (3, 3, 4), DF2 (3, 11, 6), DFlite (2, 2, 2), with room for
@@ -401,10 +401,10 @@ def _multiset_count(kinds: int, length: int) -> int:
 
 
 def _int_list(text: str, option: str) -> List[int]:
-    try:
-        return [int(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise SpaceError("{}: expected comma-separated integers, got {!r}".format(option, text)) from None
+    values = [v.strip() for v in str(text).split(",") if v.strip()]
+    if not all(is_decimal(v) for v in values):
+        raise SpaceError("{}: expected comma-separated integers, got {!r}".format(option, text))
+    return [int(v) for v in values]
 
 
 def parse_block_ranges(text: str) -> List[Tuple[int, int]]:
@@ -414,7 +414,7 @@ def parse_block_ranges(text: str) -> List[Tuple[int, int]]:
         low, sep, high = item.strip().partition("-")
         if not sep:
             high = low
-        if not (low.isdigit() and high.isdigit()):
+        if not (is_decimal(low) and is_decimal(high)):
             raise SpaceError("--blocks: {!r} is not MIN-MAX (e.g. 1-6,1-12,1-8)".format(item))
         ranges.append((int(low), int(high)))
     if len(ranges) != NUM_STAGES:

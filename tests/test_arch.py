@@ -148,7 +148,7 @@ def test_parse_reports_presets_for_unknown_names():
 def test_load_names_the_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"stages": [[64], [128]')
-    with pytest.raises(ArchError, match="bad.json: architecture JSON is malformed"):
+    with pytest.raises(ArchError, match="bad.json: malformed JSON at line 1 column 24"):
         Arch.load(str(bad))
     with pytest.raises(ArchError, match="missing.json: cannot read"):
         Arch.load(str(tmp_path / "missing.json"))

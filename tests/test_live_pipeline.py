@@ -127,7 +127,10 @@ def test_image_folder_side_by_side_keeps_names(model, tmp_path):
     assert image.shape == (HEIGHT + 10, 2 * (WIDTH + 6), 3)  # frame size kept (not the network's), doubled
 
 
-def test_sigint_finalises_the_video(model, video, tmp_path):
+@pytest.mark.parametrize("signum, exit_code, said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_signal_finalises_the_video(model, video, tmp_path, signum, exit_code, said):
+    """Ctrl-C and SIGTERM (docker stop, systemd) alike: the frames in flight are written and the
+    video is finalised into a playable file."""
     out = tmp_path / "out.mp4"
     code = "import sys\nfrom dfseg.cli.run import main\nsys.exit(main(sys.argv[1:]))\n"
     proc = subprocess.Popen(
@@ -139,10 +142,10 @@ def test_sigint_finalises_the_video(model, video, tmp_path):
     while not (partial.exists() and partial.stat().st_size > 2000) and time.time() < deadline:
         time.sleep(0.05)
     assert partial.exists(), "the run never started writing"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert proc.returncode == exit_code, stderr
+    assert said in stderr and "Traceback" not in stderr
     frames, size = count_frames(str(out))
     assert frames > 0 and size == (HEIGHT, WIDTH, 3)
     assert not partial.exists()
@@ -187,7 +190,7 @@ def test_model_name_with_weights_runs_those_weights_without_the_warning(model, v
         (["VIDEO", "out.xyz"], "unknown output type"),
         (["/dev/video97", "none"], "no such camera device"),
         (["VIDEO", "http://127.0.0.1:99999"], "expected http://HOST:PORT"),
-        (["VIDEO", "none", "--max-frames", "0"], "--max-frames 0"),
+        (["VIDEO", "none", "--max-frames", "0"], "--max-frames: must be at least 1, got 0"),
         (["VIDEO", "none", "--size", "640x360"], "was built for 64x48"),
     ],
 )

@@ -3,11 +3,16 @@ RFC 2435, interleaved in the RTSP TCP connection) read by OpenCV's own FFmpeg ba
 mocked: the frames cross a real socket, and every frame carries its number in colour blocks, so the
 tests check which frame arrived where, not only that something did."""
 
+import json
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 
 import cv2
 import numpy as np
@@ -202,3 +207,35 @@ def test_dfseg_run_retries_a_lost_server_then_ends_cleanly(server, model, tmp_pa
     summary = SUMMARY.findall(proc.stderr)
     assert len(summary) == 1 and summary[0][1] == lost and lines[-1].startswith("dfseg-run: "), proc.stderr
     check_outputs(tmp_path, model, int(summary[0][0]))
+
+
+def test_a_password_in_the_url_is_never_shown(server, model, tmp_path):
+    """The stream opens with the credentials, but the status page (open to the network) and every
+    message show the URL with its userinfo masked; SIGTERM then finalises the run (exit 143)."""
+    secret = "s3cretPW"
+    url = server.url.replace("rtsp://", "rtsp://admin:{}@".format(secret))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "dfseg.cli.run", "--model", model, url,
+                             "http://127.0.0.1:{}".format(port), "--no-status"], stderr=subprocess.PIPE, text=True)
+    pages = []
+
+    def status_page_shows_frames():
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:{}/status.json".format(port), timeout=5) as response:
+                pages.append(response.read().decode("utf-8"))
+        except OSError:
+            return False
+        return json.loads(pages[-1])["frames"] > 0
+
+    try:
+        assert wait_for(status_page_shows_frames, 60.0), pages[-1:]
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert json.loads(pages[-1])["input"] == server.url.replace("rtsp://", "rtsp://***@")
+    assert secret not in "".join(pages) + stderr and "rtsp://***@127.0.0.1" in stderr

@@ -8,7 +8,6 @@ Device side: Python 3.6, no torch (``HostSource`` imports torch only when it exp
 """
 
 import hashlib
-import json
 import os
 import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
@@ -16,6 +15,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 from ..arch import PRESETS, Arch
 from ..engines import sha256_file
 from ..errors import UserError
+from ..fileio import read_json
 from ..parts import Part
 from ..sizes import Size, parse_size
 
@@ -171,18 +171,8 @@ class BundleSource(ModelSource):
     def __init__(self, directory: str) -> None:
         self.directory = directory
         manifest_path = os.path.join(directory, MANIFEST)
-        try:
-            with open(manifest_path) as handle:
-                text = handle.read()
-        except OSError as exc:
-            raise UserError("{}: cannot read the bundle manifest ({}); create the bundle on a host with "
-                            "dfseg-export --bundle {}".format(manifest_path, exc.strerror, directory)) from None
-        try:
-            manifest = json.loads(text)
-        except ValueError as exc:
-            raise UserError("{}: malformed JSON at line {} column {}: {}".format(
-                manifest_path, getattr(exc, "lineno", "?"), getattr(exc, "colno", "?"),
-                getattr(exc, "msg", exc))) from None
+        manifest = read_json(manifest_path, "the bundle manifest", "; create the bundle on a host with "
+                             "dfseg-export --bundle {}".format(directory))
         if not isinstance(manifest, dict) or manifest.get("schema") != BUNDLE_SCHEMA:
             raise UserError("{}: unknown bundle schema {!r} (this dfseg reads {!r}); re-create the bundle with "
                             "this version's dfseg-export --bundle".format(

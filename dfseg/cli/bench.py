@@ -16,7 +16,8 @@ import tempfile
 from typing import Any, Dict, List, Optional
 
 from ..errors import UserError
-from .common import run_command
+from ..fileio import check_outputs
+from .common import ArgumentParser, number, run_command, whole_number
 
 PROG = "dfseg-bench"
 
@@ -26,7 +27,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_argument_group("what to measure")
     what.add_argument("--models", help="comma-separated presets, reference models (resnet18, ...), short forms or "
@@ -45,23 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("--no-space", action="store_true", help="only the models' parts, no search space")
     space.add_argument("--decoder-space", action="store_true",
                        help="also every decoder setting [C3,C4,C5] of the segmentation models at --sizes")
-    space.add_argument("--random", type=int, default=20, help="random space members to validate (default 20)")
+    space.add_argument("--random", type=whole_number(0), default=20, help="random space members to validate (default 20)")
     space.add_argument("--seed", type=int, default=0, help="seed for the random members (default 0)")
     how = parser.add_argument_group("how")
     how.add_argument("--backend", default="auto", help="auto (TensorRT when present, else onnxruntime), "
                                                        "onnxruntime, tensorrt, trtexec")
     how.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
-    how.add_argument("--threads", type=int, default=None,
+    how.add_argument("--threads", type=whole_number(1), default=None,
                      help="intra-op threads (default: 1 for --table/--validate-table, backend default otherwise)")
     how.add_argument("--clock", default="auto", choices=("auto", "wall", "thread"),
                      help="table/validation clock: wall, or thread (CPU time of the calling thread: immune to "
                           "other processes on a shared CPU; valid with one thread on CPU). auto: thread for "
                           "onnxruntime on CPU with --threads 1, else wall")
     how.add_argument("--pin-cpu", default=None, help="pin to CPUs: auto (least busy one) or a list like 0,1")
-    how.add_argument("--warmup", type=float, default=None, help="warm-up seconds per model (default 1.0, table 0.3)")
-    how.add_argument("--rounds", type=int, default=None, help="rounds (default 5)")
-    how.add_argument("--runs-per-round", type=int, default=None, help="timed runs per round (default 8; table 5)")
-    how.add_argument("--chunk", type=int, default=8, help="parts measured together in one rotation (default 8)")
+    how.add_argument("--warmup", type=number(0.0), default=None, help="warm-up seconds per model (default 1.0, table 0.3)")
+    how.add_argument("--rounds", type=whole_number(1), default=None, help="rounds (default 5)")
+    how.add_argument("--runs-per-round", type=whole_number(1), default=None, help="timed runs per round (default 8; table 5)")
+    how.add_argument("--chunk", type=whole_number(1), default=8, help="parts measured together in one rotation (default 8)")
     how.add_argument("--work-dir", default=None, help="where exported ONNX files are cached (default: a temp dir)")
     out = parser.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write results as JSON")
@@ -150,6 +151,9 @@ def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
     if args.table and args.validate_table:
         raise UserError("--table and --validate-table: measure the table first, then validate it in a second run")
+    check_outputs([("--table", args.table), ("--json", args.json), ("--csv", args.csv), ("--png", _png_path(args)),
+                   ("--work-dir", args.work_dir)],
+                  inputs=[args.validate_table, args.bundle], folders=("--work-dir",))
     from ..bench.machine import pin_to_cpus
 
     if args.pin_cpu:
@@ -278,6 +282,13 @@ def _space(args: argparse.Namespace):
 
 
 # ---------------------------------------------------------------------- validation
+def _png_path(args: argparse.Namespace) -> Optional[str]:
+    """Where --validate-table draws its scatter plot: --png, else next to --json."""
+    if not args.validate_table:
+        return args.png
+    return args.png or (os.path.splitext(args.json)[0] + ".png" if args.json else None)
+
+
 def _run_validate(args: argparse.Namespace, backend: str, source: Any) -> int:
     from ..bench import report, suite
     from ..bench.machine import describe_machine, machine_warnings
@@ -306,7 +317,7 @@ def _run_validate(args: argparse.Namespace, backend: str, source: Any) -> int:
     summary = validate_table(table, specs, source, protocol, backend, threads, clock=clock,
                              show_progress=not args.no_progress)
     print(report.validation_screen(summary))
-    png = args.png or (os.path.splitext(args.json)[0] + ".png" if args.json else None)
+    png = _png_path(args)
     if png:
         title = "{} {} ({} thread(s), {} clock): MAPE {:.2f}%".format(
             backend, args.precision, threads, clock, summary["mape_pct"] or 0)

@@ -1,24 +1,101 @@
-"""What every dfseg command shares: one-line errors with exit code 2, and clean Ctrl-C.
+"""What every dfseg command shares: one-line errors with exit code 2, one-line usage errors, and
+Ctrl-C and SIGTERM that finalise the outputs.
 
 Device side: Python 3.6, no torch.
 """
 
+import argparse
+import math
+import re
+import signal
 import sys
-from typing import Callable, List, Optional
+import threading
+from typing import Callable, List, NoReturn, Optional
 
-from ..errors import UserError
+from ..errors import Terminated, UserError, raise_terminated
+from ..uri import redact
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are UserErrors: one line and exit code 2 like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        # "argument --threads: must be ..." reads as "--threads: must be ...", like every other message.
+        message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)
+        raise UserError("{} (see {} --help)".format(message, self.prog))
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (a usage error names the option and the bound)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("{!r} is not a whole number".format(text)) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError("must be at least {}, got {}".format(minimum, value))
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def number(minimum: float, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite float >= ``minimum`` (> with ``above``); NaN and inf are refused."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("{!r} is not a number".format(text)) from None
+        if not math.isfinite(value) or value < minimum or (above and value == minimum):
+            raise argparse.ArgumentTypeError("must be a finite number {} {}, got {}".format(
+                ">" if above else ">=", minimum, text))
+        return value
+
+    parse.__name__ = "number"
+    return parse
 
 
 def run_command(prog: str, body: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None) -> int:
-    """Run ``body(argv)``; bad input becomes ``PROG: error: MESSAGE`` on stderr and exit code 2."""
+    """Run ``body(argv)``; bad input becomes ``PROG: error: MESSAGE`` on stderr and exit code 2.
+
+    SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread, so the code that
+    finalises outputs on Ctrl-C runs for it too; the exit code is then 143.
+    """
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         return body(argv)
     except UserError as exc:
-        print("{}: error: {}".format(prog, exc), file=sys.stderr)
+        print("{}: error: {}".format(prog, redact(str(exc))), file=sys.stderr)
         return EXIT_USAGE
+    except Terminated:
+        print("{}: terminated".format(prog), file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("{}: interrupted".format(prog), file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Output piped into a reader that stopped (``| head``): nothing left to say to anyone.
+        _silence_stdout()
+        return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

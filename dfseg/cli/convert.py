@@ -15,11 +15,12 @@ import sys
 from typing import List, Optional
 
 from ..errors import UserError
-from .common import run_command
+from ..fileio import check_outputs
+from .common import ArgumentParser, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dfseg-convert", description="Convert released Caffe weights to dfseg weights.")
+    parser = ArgumentParser(prog="dfseg-convert", description="Convert released Caffe weights to dfseg weights.")
     parser.add_argument("model", help="df1, df2, df2a, df1-seg, df2-seg1, df2-seg2, dflite-seg (or an architecture)")
     parser.add_argument("caffemodel", help="the released .caffemodel file")
     parser.add_argument("output", help="weights file to write (.safetensors)")
@@ -31,6 +32,7 @@ def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
     if not args.output.endswith(".safetensors"):
         raise UserError("{}: the output must be a .safetensors file".format(args.output))
+    check_outputs([("output", args.output)], inputs=[args.caffemodel])
     from ..arch import Arch
     from ..convert.caffe_to_dfseg import convert_caffemodel
 

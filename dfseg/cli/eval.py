@@ -19,12 +19,13 @@ import numpy as np
 
 from .. import eval as evaluation
 from ..errors import UserError
+from ..fileio import check_outputs
 from ..sizes import parse_size
-from .common import run_command
+from .common import ArgumentParser, run_command, whole_number
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dfseg-eval", description="Cityscapes mIoU over the 19 training classes.")
+    parser = ArgumentParser(prog="dfseg-eval", description="Cityscapes mIoU over the 19 training classes.")
     parser.add_argument("--data", required=True, help="Cityscapes root holding leftImg8bit/ and gtFine/")
     parser.add_argument("--split", default="val", help="dataset split (default val)")
     what = parser.add_mutually_exclusive_group(required=True)
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="auto", help="auto, onnxruntime, tensorrt, trtexec")
     parser.add_argument("--providers", help="ONNX Runtime providers, comma separated (cpu, cuda, tensorrt)")
     parser.add_argument("--size", help="network input size for a dynamic-shape ONNX model (WIDTHxHEIGHT)")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N images (sorted)")
+    parser.add_argument("--limit", type=whole_number(1), help="evaluate only the first N images (sorted)")
     parser.add_argument("--json", metavar="FILE", help="write the result (per-class IoU, confusion matrix) here")
     parser.add_argument("--plot", metavar="PNG", help="write a per-class IoU bar chart here (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -44,8 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        raise UserError("--limit {}: must be at least 1".format(args.limit))
+    check_outputs([("--json", args.json), ("--plot", args.plot)], inputs=[args.data, args.model, args.predictions])
     samples = evaluation.find_samples(args.data, args.split, args.limit)
     progress = not args.quiet
     if args.predictions:

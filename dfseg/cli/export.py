@@ -10,24 +10,18 @@ Host side (needs torch and onnx).
 
 import argparse
 import sys
-from typing import List, NoReturn, Optional
+from typing import List, Optional
 
 from ..errors import UserError
+from ..fileio import check_outputs
 from ..sizes import Size, parse_size
-from .common import run_command
+from .common import ArgumentParser, run_command
 
 PROG = "dfseg-export"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are UserErrors: one line and exit code 2 like every other error."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UserError("{} (see {} --help)".format(message, self.prog))
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Export a model to ONNX (static shapes, batch 1, BatchNorm folded) or print a model summary.",
         epilog="Sizes are WIDTHxHEIGHT in video order (640x360, 2048x1024); the paper writes height x width "
@@ -71,6 +65,8 @@ def _main(argv: Optional[List[str]]) -> int:
     if args.bundle:
         from ..bench.bundle import build_bundle
 
+        check_outputs([("--bundle", args.bundle)], folders=("--bundle",))
+
         sizes = [str(parse_size(args.size))] if args.size else None
         manifest = build_bundle(args.bundle, models=[args.model] if args.model else None, sizes=sizes)
         print("wrote bundle {}".format(manifest))
@@ -82,6 +78,7 @@ def _main(argv: Optional[List[str]]) -> int:
     if not args.output_file:
         raise UserError("-o FILE.onnx is required")
     size = parse_size(args.size)
+    check_outputs([("-o", args.output_file)], inputs=[args.weights, args.model])
 
     from ..export import export_onnx
 

@@ -12,19 +12,19 @@ With no output, a window opens where there is a display, else the run is headles
 On the device this takes an .onnx file or a TensorRT engine and never imports torch; a model name
 (with ``--weights``) is exported to ONNX first, which needs the host extras (torch).
 
-Exit codes: 0 done, 1 a live source was lost for good, 2 bad input, 130 interrupted (outputs are
-still finalised).
+Exit codes: 0 done, 1 a live source was lost for good, 2 bad input, 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM); outputs are finalised in every case.
 """
 
 import argparse
 import os
 import sys
 import tempfile
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..errors import UserError
 from ..sizes import Size, parse_size
-from .common import EXIT_INTERRUPTED, run_command
+from .common import EXIT_INTERRUPTED, EXIT_TERMINATED, ArgumentParser, number, run_command, whole_number
 
 if TYPE_CHECKING:
     from ..backends.base import BaseRunner
@@ -43,7 +43,7 @@ UNTRAINED_WARNING = (
 def build_parser() -> argparse.ArgumentParser:
     from ..live.render import OVERLAY_MODES
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="dfseg-run",
         description="Live semantic segmentation: INPUT (csi://0, /dev/video0, rtsp://..., video file, image "
         "folder) -> OUTPUTs (display://0, http://HOST:PORT, out.mp4, frames/, none).",
@@ -58,23 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="auto", help="auto, onnxruntime, tensorrt, trtexec (default: auto; "
                         "engines use tensorrt)")
     parser.add_argument("--providers", help="ONNX Runtime providers, comma separated (cpu, cuda, tensorrt)")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--threads", type=whole_number(1), help="ONNX Runtime intra-op threads")
     parser.add_argument("--size", help="network input size WIDTHxHEIGHT or 360p/720p (exported models, dynamic ONNX)")
     parser.add_argument("--overlay", default="blend", choices=OVERLAY_MODES, help="blend, mask or side (default blend)")
-    parser.add_argument("--alpha", type=float, default=0.5, help="blend opacity of the class colours (default 0.5)")
+    parser.add_argument("--alpha", type=number(0.0), default=0.5, help="blend opacity of the class colours (default 0.5)")
     parser.add_argument("--no-legend", action="store_true", help="do not draw the class legend")
     parser.add_argument("--no-status", action="store_true", help="do not draw the FPS status line")
     parser.add_argument("--save-labels", metavar="DIR", help="also write each class map (trainIds, PNG) to DIR, "
                         "for dfseg-eval --predictions")
-    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
-    parser.add_argument("--input-loop", type=int, default=0, metavar="N",
+    parser.add_argument("--max-frames", type=whole_number(1), help="stop after this many frames")
+    parser.add_argument("--input-loop", type=whole_number(-1), default=0, metavar="N",
                         help="replay a file or folder N more times (-1: forever), e.g. to demo a stream")
-    parser.add_argument("--queue-size", type=int, default=2, help="frames buffered between stages (default 2)")
-    parser.add_argument("--output-fps", type=float, help="frame rate of video outputs (default: the input's, else 30)")
+    parser.add_argument("--queue-size", type=whole_number(1), default=2, help="frames buffered between stages (default 2)")
+    parser.add_argument("--output-fps", type=number(0.0, above=True), help="frame rate of video outputs (default: the input's, else 30)")
     parser.add_argument("--camera-size", default="1280x720", help="capture size for cameras (default 1280x720)")
-    parser.add_argument("--camera-fps", type=int, default=30, help="capture frame rate for cameras (default 30)")
-    parser.add_argument("--reconnect-attempts", type=int, default=5, help="reopen a lost camera/stream this often")
-    parser.add_argument("--reconnect-delay", type=float, default=1.0, help="seconds between reconnection attempts")
+    parser.add_argument("--camera-fps", type=whole_number(1), default=30, help="capture frame rate for cameras (default 30)")
+    parser.add_argument("--reconnect-attempts", type=whole_number(0), default=5, help="reopen a lost camera/stream this often")
+    parser.add_argument("--reconnect-delay", type=number(0.0), default=1.0, help="seconds between reconnection attempts")
     return parser
 
 
@@ -82,10 +82,6 @@ def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
     input_uri = _input_uri(args)
     size = parse_size(args.size) if args.size else None
-    if args.queue_size < 1:
-        raise UserError("--queue-size {}: must be at least 1".format(args.queue_size))
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UserError("--max-frames {}: must be at least 1".format(args.max_frames))
 
     from ..live.sources import open_source
 
@@ -94,29 +90,30 @@ def _main(argv: Optional[List[str]]) -> int:
         input_uri, camera_size.width, camera_size.height, args.camera_fps, args.reconnect_attempts, args.reconnect_delay,
         args.input_loop,
     )
+    running = {}  # type: Dict[str, Any]  # the runner and pipeline, for the status page once they exist
+    sinks = _open_sinks(args, input_uri, source, running)
     with tempfile.TemporaryDirectory(prefix="dfseg-run-") as scratch:
         model_path, backend = _resolve_model(args, size, scratch)
         from ..backends import get_runner
 
         providers = args.providers.split(",") if args.providers else None
         with get_runner(backend, model_path, providers=providers, threads=args.threads) as runner:
-            return _run(args, source, runner, size)
+            running["runner"] = runner
+            return _run(args, source, runner, size, sinks, running)
 
 
-def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size: Optional[Size]) -> int:
-    from ..live.pipeline import Pipeline, format_fps
-    from ..live.render import Renderer
-    from ..live.segmenter import Segmenter
-    from ..live.sinks import ImageFolderSink, default_output, open_sink
-
-    segmenter = Segmenter(runner, size)
-    renderer = Renderer(args.overlay, args.alpha, legend=not args.no_legend)
-    pipeline_box = []  # the status callback needs the pipeline, built below
+def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", running: Dict[str, Any]) -> List["Sink"]:
+    """Every output, checked before any work: none may be the input, lie inside an input folder,
+    be named twice, or sit where nothing can be written."""
+    from ..fileio import check_outputs
+    from ..live.sinks import ImageFolderSink, VideoFileSink, default_output, open_sink
 
     def status() -> dict:
         from ..live.http import device_state
 
-        stats = pipeline_box[0].stats if pipeline_box else None
+        pipeline = running.get("pipeline")
+        runner = running.get("runner")
+        stats = pipeline.stats if pipeline is not None else None
         device = device_state()
         return {
             "network_fps": stats.network_fps() if stats else None,
@@ -125,7 +122,7 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
             "frames": stats.written if stats else 0,
             "dropped": stats.dropped if stats else 0,
             "state": stats.state if stats else "starting",
-            "model": "{} ({})".format(os.path.basename(args.model), runner.backend),
+            "model": "{} ({})".format(os.path.basename(args.model), runner.backend if runner else "loading"),
             "device": ", ".join(device.get("temperatures", [])[:3]) or device["time"],
             "device_state": device,
             "input": source.description,
@@ -136,8 +133,29 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
     sinks = [open_sink(uri, fps, status) for uri in outputs]
     if args.save_labels:
         sinks.append(ImageFolderSink(args.save_labels, labels=True))
+    paths = []  # type: List[Tuple[str, Optional[str]]]
+    for sink in sinks:
+        if isinstance(sink, VideoFileSink):
+            paths.append(("output", sink.path))
+        elif isinstance(sink, ImageFolderSink):
+            paths.append(("--save-labels" if sink.labels else "output folder", sink.directory))
+    local_input = input_uri[len("file://"):] if input_uri.startswith("file://") else input_uri
+    inputs = ([local_input] if "://" not in local_input else []) + [args.model, args.weights]
+    check_outputs(paths, inputs=inputs,
+                  folders=("output folder", "--save-labels"), outside_inputs=True)
+    return sinks
+
+
+def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size: Optional[Size], sinks: List["Sink"],
+         running: Dict[str, Any]) -> int:
+    from ..live.pipeline import INTERRUPTED, TERMINATED, Pipeline, format_fps
+    from ..live.render import Renderer
+    from ..live.segmenter import Segmenter
+
+    segmenter = Segmenter(runner, size)
+    renderer = Renderer(args.overlay, args.alpha, legend=not args.no_legend)
     pipeline = Pipeline(source, segmenter, renderer, sinks, args.queue_size, args.max_frames, not args.no_status)
-    pipeline_box.append(pipeline)
+    running["pipeline"] = pipeline
     if args.output_fps is None:
         _follow_source_fps(source, sinks)
     print("dfseg-run: {} -> {} ({} on {})".format(
@@ -152,8 +170,10 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
         ),
         file=sys.stderr, flush=True,
     )
-    if result.end_reason == "interrupted":
+    if result.end_reason == INTERRUPTED:
         return EXIT_INTERRUPTED
+    if result.end_reason == TERMINATED:
+        return EXIT_TERMINATED
     if source.live and "disconnected" in result.end_reason:
         return EXIT_SOURCE_LOST
     return 0

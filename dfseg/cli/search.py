@@ -7,6 +7,8 @@
     dfseg-search --table tx2.json --train-cmd ... --resume            (continue a killed search)
 
 Without an evaluator (--train-cmd, --replay or --trainer) it describes S^ as --dry-run does.
+Exit codes: 0 done, 1 the search stopped after --max-failures failed trials in a row, 2 bad input,
+130 interrupted, 143 terminated (the journal keeps every finished trial; --resume continues).
 """
 
 import argparse
@@ -17,17 +19,18 @@ from typing import Any, Callable, List, Optional
 
 from ..arch import CITYSCAPES_CLASSES, PRESETS, Arch
 from ..errors import UserError
-from ..fileio import atomic_output
+from ..fileio import atomic_output, check_outputs
 from ..search.selection import SELECTIONS
 from ..sizes import parse_size
 from ..space import DEFAULT_DECODER_INPUT, DEFAULT_WIDTHS, DecoderSpace, SearchSpace
-from .common import run_command
+from .common import ArgumentParser, number, run_command, whole_number
 
 PROG = "dfseg-search"
+EXIT_FAILED = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True, help="latency table JSON from dfseg-bench --table")
     parser.add_argument("--out", default=None, help="output directory (default search-<table name>)")
     SearchSpace.add_arguments(parser)
@@ -37,18 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     decoder.add_argument("--choices", default=None, help="width-controller choices (default K,32,64,128,256,512)")
     pop = parser.add_argument_group("search")
     pop.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    pop.add_argument("--patience", type=int, default=30,
+    pop.add_argument("--patience", type=whole_number(1), default=30,
                      help="stop when the front B(D) is unchanged for this many results (default 30)")
-    pop.add_argument("--max-trials", type=int, default=None, help="stop after this many trainings")
-    pop.add_argument("--eps", type=float, default=0.0,
+    pop.add_argument("--max-trials", type=whole_number(1), default=None, help="stop after this many trainings")
+    pop.add_argument("--eps", type=number(0.0), default=0.0,
                      help="tolerance of the partial-order assumption, in accuracy units (default 0)")
     pop.add_argument("--select", default="random", choices=SELECTIONS,
                      help="how the next candidate is drawn from S^ minus P: random (the paper's Algorithm 1) or "
                           "guided (part of the draws go to where trained precedents promise the largest gain over "
                           "the front; fewer trainings for the same front, see README) (default random)")
-    pop.add_argument("--explore", type=float, default=0.5,
+    pop.add_argument("--explore", type=number(0.0), default=0.5,
                      help="with --select guided: share of uniformly random draws (default 0.5)")
     pop.add_argument("--resume", action="store_true", help="continue the search journalled in --out")
+    pop.add_argument("--retry-failed", action="store_true",
+                     help="with --resume: train the journal's failed trials again (after fixing the evaluator)")
+    pop.add_argument("--max-failures", type=whole_number(1), default=5,
+                     help="stop with exit code 1 after this many trials fail in a row (default 5)")
     pop.add_argument("--dry-run", action="store_true", help="only enumerate S^ and describe it")
     pop.add_argument("--space-out", default=None, help="with --dry-run: write every candidate as JSONL")
     evaluate = parser.add_argument_group("evaluator (how Acc(x) is obtained)")
@@ -58,17 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--replay", default=None, help="CSV/JSON of known accuracies (arch, accuracy)")
     evaluate.add_argument("--trainer", default=None, metavar="DATA_DIR",
                           help="built-in torch trainer on an image-folder or Cityscapes-format dataset")
-    evaluate.add_argument("--epochs", type=int, default=2, help="built-in trainer: epochs (default 2)")
-    evaluate.add_argument("--batch-size", type=int, default=32, help="built-in trainer: batch size (default 32)")
-    evaluate.add_argument("--lr", type=float, default=0.1, help="built-in trainer: peak learning rate (default 0.1)")
+    evaluate.add_argument("--epochs", type=whole_number(1), default=2, help="built-in trainer: epochs (default 2)")
+    evaluate.add_argument("--batch-size", type=whole_number(1), default=32, help="built-in trainer: batch size (default 32)")
+    evaluate.add_argument("--lr", type=number(0.0, above=True), default=0.1, help="built-in trainer: peak learning rate (default 0.1)")
     evaluate.add_argument("--device", default="cpu", help="built-in trainer: torch device (default cpu)")
-    evaluate.add_argument("--timeout", type=float, default=None, help="seconds per training attempt")
-    evaluate.add_argument("--retries", type=int, default=1, help="retries of a failed trial (default 1)")
+    evaluate.add_argument("--timeout", type=number(0.0, above=True), default=None, help="seconds per training attempt")
+    evaluate.add_argument("--retries", type=whole_number(0), default=1, help="retries of a failed trial (default 1)")
     run = parser.add_argument_group("execution")
-    run.add_argument("--workers", type=int, default=1, help="trials in flight at once (default 1)")
+    run.add_argument("--workers", type=whole_number(1), default=1, help="trials in flight at once (default 1)")
     run.add_argument("--ray-address", default=None, help="run trials as Ray tasks (auto, ray://..., or local)")
-    run.add_argument("--cpus-per-trial", type=float, default=1.0, help="Ray CPU request per trial (default 1)")
-    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray GPU request per trial (default 0)")
+    run.add_argument("--cpus-per-trial", type=number(0.0, above=True), default=1.0, help="Ray CPU request per trial (default 1)")
+    run.add_argument("--gpus-per-trial", type=number(0.0), default=0.0, help="Ray GPU request per trial (default 0)")
     run.add_argument("--no-plots", action="store_true", help="skip PNG plots")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -209,18 +216,34 @@ def _arch_dumper(candidates: Any) -> Callable[[int], str]:
     return dumps
 
 
+def check_evaluator(args: argparse.Namespace) -> None:
+    """Refuse an evaluator that cannot work before anything else is done: a training command that
+    does not split or is not found, an unreadable --replay file, a --trainer dataset that is missing
+    or incomplete."""
+    from ..search import evaluators
+
+    if args.train_cmd is not None:
+        evaluators.CommandEvaluator(args.train_cmd, timeout_s=args.timeout)
+    if args.replay is not None:
+        evaluators.load_accuracies(args.replay)
+    if args.trainer is not None:
+        from ..search.trainer import check_dataset
+
+        check_dataset(args.trainer)
+
+
 def make_evaluator(args: argparse.Namespace, space: Any) -> Any:
     from ..search import evaluators
 
-    chosen = [name for name in ("train_cmd", "replay", "trainer") if getattr(args, name)]
+    chosen = [name for name in ("train_cmd", "replay", "trainer") if getattr(args, name) is not None]
     if len(chosen) > 1:
         raise UserError("choose one evaluator: --train-cmd, --replay or --trainer (got {})".format(
             ", ".join("--" + c.replace("_", "-") for c in chosen)))
-    if args.train_cmd:
+    if args.train_cmd is not None:
         return evaluators.CommandEvaluator(args.train_cmd, timeout_s=args.timeout)
-    if args.replay:
+    if args.replay is not None:
         return evaluators.ReplayEvaluator(args.replay)
-    if args.trainer:
+    if args.trainer is not None:
         from ..search.trainer import TrainerConfig, TrainerEvaluator
 
         config = TrainerConfig(data=args.trainer, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -238,14 +261,17 @@ def _main(argv: Optional[List[str]] = None) -> int:
     from ..search.journal import Journal
     from ..search.report import write_outputs
     from ..search.runner import run_search
-    from ..search.study import Study
+    from ..search.study import FAILURES, Study
 
     if args.space_out and not args.dry_run:
         raise UserError("--space-out needs --dry-run")
-    if args.retries < 0:
-        raise UserError("--retries: must be >= 0, got {}".format(args.retries))
-    if args.eps < 0:
-        raise UserError("--eps: must be >= 0, got {}".format(args.eps))
+    if args.retry_failed and not args.resume:
+        raise UserError("--retry-failed goes with --resume (it retries the failed trials of a journalled search)")
+    out = args.out or _default_out(args.table, args.decoder_search)
+    check_outputs([("--space-out", args.space_out)] + ([] if args.dry_run else [("--out", out)]),
+                  inputs=[args.table, args.replay, args.trainer], folders=("--out",))
+    if not args.dry_run:
+        check_evaluator(args)
     table = LatencyTable.load(args.table)
     space = build_space(args, table, argv)
     evaluator = None if args.dry_run else make_evaluator(args, space)
@@ -259,7 +285,6 @@ def _main(argv: Optional[List[str]] = None) -> int:
                   "search".format(PROG))
         return 0
 
-    out = args.out or _default_out(args.table, args.decoder_search)
     journal = Journal(os.path.join(out, "journal.jsonl"))
     if journal.exists() and not args.resume:
         raise UserError("{} already holds a search journal; pass --resume to continue it or choose another --out".format(
@@ -268,8 +293,11 @@ def _main(argv: Optional[List[str]] = None) -> int:
     executor = None
     try:
         study = Study(candidates, seed=args.seed, patience=args.patience, eps=args.eps, max_trials=args.max_trials,
-                      journal=journal, select=args.select, explore=args.explore)
+                      journal=journal, select=args.select, explore=args.explore, max_failures=args.max_failures)
         study.start_journal(records)
+        if args.retry_failed:
+            retried = study.retry_failed()
+            print("{}: retrying {} failed trial(s)".format(PROG, retried), file=sys.stderr)
         if records:
             print("{}: resumed {} finished trial(s) from {}".format(PROG, len(study.trials), journal.path),
                   file=sys.stderr)
@@ -288,6 +316,11 @@ def _main(argv: Optional[List[str]] = None) -> int:
         journal.close()
     paths = write_outputs(out, study, plots=not args.no_plots)
     summary = study.summary()
+    if summary["stop_reason"] == FAILURES:
+        print("{}: error: {} trials failed in a row, the last with: {}; fix the evaluator, then continue with "
+              "--resume --retry-failed (see {})".format(PROG, args.max_failures, study.trials[-1]["error"],
+                                                       os.path.join(out, "trials.csv")), file=sys.stderr)
+        return EXIT_FAILED
     print("{}: stopped ({}): {} trained, {} pruned, {} failed of {:,}; front of {}".format(
         PROG, summary["stop_reason"], summary["trained"], summary["pruned"], summary["failed"], summary["size"],
         summary["front"]))

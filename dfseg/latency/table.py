@@ -15,13 +15,12 @@ inference call, counted once per network rather than once per part.
 Device side: Python 3.6, no torch.
 """
 
-import json
 import math
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from ..arch import Arch
 from ..errors import UserError
-from ..fileio import write_json_atomic
+from ..fileio import read_json, write_json_atomic
 from ..parts import Part, network_parts
 from ..sizes import Size
 
@@ -50,18 +49,7 @@ class LatencyTable:
     # ------------------------------------------------------------------ file I/O
     @classmethod
     def load(cls, path: str, allow_incomplete: bool = False) -> "LatencyTable":
-        try:
-            with open(path) as handle:
-                text = handle.read()
-        except OSError as exc:
-            raise UserError("{}: cannot read latency table ({}); measure one with dfseg-bench --table {}".format(
-                path, exc.strerror, path)) from None
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            line, column = getattr(exc, "lineno", "?"), getattr(exc, "colno", "?")
-            raise UserError("{}: malformed JSON at line {} column {}: {}".format(
-                path, line, column, getattr(exc, "msg", exc))) from None
+        data = read_json(path, "latency table", "; measure one with dfseg-bench --table {}".format(path))
         return cls.from_dict(data, path=path, allow_incomplete=allow_incomplete)
 
     @classmethod

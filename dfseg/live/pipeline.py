@@ -8,9 +8,9 @@ written from the calling thread, because GUI toolkits want that.
 * Live sources (cameras, streams): when the first queue is full the oldest frame is dropped, so the
   output shows the newest picture instead of an ever older backlog.
 * Files and folders: every queue blocks, so no frame is ever lost.
-* Ctrl-C (SIGINT) and the end of the input stop capture; the frames in flight still reach the
-  outputs, which are then finalised.  A second Ctrl-C abandons the frames in flight but still
-  finalises the outputs.  An error in any stage stops every stage and is raised from ``run``.
+* Ctrl-C (SIGINT), SIGTERM (``docker stop``, systemd) and the end of the input stop capture; the
+  frames in flight still reach the outputs, which are then finalised.  A second signal abandons the
+  frames in flight but still finalises the outputs.  An error in any stage stops every stage and is raised from ``run``.
 
 Device side: Python 3.6, no torch.
 """
@@ -21,14 +21,18 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Deque, Iterator, List, NamedTuple, Optional
+from typing import Any, Callable, Deque, Dict, Iterator, List, NamedTuple, Optional
 
+from ..errors import Terminated
+from ..uri import redact
 from .render import Renderer
 from .segmenter import Segmenter
 from .sinks import Sink
 from .sources import Frame, Source
 
 _END = object()  # end-of-stream marker passed down the queues
+INTERRUPTED = "interrupted"  # end reasons of a run stopped by SIGINT or SIGTERM
+TERMINATED = "terminated"
 _POLL_S = 0.05
 
 
@@ -129,7 +133,7 @@ class Pipeline:
             self._stage("postprocess", self._postprocess, queues[2], queues[3]),
             self._stage("render", self._render, queues[3], queues[4]),
         ]
-        previous_handler = self._install_sigint()
+        previous_handlers = self._install_signal_handlers()
         start = time.perf_counter()
         try:
             for sink in self.sinks:
@@ -141,17 +145,19 @@ class Pipeline:
         except BaseException as exc:  # KeyboardInterrupt included: outputs are still finalised
             self.abort_event.set()
             self.stop_event.set()
-            if not isinstance(exc, KeyboardInterrupt):
-                self.errors.append(exc)
+            if isinstance(exc, Terminated):
+                self.end_reason = TERMINATED
+            elif isinstance(exc, KeyboardInterrupt):
+                self.end_reason = INTERRUPTED
             else:
-                self.end_reason = "interrupted"
+                self.errors.append(exc)
         finally:
             self.stats.state = "stopping"
             self.stop_event.set()
             for thread in threads:
                 if thread.is_alive():
                     thread.join(timeout=5.0)
-            self._restore_sigint(previous_handler)
+            self._restore_signal_handlers(previous_handlers)
             for sink in self.sinks:
                 try:
                     sink.close()
@@ -293,22 +299,26 @@ class Pipeline:
         self.abort_event.set()
         self.stop_event.set()
 
-    def _install_sigint(self) -> Any:
+    def _install_signal_handlers(self) -> Dict[int, Any]:
+        """SIGINT and SIGTERM stop capture (the frames in flight still finish); a second one of either
+        raises, which abandons them.  Both finalise the outputs."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
+        reasons = {signal.SIGINT: INTERRUPTED, signal.SIGTERM: TERMINATED}
 
-        def on_sigint(signum: int, frame: Any) -> None:
+        def on_signal(signum: int, frame: Any) -> None:
             if self.stop_event.is_set():
-                raise KeyboardInterrupt
-            self.log("stopping (Ctrl-C again to abandon the frames in flight)")
-            self.request_stop("interrupted")
+                raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+            self.log("stopping ({} again to abandon the frames in flight)".format(
+                "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"))
+            self.request_stop(reasons[signum])
 
-        return signal.signal(signal.SIGINT, on_sigint)
+        return {signum: signal.signal(signum, on_signal) for signum in reasons}
 
     @staticmethod
-    def _restore_sigint(previous: Any) -> None:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    def _restore_signal_handlers(previous: Dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def format_fps(value: Optional[float]) -> str:
@@ -317,5 +327,5 @@ def format_fps(value: Optional[float]) -> str:
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(redact(message), file=sys.stderr, flush=True)
 

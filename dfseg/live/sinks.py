@@ -86,7 +86,8 @@ class VideoFileSink(Sink):
                 raise UserError("{}: OpenCV cannot write {} video here; try an .avi output".format(self.path, self.codec))
             self.size = size
         if size != self.size:
-            raise ValueError("frame size changed from {} to {} within one video".format(self.size, size))
+            # A video has one frame size (an image folder may not): later frames are fitted to the first.
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(image)
         self.frames_written += 1
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from ..errors import UserError
+from ..uri import redact
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 STREAM_TIMEOUT_S = 10.0  # rtsp:// and other network streams: longest wait to open, or for a frame
@@ -238,7 +239,7 @@ def open_source(
     """
     source = _make_source(uri, width, height, framerate, reconnect_attempts, reconnect_delay)
     if loops and source.live:
-        raise UserError("--input-loop: {} is live; only files and folders can loop".format(uri))
+        raise UserError("--input-loop: {} is live; only files and folders can loop".format(source.description))
     source.loops = loops
     return source
 
@@ -269,7 +270,9 @@ def _make_source(
             target, text, True, _cv2_const("CAP_V4L2"), reconnect_attempts, reconnect_delay, settings=settings
         )
     if re.match(r"^(rtsp|rtmp|http|https)://", text):
-        return CaptureSource(text, text, True, None, reconnect_attempts, reconnect_delay, timeout_s=STREAM_TIMEOUT_S)
+        # The URL opens the stream as given; only its redacted form is ever shown (messages, status page).
+        return CaptureSource(text, redact(text), True, None, reconnect_attempts, reconnect_delay,
+                             timeout_s=STREAM_TIMEOUT_S)
     path = text[len("file://"):] if text.startswith("file://") else text
     if os.path.isdir(path):
         images = sorted(p for p in glob.glob(os.path.join(path, "*")) if p.lower().endswith(IMAGE_EXTENSIONS))
@@ -346,4 +349,4 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(redact(message), file=sys.stderr, flush=True)

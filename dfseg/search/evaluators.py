@@ -14,17 +14,18 @@ a process pool or a Ray task); it raises ``EvaluationError`` when the trial cann
 """
 
 import csv
-import json
 import math
 import os
 import shlex
 import shutil
+import signal
 import subprocess
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..arch import Arch, ArchError
 from ..errors import UserError
-from ..fileio import write_atomic
+from ..fileio import parse_json, read_json, write_atomic
 
 ARCH_FIELD = "{arch}"
 RESULT_FIELD = "{result}"
@@ -34,14 +35,17 @@ class EvaluationError(Exception):
     """A trial could not be scored (command failed, timed out, wrote no result...)."""
 
 
+class _ResultError(UserError):
+    """A result file that cannot be read: becomes an EvaluationError of its trial."""
+
+
 def read_accuracy(path: str) -> float:
     try:
-        with open(path) as handle:
-            data = json.load(handle)
-    except OSError:
-        raise EvaluationError("the training command wrote no result file {}".format(path)) from None
-    except ValueError as exc:
-        raise EvaluationError("{}: malformed JSON ({})".format(path, exc)) from None
+        data = read_json(path, "result file", error=_ResultError)
+    except _ResultError as exc:
+        if not os.path.exists(path):
+            raise EvaluationError("the training command wrote no result file {}".format(path)) from None
+        raise EvaluationError(str(exc)) from None
     value = data.get("accuracy") if isinstance(data, dict) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise EvaluationError('{}: expected {{"accuracy": <number>}}, got {!r}'.format(path, data))
@@ -64,6 +68,8 @@ class CommandEvaluator:
         program = argv[0]
         if shutil.which(program) is None and not os.path.isfile(program):
             raise UserError("--train-cmd: program {!r} not found on PATH".format(program))
+        if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise UserError("--timeout: must be a positive number of seconds, got {}".format(timeout_s))
         self.template = template
         self.argv = argv
         self.timeout_s = timeout_s
@@ -85,16 +91,56 @@ class CommandEvaluator:
         with open(log_path, "wb") as log:
             log.write(("$ " + " ".join(shlex.quote(a) for a in argv) + "\n").encode("utf-8"))
             log.flush()
-            try:
-                completed = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           timeout=self.timeout_s, check=False)
-            except subprocess.TimeoutExpired:
-                raise EvaluationError("timed out after {} s (log {})".format(self.timeout_s, log_path)) from None
-            except OSError as exc:
-                raise EvaluationError("cannot run {}: {}".format(argv[0], exc)) from None
-        if completed.returncode != 0:
-            raise EvaluationError("exit code {} (log {})".format(completed.returncode, log_path))
+            returncode = run_process_group(argv, log, self.timeout_s, log_path)
+        if returncode != 0:
+            raise EvaluationError("exit code {} (log {})".format(returncode, log_path))
         return read_accuracy(result_path)
+
+
+def run_process_group(argv: List[str], log: Any, timeout_s: Optional[float], log_path: str) -> int:
+    """Run ``argv`` in a process group of its own and return its exit code.  On a timeout, an
+    error or a signal to this process (SIGTERM, Ctrl-C) the whole group ends with it, so no
+    grandchild (a shell's child, a data loader) is left training beside a resumed search."""
+    try:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    except OSError as exc:
+        raise EvaluationError("cannot run {}: {}".format(argv[0], exc)) from None
+    try:
+        returncode = process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        end_process_group(process)
+        raise EvaluationError("timed out after {} s (log {})".format(timeout_s, log_path)) from None
+    except BaseException:
+        end_process_group(process)
+        raise
+    end_process_group(process)  # what the command left running in the background
+    return returncode
+
+
+def end_process_group(process: "subprocess.Popen[bytes]", grace_s: float = 5.0) -> None:
+    """SIGTERM to ``process``'s group, SIGKILL to what is left after ``grace_s``; reaps the leader."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            break
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and _group_alive(process):
+            time.sleep(0.05)
+        if not _group_alive(process):
+            break
+    if process.returncode is None:
+        process.wait()
+
+
+def _group_alive(process: "subprocess.Popen[bytes]") -> bool:
+    process.poll()  # reap the leader, or the group would look alive through its zombie
+    try:
+        os.killpg(process.pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 class ReplayEvaluator:
@@ -129,16 +175,17 @@ def load_accuracies(path: str) -> Dict[str, float]:
     name, a short form or canonical JSON (string or object).
     """
     try:
-        with open(path, newline="") as handle:
-            text = handle.read()
+        with open(path, "rb") as handle:
+            raw = handle.read()
     except OSError as exc:
         raise UserError("{}: cannot read accuracies ({})".format(path, exc.strerror)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError("{}: not a UTF-8 text file; accuracies are CSV (arch,accuracy) or JSON".format(path)) from None
     rows = []  # type: List[Any]
     if path.endswith(".json") or text.lstrip().startswith(("[", "{")):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise UserError("{}: malformed JSON ({})".format(path, exc)) from None
+        data = parse_json(text, path)
         if isinstance(data, dict) and isinstance(data.get("trials"), list):
             data = data["trials"]
         if isinstance(data, dict):

@@ -11,11 +11,12 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import re
+import signal
 import time
 import traceback
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
-from ..errors import UserError
+from ..errors import UserError, raise_terminated
 from .evaluators import EvaluationError
 
 Evaluator = Callable[[Any, str], float]
@@ -73,8 +74,15 @@ class SequentialExecutor:
 
 
 def _child(connection: Any, evaluator: Evaluator, trial: Any, directory: str, retries: int) -> None:
-    connection.send(evaluate_trial(evaluator, trial, directory, retries))
-    connection.close()
+    # The search ends a worker with SIGTERM (its own SIGTERM, Ctrl-C or a stop): the evaluator's
+    # cleanup (a training command's process group) must run, and the worker then exits quietly.
+    signal.signal(signal.SIGTERM, raise_terminated)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal group; the parent decides
+    try:
+        connection.send(evaluate_trial(evaluator, trial, directory, retries))
+        connection.close()
+    except KeyboardInterrupt:
+        os._exit(128 + signal.SIGTERM)
 
 
 class ProcessPoolExecutor:
@@ -207,6 +215,10 @@ def _ray_reason(exc: BaseException) -> str:
 
 def make_executor(evaluator: Evaluator, root: str, workers: int = 1, ray_address: Optional[str] = None,
                   cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, retries: int = 0) -> Any:
+    if workers < 1:
+        raise UserError("--workers: must be at least 1, got {}".format(workers))
+    if retries < 0:
+        raise UserError("--retries: must be >= 0, got {}".format(retries))
     if ray_address is not None:
         return RayExecutor(evaluator, root, ray_address if ray_address != "local" else None, workers,
                            cpus_per_trial, gpus_per_trial, retries)

@@ -63,7 +63,7 @@ class Journal:
                     record = json.loads(line.decode("utf-8"))
                     if not isinstance(record, dict):
                         raise ValueError("not an object")
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:
                     if last or all(not rest.strip() for rest in lines[number:]):
                         return records, offset  # torn final record: written partly when the search died
                     raise JournalError("{} line {}: unreadable journal record ({}); the file was edited or "

@@ -29,6 +29,7 @@ from .selection import SELECTIONS, GuidedSelection
 FRONT_STABLE = "front unchanged"
 EXHAUSTED = "search space exhausted"
 BUDGET = "trial budget reached"
+FAILURES = "too many failures in a row"
 _DEFAULTS = {"select": "random", "explore": None}
 
 
@@ -42,7 +43,7 @@ class Trial(NamedTuple):
 class Study:
     def __init__(self, candidates: CandidateSet, seed: int = 0, patience: int = 30, eps: float = 0.0,
                  max_trials: Optional[int] = None, journal: Optional[Journal] = None, select: str = "random",
-                 explore: float = 0.5) -> None:
+                 explore: float = 0.5, max_failures: Optional[int] = None) -> None:
         if patience < 1:
             raise UserError("--patience: must be at least 1, got {}".format(patience))
         if max_trials is not None and max_trials < 1:
@@ -58,6 +59,8 @@ class Study:
         self.patience = int(patience)
         self.eps = float(eps)
         self.max_trials = max_trials
+        self.max_failures = max_failures
+        self.failures_in_a_row = 0  # of this session: a resumed search starts counting again
         self.pop = PartialOrderPruning(candidates.codes, candidates.latency, eps, candidates.top_code)
         self.select = select
         self.explore = float(explore)
@@ -103,17 +106,40 @@ class Study:
         self.replay(records[1:])
 
     def replay(self, records: List[Dict[str, Any]]) -> None:
-        for record in records:
+        """Rebuild the state from the journal's records after the start record; a record that does
+        not fit (edited, duplicated, of the wrong shape) is a JournalError naming it."""
+        where = self.journal.path if self.journal else "journal"
+        for position, record in enumerate(records, start=2):
+            if not isinstance(record, dict):
+                raise JournalError("{}: record {} is not a JSON object; restore the journal or start a new "
+                                   "search with another --out".format(where, position))
             kind = record.get("type")
             if kind == "ask":
                 trial = self._draw()
                 if trial is None or trial.index != record.get("index") or trial.number != record.get("trial"):
                     raise JournalError("journal replay diverged at trial {}: the space, table or seed changed".format(
                         record.get("trial")))
-            elif kind == "tell":
-                self._apply_tell(int(record["trial"]), float(record["accuracy"]), record.get("seconds"))
-            elif kind == "fail":
-                self._apply_fail(int(record["trial"]), str(record.get("error", "")))
+            elif kind in ("tell", "fail"):
+                number = record.get("trial")
+                if isinstance(number, bool) or not isinstance(number, int) or number not in self.in_flight:
+                    raise JournalError("{}: record {}: a {} for trial {!r}, which was not asked or already has its "
+                                       "result (a duplicated or edited line); remove that line".format(
+                                           where, position, kind, number))
+                if kind == "tell":
+                    accuracy = record.get("accuracy")
+                    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or \
+                            not math.isfinite(accuracy):
+                        raise JournalError("{}: record {}: accuracy {!r} of trial {} is not a finite number; fix or "
+                                           "remove that line".format(where, position, accuracy, number))
+                    self._apply_tell(number, float(accuracy), record.get("seconds"))
+                else:
+                    self._apply_fail(number, str(record.get("error", "")))
+            elif kind == "retry":
+                self._apply_retry()
+            else:
+                raise JournalError("{}: record {}: unknown type {!r}; this journal is not dfseg-search's, or is "
+                                   "from a newer version".format(where, position, kind))
+        self.failures_in_a_row = 0
         # Trials asked before the interruption but never finished run again first, as they were.
         self._requeue = sorted(self.in_flight.values())
 
@@ -127,6 +153,8 @@ class Study:
         return ~(self.pop.pruned | self.pop.trained | self.failed | self._in_flight_mask)
 
     def stop_reason(self) -> Optional[str]:
+        if self.max_failures is not None and self.failures_in_a_row >= self.max_failures:
+            return FAILURES
         if self.max_trials is not None and self.asked >= self.max_trials:
             return BUDGET
         if self.pop.n_trained and self.stable_for >= self.patience:
@@ -184,6 +212,28 @@ class Study:
         self._write({"type": "fail", "trial": number, "error": error})
         self._apply_fail(number, error)
 
+    def retry_failed(self) -> int:
+        """Ask every failed candidate again, before any new draw (``--resume --retry-failed``), as new
+        trials in the order they failed.  Journalled, so a replay rebuilds the same trials.  Returns
+        how many there were."""
+        count = int(np.count_nonzero(self.failed))
+        if count:
+            self._write({"type": "retry", "candidates": count})
+            self._apply_retry()
+        return count
+
+    def _apply_retry(self) -> None:
+        failed_order = [record["index"] for record in self.trials
+                        if record["status"] == "failed" and self.failed[record["index"]]]
+        for index in dict.fromkeys(failed_order):  # each candidate once, in the order it failed
+            self.failed[index] = False
+            trial = Trial(self.asked, index, self.candidates.arch(index), float(self.candidates.latency[index]))
+            self.asked += 1
+            self.in_flight[trial.number] = trial
+            self._in_flight_mask[index] = True
+            self._requeue.append(trial)
+        self.failures_in_a_row = 0
+
     def _finish(self, number: int) -> Trial:
         trial = self.in_flight.pop(number)
         self._in_flight_mask[trial.index] = False
@@ -193,6 +243,7 @@ class Study:
 
     def _apply_tell(self, number: int, accuracy: float, seconds: Optional[float]) -> int:
         trial = self._finish(number)
+        self.failures_in_a_row = 0
         newly = self.pop.add(trial.index, accuracy)
         if self.guide is not None:
             self.guide.observe(trial.index, accuracy)
@@ -207,6 +258,7 @@ class Study:
     def _apply_fail(self, number: int, error: str) -> None:
         trial = self._finish(number)
         self.failed[trial.index] = True
+        self.failures_in_a_row += 1
         self.trials.append({"trial": number, "index": trial.index, "arch": trial.arch, "latency_ms": trial.latency_ms,
                             "accuracy": None, "seconds": None, "status": "failed", "error": error})
         self._record_history(number)

@@ -81,19 +81,23 @@ def load_classification(root: str, split: str, size: Size) -> Tuple[np.ndarray, 
     if unknown:
         raise UserError("{}: class folder {!r} has no counterpart in {}; add it to train/ or remove it".format(
             os.path.join(root, split), unknown[0], os.path.join(root, "train")))
-    images, labels = [], []
-    for label, name in enumerate(train_classes):
-        for path in _files(os.path.join(root, split, name, "*")):
-            images.append(_prepare(read_image(path), size, IMAGENET_MEAN_BGR, path))
-            labels.append(label)
-    if not images:
-        raise UserError("{}: no images in {}/<class>/".format(root, split))
+    samples = _classification_samples(root, split, train_classes)
+    images = [_prepare(read_image(path), size, IMAGENET_MEAN_BGR, path) for path, _ in samples]
+    labels = [label for _, label in samples]
     return np.stack(images), np.asarray(labels, dtype=np.int64), len(train_classes)
 
 
-def load_segmentation(root: str, split: str, size: Size, classes: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Images and trainId labels of ``split``; every label must be below ``classes`` or 255 (ignore)."""
-    images, labels = [], []
+def _classification_samples(root: str, split: str, classes: List[str]) -> List[Tuple[str, int]]:
+    samples = [(path, label) for label, name in enumerate(classes)
+               for path in _files(os.path.join(root, split, name, "*"))]
+    if not samples:
+        raise UserError("{}: no images in {}/<class>/ ({})".format(root, split, " ".join(IMAGE_EXTENSIONS)))
+    return samples
+
+
+def _segmentation_samples(root: str, split: str) -> List[Tuple[str, str]]:
+    """(image, trainIds label) paths of ``split``; every image must have its label."""
+    samples = []
     for path in _files(os.path.join(root, "leftImg8bit", split, "*", "*_leftImg8bit.*")):
         city = os.path.basename(os.path.dirname(path))
         stem = os.path.basename(path).split("_leftImg8bit")[0]
@@ -101,12 +105,36 @@ def load_segmentation(root: str, split: str, size: Size, classes: int) -> Tuple[
         if not matches:
             raise UserError("{}: no label {}/gtFine/{}/{}/{}_gtFine_labelTrainIds.*".format(path, root, split, city,
                                                                                             stem))
+        samples.append((path, matches[0]))
+    if not samples:
+        raise UserError("{}: no images in leftImg8bit/{}/<city>/*_leftImg8bit.*".format(root, split))
+    return samples
+
+
+def check_dataset(root: str) -> None:
+    """Raise UserError unless ``root`` is a trainable dataset (both splits, every label present),
+    without reading a pixel: run before a search spends its first trial on it."""
+    if not os.path.isdir(root):
+        raise UserError("--trainer: dataset directory {} does not exist".format(root))
+    for split in ("train", "val"):
+        if is_segmentation_dataset(root):
+            _segmentation_samples(root, split)
+        else:
+            classes = _class_folders(root, "train")
+            if not classes:
+                raise UserError("{}: expected DATA/train/<class>/<images> (or a Cityscapes-format "
+                                "leftImg8bit/)".format(root))
+            _classification_samples(root, split, classes)
+
+
+def load_segmentation(root: str, split: str, size: Size, classes: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Images and trainId labels of ``split``; every label must be below ``classes`` or 255 (ignore)."""
+    images, labels = [], []
+    for path, label_path in _segmentation_samples(root, split):
         image = read_image(path)
-        label = _check_labels(read_image(matches[0], labels=True), matches[0], image.shape[:2], classes)
+        label = _check_labels(read_image(label_path, labels=True), label_path, image.shape[:2], classes)
         images.append(_prepare(image, size, CITYSCAPES_MEAN_BGR, path))
         labels.append(_resize_labels(label, size))
-    if not images:
-        raise UserError("{}: no images in leftImg8bit/{}/<city>/*_leftImg8bit.*".format(root, split))
     return np.stack(images), np.stack(labels).astype(np.int64)
 
 
@@ -245,8 +273,7 @@ class TrainerEvaluator:
     """Evaluator wrapper around ``train_and_evaluate`` (picklable for process pools and Ray)."""
 
     def __init__(self, config: TrainerConfig) -> None:
-        if not os.path.isdir(config.data):
-            raise UserError("--trainer: dataset directory {} does not exist".format(config.data))
+        check_dataset(config.data)
         self.config = config
 
     def __call__(self, trial: Any, trial_dir: str) -> float:

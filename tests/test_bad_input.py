@@ -1,0 +1,190 @@
+"""Bad input to every command, table-driven: each case runs the real console entry point in a
+subprocess and asserts exit code 2, exactly one stderr line naming the problem (and for usage
+errors the --help pointer), no traceback, and that no input or existing output changed."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from search_fixtures import write_table
+from test_live_pipeline import tiny_onnx, write_video
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs")
+    tiny_onnx(str(root / "model.onnx"))
+    write_video(str(root / "in.mp4"))
+    os.makedirs(root / "frames")
+    rng = np.random.RandomState(0)
+    for name in ("a", "b"):
+        cv2.imwrite(str(root / "frames" / (name + ".png")), rng.randint(0, 255, (48, 64, 3)).astype(np.uint8))
+    write_table(root / "table.json")
+    (root / "notes.txt").write_text("a regular file where a folder is expected\n")
+    (root / "binary.json").write_bytes(bytes(range(256)) * 4)
+    (root / "existing.json").write_text('{"kept": true}\n')
+    (root / "deep.json").write_text("[" * 100000)
+    (root / "huge-classes.json").write_text('{"stages": [[64], [128], [256]], "decoder": [19, 32, 32], '
+                                            '"classes": 2000000000}')
+    city = root / "city"
+    for kind, name, value in (("leftImg8bit", "leftImg8bit", 80), ("gtFine", "gtFine_labelTrainIds", 100)):
+        os.makedirs(city / kind / "val" / "aachen")
+        image = np.full((48, 64, 3) if kind == "leftImg8bit" else (48, 64), value, np.uint8)
+        cv2.imwrite(str(city / kind / "val" / "aachen" / "aachen_000000_000019_{}.png".format(name)), image)
+    (root / "w.safetensors").write_bytes(b"not really weights")
+    os.makedirs(root / "empty")
+    return root
+
+
+def snapshot(root):
+    """Every file under ``root`` with its content hash (inputs and earlier outputs alike)."""
+    state = {}
+    for folder, _, names in os.walk(str(root)):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as handle:
+                state[os.path.relpath(path, str(root))] = hashlib.sha256(handle.read()).hexdigest()
+    return state
+
+
+CASES = [
+    # dfseg-run: outputs that would destroy the input, or cannot be written, are refused before any work
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "{dir}/in.mp4"], "output {dir}/in.mp4: is the input"),
+    ("run", ["--model", "{model}", "{dir}/frames", "{dir}/frames/"], "is the input {dir}/frames"),
+    ("run", ["--model", "{model}", "{dir}/frames", "{dir}/frames/annotated/"], "lies inside the input folder"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "{dir}/o.mp4", "{dir}/o.mp4"], "named twice"),
+    ("run", ["--model", "{model}", "{dir}/frames", "none", "--save-labels", "{dir}/frames"], "is the input"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--save-labels", "{dir}/notes.txt"], "is a file; name a folder"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "/proc/dfseg-out.mp4"], "cannot write in /proc"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "{dir}/notes.txt/out.mp4"], "notes.txt is a file, not a folder"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "{dir}/out.xyz"], "unknown output type"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--output-fps", "0"], "--output-fps: must be"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--input-loop", "-5"], "--input-loop: must be at least -1"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--threads", "-3"], "--threads: must be at least 1"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--alpha", "nan"], "--alpha: must be a finite number"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--reconnect-delay", "-1"], "--reconnect-delay"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--queue-size", "x"], "'x' is not a whole number"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--no-such-option"], "unrecognized arguments"),
+    ("run", ["--model", "{dir}/missing.onnx", "{dir}/in.mp4", "none"], "missing.onnx: file not found"),
+    ("run", ["--model", "{model}", "{dir}/nothing.mp4", "none"], "nothing.mp4: no such file or folder"),
+    ("run", ["--model", "{model}", "{dir}/empty", "none"], "folder holds no images"),
+    ("run", ["--model", "{model}", "rtsp://127.0.0.1:1/s", "none", "--input-loop", "2"], "is live"),
+    ("run", ["--model", "df1-seg", "--size", "100000x100000", "{dir}/in.mp4", "none"], "each side at most 16384"),
+    ("run", ["--model", "{model}", "--size", "\u00b2x64", "{dir}/in.mp4", "none"], "size '\u00b2x64'"),
+    ("run", ["--model", "{model}", "--camera-size", "abc", "{dir}/in.mp4", "none"], "size 'abc'"),
+    # dfseg-bench
+    ("bench", ["--validate-table", "{dir}/binary.json"], "binary.json: not a UTF-8 text file"),
+    ("bench", ["--validate-table", "{dir}/deep.json"], "deep.json: JSON nested too deeply"),
+    ("bench", ["--validate-table", "{dir}/existing.json"], "not a dfseg latency table"),
+    ("bench", ["--models", "64x999999999_128x1_256x1"], "more than 256 blocks in one stage"),
+    ("bench", ["--validate-table", "{dir}/table.json", "--json", "{dir}/table.json"], "is the input"),
+    ("bench", ["--models", "df1", "--json", "/proc/dfseg.json"], "cannot write in /proc"),
+    ("bench", ["--models", "df1", "--csv", "{dir}/notes.txt/r.csv"], "is a file, not a folder"),
+    ("bench", ["--models", "df1", "--json", "{dir}/empty"], "is a folder; name a file"),
+    ("bench", ["--models", "df1", "--json", "{dir}/r.json", "--csv", "{dir}/r.json"], "named twice"),
+    ("bench", ["--table", "{dir}/t.json", "--chunk", "0"], "--chunk: must be at least 1, got 0"),
+    ("bench", ["--table", "{dir}/t.json", "--chunk", "-1"], "--chunk: must be at least 1, got -1"),
+    ("bench", ["--models", "df1", "--warmup", "nan"], "--warmup: must be a finite number"),
+    ("bench", ["--models", "df1", "--threads", "-3"], "--threads: must be at least 1"),
+    ("bench", ["--validate-table", "{dir}/table.json", "--random", "-1"], "--random: must be at least 0"),
+    ("bench", ["--precision", "fp64"], "invalid choice"),
+    ("bench", ["--validate-table", "{dir}/missing.json"], "missing.json"),
+    # dfseg-search
+    ("search", ["--table", "{dir}/table.json", "--eps", "nan"], "--eps: must be a finite number"),
+    ("search", ["--table", "{dir}/table.json", "--eps", "-1"], "--eps: must be a finite number >= 0"),
+    ("search", ["--table", "{dir}/table.json", "--workers", "0"], "--workers: must be at least 1"),
+    ("search", ["--table", "{dir}/table.json", "--retries", "-1"], "--retries: must be at least 0"),
+    ("search", ["--table", "{dir}/table.json", "--timeout", "-5"], "--timeout: must be a finite number > 0"),
+    ("search", ["--table", "{dir}/table.json", "--max-failures", "0"], "--max-failures: must be at least 1"),
+    ("search", ["--table", "{dir}/table.json", "--train-cmd", ""], "--train-cmd: empty command"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/empty"], "expected DATA/train/<class>"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/nothing"], "does not exist"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/notes.txt", "--out", "{dir}/table.json"],
+     "is the input"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/notes.txt", "--out", "{dir}/notes.txt/s"],
+     "is a file, not a folder"),
+    ("search", ["--table", "{dir}/table.json", "--dry-run", "--space-out", "{dir}/table.json"], "is the input"),
+    ("search", ["--table", "{dir}/table.json", "--resume", "--retry-failed", "--dry-run", "--retry-failed",
+                "--no-such"], "unrecognized arguments"),
+    ("search", ["--table", "{dir}/table.json", "--retry-failed", "--replay", "{dir}/notes.txt"], "goes with --resume"),
+    ("search", ["--table", "{dir}/missing.json"], "missing.json"),
+    ("search", ["--table", "{dir}/binary.json"], "binary.json: not a UTF-8 text file"),
+    ("search", ["--table", "{dir}/deep.json"], "deep.json: JSON nested too deeply"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/binary.json"], "binary.json: not a UTF-8 text"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/deep.json"], "deep.json: JSON nested too deeply"),
+    ("search", ["--table", "{dir}/table.json", "--blocks", "1-\u00b2,1-2,1-2", "--dry-run"], "--blocks"),
+    # dfseg-eval
+    ("eval", ["--data", "{dir}/city", "--model", "{model}", "--quiet"], "ground truth holds class 100"),
+    ("eval", ["--data", "{dir}/empty", "--model", "{model}", "--json", "{model}"], "is the input"),
+    ("eval", ["--data", "{dir}/empty", "--model", "{model}", "--limit", "0"], "--limit: must be at least 1"),
+    ("eval", ["--data", "{dir}/empty", "--model", "{model}", "--plot", "/proc/iou.png"], "cannot write in /proc"),
+    ("eval", ["--data", "{dir}/empty"], "one of the arguments --model --predictions is required"),
+    # dfseg-export
+    ("export", ["df1-seg", "--size", "64x48", "-o", "/proc/m.onnx"], "cannot write in /proc"),
+    ("export", ["df1-seg", "--size", "64x48", "-o", "{dir}/w.safetensors", "--weights", "{dir}/w.safetensors"],
+     "is the input"),
+    ("export", ["df1-seg", "--size", "64x48", "-o", "{dir}/empty"], "is a folder; name a file"),
+    ("export", ["df1-seg", "--size", "64x48", "--opset", "x", "-o", "{dir}/m.onnx"], "invalid int value"),
+    ("export", ["{dir}/binary.json", "--size", "64x48", "-o", "{dir}/m.onnx"], "binary.json: not a UTF-8 text file"),
+    ("export", ["{dir}/deep.json", "--size", "64x48", "-o", "{dir}/m.onnx"], "deep.json: JSON nested too deeply"),
+    ("export", ["{dir}/huge-classes.json", "--size", "64x48", "-o", "{dir}/m.onnx"], "classes: 2000000000 is more"),
+    ("export", ["64x999999999_128x1_256x1", "--size", "64", "-o", "{dir}/m.onnx"], "more than 256 blocks"),
+    ("export", ["64x\u00b2_128x1_256x1", "--size", "64", "-o", "{dir}/m.onnx"], "each run is WIDTHxCOUNT"),
+    ("export", ["df1-seg", "--size", "100000x100000", "-o", "{dir}/m.onnx"], "each side at most 16384"),
+    ("export", ["df1-seg", "--size", "16000x16000", "-o", "{dir}/m.onnx"], "GB, more than this machine"),
+    # dfseg-convert
+    ("convert", ["df1", "{dir}/w.safetensors", "{dir}/w.safetensors"], "is the input"),
+    ("convert", ["df1", "{dir}/binary.json", "{dir}/out.pt"], "must be a .safetensors file"),
+    ("convert", ["df1"], "the following arguments are required"),
+]
+
+
+def run(command, args):
+    return subprocess.run([sys.executable, "-m", "dfseg.cli." + command, *args], capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("command, args, message", CASES, ids=["{}-{}".format(c[0], i) for i, c in enumerate(CASES)])
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(files, command, args, message):
+    directory, model = str(files), str(files / "model.onnx")
+    args = [a.format(dir=directory, model=model) for a in args]
+    message = message.format(dir=directory)
+    before = snapshot(files)
+    proc = run(command, args)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("dfseg-{}: error: ".format(command)), proc.stderr
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert snapshot(files) == before  # no input, no earlier output, nothing new in the input folder
+
+
+def test_a_camera_password_is_never_shown(files):
+    secret = "s3cretPW"
+    proc = run("run", ["--model", str(files / "model.onnx"), "rtsp://admin:{}@127.0.0.1:1/stream".format(secret),
+                       "none", "--reconnect-attempts", "0"])
+    assert proc.returncode == 2, proc.stderr
+    assert secret not in proc.stderr + proc.stdout and "rtsp://***@127.0.0.1:1/stream" in proc.stderr
+
+
+def test_usage_errors_are_one_line_with_a_help_pointer(files):
+    for command in ("run", "bench", "search", "eval", "export", "convert"):
+        proc = run(command, ["--no-such-option"])
+        lines = proc.stderr.splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, (command, proc.stderr)
+        assert "(see dfseg-{} --help)".format(command) in lines[0]
+
+
+def test_a_dry_run_into_a_closed_pipe_ends_quietly(files):
+    """``dfseg-search --dry-run | head -1``: the reader goes away; no BrokenPipeError traceback."""
+    search = subprocess.Popen([sys.executable, "-m", "dfseg.cli.search", "--table", str(files / "table.json"),
+                               "--dry-run", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = subprocess.run(["head", "-1"], stdin=search.stdout, capture_output=True)
+    search.stdout.close()
+    _, stderr = search.communicate(timeout=120)
+    assert head.stdout.startswith(b"search space:")
+    assert search.returncode == 0 and b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr
