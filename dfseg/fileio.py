@@ -16,19 +16,57 @@ def atomic_output(path: str) -> Iterator[str]:
     so readers see the old file or the new one, never a mix.  On error it is removed."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=directory)
+    suffix = "-" + os.path.basename(path)
+    _remove_orphans(directory, suffix)
+    # The pid in the name tells a later write whose temporary file a killed process left behind.
+    handle, temp = tempfile.mkstemp(prefix="{}{}-".format(TEMP_PREFIX, os.getpid()), suffix=suffix, dir=directory)
     os.close(handle)
     try:
-        # mkstemp creates 0600; results are meant to be shared like any file the user writes.
-        os.chmod(temp, 0o666 & ~_umask())
         yield temp
         with open(temp, "rb") as stream:
             os.fsync(stream.fileno())
+        # mkstemp creates 0600 (and a writer may have replaced the file): results are meant to be
+        # shared like any file the user writes.
+        os.chmod(temp, 0o666 & ~_umask())
         os.replace(temp, path)
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
     _fsync_directory(directory)
+
+
+TEMP_PREFIX = ".tmp-"
+
+
+def _remove_orphans(directory: str, suffix: str) -> None:
+    """Delete temporary files for the same target left by processes that no longer run (kill -9)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(TEMP_PREFIX) and name.endswith(suffix)):
+            continue
+        try:
+            pid = int(name[len(TEMP_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue  # not one of ours
+        if pid == os.getpid() or _process_exists(pid):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process: alive
+    return True
 
 
 def write_atomic(path: str, data: bytes) -> None:

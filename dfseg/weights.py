@@ -81,9 +81,12 @@ def _read_torch(path: str) -> Dict[str, torch.Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's own advice (weights_only=False) would run the file's code: it is never passed on.
+        reason = "it holds pickled objects, not only tensors" if "weights_only" in str(exc) else (
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         raise WeightsError(
-            "{}: cannot read as a weights-only torch file ({}); save a plain state_dict".format(path, first_line)
+            "{}: cannot read as a weights-only torch file ({}); dfseg never unpickles code: save a plain "
+            "state_dict (torch.save(model.state_dict(), ...)) or convert it to .safetensors".format(path, reason)
         ) from None
     if isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
         data = data["state_dict"]

@@ -155,3 +155,104 @@ def test_a_journal_record_that_does_not_fit_is_named(search, line, message):
     assert resumed.returncode == 2 and len(lines) == 1 and "Traceback" not in resumed.stderr, resumed.stderr
     assert str(journal) in lines[0], lines[0]
     assert message in lines[0], lines[0]
+
+
+# ------------------------------------------------------------------ a latency table run, killed and resumed
+
+TABLE_ARGS = ["--models", "64x1_64x1_64x1-wc19.19.19", "--sizes", "64x64", "--space-widths", "64",
+              "--space-blocks", "1-1,1-2,1-1", "--rounds", "2", "--runs-per-round", "1", "--warmup", "0",
+              "--chunk", "2", "--no-progress", "--backend", "onnxruntime"]
+
+
+def journal_entries(path):
+    """The entries of every complete journal line (a torn last line is not finished)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, "rb") as handle:
+        lines = handle.read().split(b"\n")[:-1]  # what follows the last newline may be torn
+    return {r["key"]: r["entry"] for r in map(json.loads, lines) if r.get("type") == "entry"}
+
+
+def test_sigkill_at_random_points_loses_no_finished_table_entry(tmp_path):
+    import random
+
+    table, work = str(tmp_path / "t.json"), str(tmp_path / "onnx")
+    journal = table + ".journal.jsonl"
+    argv = [sys.executable, "-m", "dfseg.cli.bench", "--table", table, "--work-dir", work] + TABLE_ARGS
+    finished = {}
+    for _ in range(4):
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        target = len(journal_entries(journal)) + random.randint(1, 4)
+        reached = wait_until(lambda p=proc, t=target: len(journal_entries(journal)) >= t or p.poll() is not None, 240)
+        proc.kill()
+        proc.wait()
+        stderr = proc.stderr.read().decode("utf-8", "replace")
+        proc.stderr.close()
+        # 4 kills at most 4 entries apart stop a 19-part run before its end: every run dies by SIGKILL.
+        assert reached and proc.returncode == -signal.SIGKILL, stderr
+        now = journal_entries(journal)
+        assert all(now.get(key) == entry for key, entry in finished.items())  # nothing finished was lost
+        assert len(now) >= target
+        finished = now
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    entries = json.load(open(table))["entries"]
+    assert json.load(open(table))["complete"] is True and not os.path.exists(journal)
+    assert finished and all(entries[key] == entry for key, entry in finished.items())
+
+
+def test_two_table_runs_on_one_file_do_not_both_measure(tmp_path):
+    table, work = str(tmp_path / "t.json"), str(tmp_path / "onnx")
+    argv = [sys.executable, "-m", "dfseg.cli.bench", "--table", table, "--work-dir", work] + TABLE_ARGS
+    first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: os.path.exists(table + ".journal.jsonl") or first.poll() is not None, 240)
+        if first.poll() is not None:
+            pytest.skip("the first run finished before the second could start")
+        second = subprocess.run(argv, capture_output=True, text=True, timeout=240)
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 2 and "is in use by another dfseg process" in second.stderr, second.stderr
+    errors = [line for line in second.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0] == second.stderr.splitlines()[-1]  # refused before measuring anything
+
+
+@pytest.mark.parametrize("record, message", [
+    ('{"type": "entry"}', 'an entry needs "key"'),
+    ('{"type": "entry", "key": "k", "entry": {"median_ms": "garbage", "p90_ms": 1}}', "median_ms 'garbage'"),
+    ('{"type": "overhead", "median_ms": -1}', "overhead -1 is not a time"),
+    ('5', r"line 2: unreadable journal record \(not an object\)"),
+    ('{"type": "boundary", "shape": "x"}', 'a boundary needs "shape"'),
+])
+def test_a_table_journal_record_of_the_wrong_shape_is_named(tmp_path, record, message):
+    from dfseg.bench.table_run import TIMING, TableJournal
+    from dfseg.errors import UserError
+    from dfseg.latency.table import SCHEMA
+
+    journal = str(tmp_path / "t.json.journal.jsonl")
+    header = {"schema": SCHEMA, "backend": "onnxruntime", "precision": "fp32", "threads": 1, "device": "cpu",
+              "clock": "thread", "timing": TIMING}
+    with open(journal, "w") as out:
+        out.write(json.dumps(dict(header, type="header")) + "\n" + record + "\n")
+        out.write('{"type": "overhead", "median_ms": 0.1}\n')
+    with pytest.raises(UserError, match=message) as raised:
+        TableJournal(journal, header)
+    assert journal in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_trial_log_keeps_its_head_and_tail_only():
+    import io
+
+    from dfseg.search.evaluators import copy_capped
+
+    output = b"".join(b"line %07d\n" % i for i in range(200000))  # 2.6 MB
+    log = io.BytesIO()
+    copy_capped(io.BufferedReader(io.BytesIO(output)), log, head=100000, tail=50000)
+    text = log.getvalue()
+    assert text.startswith(output[:100000]) and text.endswith(output[-50000:])
+    assert b"[dfseg: %d bytes of output left out" % (len(output) - 150000) in text
+    assert len(text) < 150000 + 200
+    small = io.BytesIO()
+    copy_capped(io.BufferedReader(io.BytesIO(b"short\n")), small, head=100000, tail=50000)
+    assert small.getvalue() == b"short\n"

@@ -10,8 +10,8 @@ import sys
 import pytest
 from search_fixtures import write_table, write_train_script
 
+from dfseg.journal import Journal, JournalError
 from dfseg.search.candidates import enumerate_space
-from dfseg.search.journal import Journal, JournalError
 from dfseg.search.landscapes import accuracy_landscape, synthetic_table, tiny_space
 from dfseg.search.study import Study
 

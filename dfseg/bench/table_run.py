@@ -5,8 +5,8 @@ with the per-call overhead probe, so every entry is ``part - overhead`` measured
 the table counts the overhead once per network (``meta.overhead_ms``).  Parts are timed in context,
 between boundary stubs (``dfseg.bench.boundary``); the stubs' cost per tensor shape is measured
 first (its probes rotated together with the overhead probe), recorded in ``meta.boundary`` and
-taken off every entry.  Each finished chunk is appended to a journal (``OUT.journal.jsonl``,
-fsync'd) and the table is rewritten atomically with
+taken off every entry.  Each finished chunk is appended to the journal (``OUT.journal.jsonl``, the
+one ``dfseg.journal``: fsync'd, locked, a torn last line cut away) and the table is rewritten atomically with
 ``"complete": false``; an interrupted run started again with the same options skips what the journal
 holds.  Only when every part is measured is the table written with ``"complete": true`` and the
 journal removed.
@@ -15,11 +15,12 @@ Device side: Python 3.6, no torch.
 """
 
 import itertools
-import json
+import math
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import UserError
+from ..journal import Journal
 from ..latency.table import SCHEMA, LatencyTable
 from ..parts import Part
 from .boundary import Shape, boundary_shapes, probe_name, shape_label, stub_ms
@@ -37,8 +38,10 @@ def journal_path(table_path: str) -> str:
     return table_path + ".journal.jsonl"
 
 
-class Journal:
-    """Append-only JSON lines; a torn last line (power cut mid-write) is ignored on reading."""
+class TableJournal:
+    """A table run's progress in the one journal (``dfseg.journal``): a header with the settings,
+    then the measured boundary stubs, and per chunk its overhead and entries.  Every record is
+    checked on replay: one of the wrong shape (an edited or foreign file) is an error naming it."""
 
     def __init__(self, path: str, header: Dict[str, Any]) -> None:
         self.path = path
@@ -46,21 +49,19 @@ class Journal:
         self.entries: Dict[str, Dict[str, Any]] = {}
         self.overheads: List[float] = []
         self.boundaries: Dict[str, float] = {}  # shape label -> one boundary stub (ms)
-        if os.path.exists(path):
-            self._read()
-        else:
-            self._append([dict(header, type="header")])
+        self._journal = Journal(path)
+        try:
+            records = self._journal.open()
+            if records:
+                self._replay(records)
+            else:
+                self._journal.append(dict(header, type="header"))
+        except BaseException:
+            self._journal.close()
+            raise
 
-    def _read(self) -> None:
-        with open(self.path) as handle:
-            lines = handle.read().splitlines()
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue  # torn write
-        if not records or records[0].get("type") != "header":
+    def _replay(self, records: List[Dict[str, Any]]) -> None:
+        if records[0].get("type") != "header":
             raise UserError("{}: not a dfseg table journal; delete it to start the table over".format(self.path))
         old = {k: v for k, v in records[0].items() if k != "type"}
         differing = sorted(k for k in self.header if old.get(k) != self.header[k])
@@ -69,37 +70,56 @@ class Journal:
                             "use the same options to resume, or delete the journal to start over".format(
                                 self.path, ", ".join(differing), [old.get(k) for k in differing],
                                 [self.header[k] for k in differing]))
-        for record in records[1:]:
-            if record.get("type") == "entry":
-                self.entries[record["key"]] = record["entry"]
-            elif record.get("type") == OVERHEAD:
+        for position, record in enumerate(records[1:], start=2):
+            kind = record.get("type")
+            if kind == "entry":
+                key, entry = record.get("key"), record.get("entry")
+                if not isinstance(key, str) or not isinstance(entry, dict):
+                    self._bad(position, 'an entry needs "key" (text) and "entry" (an object)')
+                for field in ENTRY_NUMBERS:
+                    if not _is_time(entry.get(field)):
+                        self._bad(position, "entry {} has {} {!r}, not a time in ms".format(key, field, entry.get(field)))
+                self.entries[key] = entry
+            elif kind == OVERHEAD:
+                if not _is_time(record.get("median_ms")):
+                    self._bad(position, "overhead {!r} is not a time in ms".format(record.get("median_ms")))
                 self.overheads.append(float(record["median_ms"]))
-            elif record.get("type") == BOUNDARY:
+            elif kind == BOUNDARY:
+                if not isinstance(record.get("shape"), str) or not _is_time(record.get("stub_ms")):
+                    self._bad(position, 'a boundary needs "shape" (text) and "stub_ms" (a time in ms)')
                 self.boundaries[record["shape"]] = float(record["stub_ms"])
+            else:
+                self._bad(position, "unknown record type {!r}".format(kind))
 
-    def _append(self, records: Sequence[Dict[str, Any]]) -> None:
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        with open(self.path, "a") as handle:
-            for record in records:
-                handle.write(json.dumps(record, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+    def _bad(self, position: int, problem: str) -> None:
+        raise UserError("{}: record {}: {}; the journal was edited or is not dfseg's: delete it to measure those "
+                        "parts again".format(self.path, position, problem))
 
     def add_chunk(self, overhead_ms: float, entries: Dict[str, Dict[str, Any]]) -> None:
         records = [{"type": OVERHEAD, "median_ms": overhead_ms}]
         records += [{"type": "entry", "key": key, "entry": entry} for key, entry in sorted(entries.items())]
-        self._append(records)
+        self._journal.append_many(records)
         self.overheads.append(overhead_ms)
         self.entries.update(entries)
 
     def add_boundaries(self, stubs: Dict[str, float]) -> None:
-        self._append([{"type": BOUNDARY, "shape": label, "stub_ms": ms} for label, ms in sorted(stubs.items())])
+        self._journal.append_many([{"type": BOUNDARY, "shape": label, "stub_ms": ms}
+                                   for label, ms in sorted(stubs.items())])
         self.boundaries.update(stubs)
 
+    def close(self) -> None:
+        self._journal.close()
+
     def remove(self) -> None:
-        if os.path.exists(self.path):
-            os.unlink(self.path)
+        self._journal.remove()
+
+
+ENTRY_NUMBERS = ("median_ms", "p90_ms")
+
+
+def _is_time(value: Any) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            and value >= 0)
 
 
 def entry_from(measurement: Measurement, overhead_ms: float, mode: str = COMPUTE,
@@ -135,7 +155,11 @@ def measure_table(
     existing: Dict[str, Dict[str, Any]] = {}
     existing_meta: Dict[str, Any] = {}
     if os.path.exists(out_path):
-        old = LatencyTable.load(out_path, allow_incomplete=True)
+        try:
+            old = LatencyTable.load(out_path, allow_incomplete=True)
+        except UserError as exc:
+            raise UserError("{}; it is not a table this run can continue: write to another file, or delete it (a "
+                            "run's journal {} keeps what it measured)".format(exc, journal_path(out_path))) from None
         for field in ("backend", "precision", "device"):
             if old.meta.get(field) not in (None, meta.get(field)):
                 raise UserError("{}: the existing table was measured with {} {!r}, not {!r}; write to another "
@@ -146,7 +170,18 @@ def measure_table(
         existing, existing_meta = old.entries, old.meta
     header = {"schema": SCHEMA, "backend": backend, "precision": meta.get("precision"), "threads": threads,
               "device": meta.get("device"), "clock": clock, "timing": TIMING}
-    journal = Journal(journal_path(out_path), header)
+    journal = TableJournal(journal_path(out_path), header)
+    try:
+        return _measure_into(journal, parts, source, out_path, existing, existing_meta, meta, protocol, backend,
+                             threads, chunk_size, show_progress, clock)
+    finally:
+        journal.close()
+
+
+def _measure_into(journal: "TableJournal", parts: Sequence[Part], source: ModelSource, out_path: str,
+                  existing: Dict[str, Dict[str, Any]], existing_meta: Dict[str, Any], meta: Dict[str, Any],
+                  protocol: Protocol, backend: str, threads: Optional[int], chunk_size: int, show_progress: bool,
+                  clock: str) -> LatencyTable:
     done = set(existing) | set(journal.entries)
     todo = [part for part in parts if part.key not in done]
     known = dict((existing_meta.get(BOUNDARY) or {}).get("stub_ms") or {})
@@ -201,7 +236,7 @@ def _measure_chunk(chunk: Sequence[Part], source: ModelSource, protocol: Protoco
     return entries, overhead_ms
 
 
-def _write(out_path: str, existing: Dict[str, Dict[str, Any]], journal: Journal, existing_meta: Dict[str, Any],
+def _write(out_path: str, existing: Dict[str, Dict[str, Any]], journal: TableJournal, existing_meta: Dict[str, Any],
            meta: Dict[str, Any], protocol: Protocol, noise: List[float], stubs: Dict[str, float],
            complete: bool) -> LatencyTable:
     entries = dict(existing)

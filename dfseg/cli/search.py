@@ -144,9 +144,10 @@ def describe_space(candidates: Any, table: Any, out: Optional[str]) -> None:
     print("search space: {}".format(" ".join(space.cli_args())))
     if "size_without_window" in info:
         print("|S| = {:,} architectures; |S^| = {:,} in the latency window [{}, {}] ms ({:.1f} MB in memory)".format(
-            info["size_without_window"], info["size"], _ms(space.t_min), _ms(space.t_max), info["bytes"] / 1e6))
+            info["size_without_window"], info["size"], _ms(space.t_min, "-inf"), _ms(space.t_max, "inf"), info["bytes"] / 1e6))
     else:
-        print("|S^| = {:,} decoder settings in [{}, {}] ms".format(info["size"], _ms(space.t_min), _ms(space.t_max)))
+        print("|S^| = {:,} decoder settings in [{}, {}] ms".format(info["size"], _ms(space.t_min, "-inf"),
+                                                                  _ms(space.t_max, "inf")))
     histogram = latency_histogram(candidates.latency)
     peak = max((count for _, _, count in histogram), default=1) or 1
     print("latency histogram (ms):")
@@ -177,8 +178,8 @@ def describe_space(candidates: Any, table: Any, out: Optional[str]) -> None:
         print("wrote {:,} candidates to {}".format(len(candidates), out))
 
 
-def _ms(value: Optional[float]) -> str:
-    return "-inf" if value is None else "{:g}".format(value)
+def _ms(value: Optional[float], unbounded: str) -> str:
+    return unbounded if value is None else "{:g}".format(value)
 
 
 def write_space(candidates: Any, path: str, progress: bool) -> None:
@@ -255,10 +256,10 @@ def make_evaluator(args: argparse.Namespace, space: Any) -> Any:
 def _main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    from ..journal import Journal
     from ..latency.table import LatencyTable
     from ..search.candidates import enumerate_candidates
     from ..search.executors import make_executor
-    from ..search.journal import Journal
     from ..search.report import write_outputs
     from ..search.runner import run_search
     from ..search.study import FAILURES, Study

@@ -75,6 +75,15 @@ class LatencyTable:
         meta = data.get("meta") or {}
         if not isinstance(meta, dict):
             raise UserError('{}: "meta" must be an object'.format(path))
+        overhead = meta.get("overhead_ms", 0.0)
+        if overhead is not None and (not isinstance(overhead, (int, float)) or isinstance(overhead, bool)
+                                     or not math.isfinite(overhead) or overhead < 0):
+            raise UserError("{}: meta.overhead_ms must be a non-negative number of ms, got {!r}; re-measure the "
+                            "table with dfseg-bench --table".format(path, overhead))
+        for field in ("protocol", "boundary", "noise"):
+            if field in meta and not isinstance(meta[field], dict):
+                raise UserError("{}: meta.{} must be an object, got {!r}; re-measure the table with dfseg-bench "
+                                "--table".format(path, field, meta[field]))
         return cls(entries, meta, path=path)
 
     def to_dict(self, complete: bool = True) -> Dict[str, Any]:

@@ -13,6 +13,7 @@ a process pool or a Ray task); it raises ``EvaluationError`` when the trial cann
 - ``dfseg.search.trainer.TrainerEvaluator``: the built-in torch trainer.
 """
 
+import collections
 import csv
 import math
 import os
@@ -20,8 +21,9 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Deque, Dict, List, Optional, Sequence
 
 from ..arch import Arch, ArchError
 from ..errors import UserError
@@ -102,10 +104,12 @@ def run_process_group(argv: List[str], log: Any, timeout_s: Optional[float], log
     error or a signal to this process (SIGTERM, Ctrl-C) the whole group ends with it, so no
     grandchild (a shell's child, a data loader) is left training beside a resumed search."""
     try:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
     except OSError as exc:
         raise EvaluationError("cannot run {}: {}".format(argv[0], exc)) from None
+    copier = threading.Thread(target=copy_capped, args=(process.stdout, log), daemon=True)
+    copier.start()
     try:
         returncode = process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -114,8 +118,42 @@ def run_process_group(argv: List[str], log: Any, timeout_s: Optional[float], log
     except BaseException:
         end_process_group(process)
         raise
-    end_process_group(process)  # what the command left running in the background
+    finally:
+        end_process_group(process)  # also what a finished command left running in the background
+        copier.join(timeout=10.0)
+        process.stdout.close()
     return returncode
+
+
+LOG_HEAD_BYTES = 8 << 20  # of a trial's output, the first 8 MiB and the last 1 MiB are kept
+LOG_TAIL_BYTES = 1 << 20
+
+
+def copy_capped(stream: Any, log: Any, head: int = LOG_HEAD_BYTES, tail: int = LOG_TAIL_BYTES) -> None:
+    """Copy ``stream`` into ``log`` keeping its first ``head`` and last ``tail`` bytes, so a chatty or
+    runaway training command cannot fill the disk; what was left out is counted in the log."""
+    written, dropped = 0, 0
+    kept: Deque[bytes] = collections.deque()
+    kept_bytes = 0
+    for chunk in iter(lambda: stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536), b""):
+        if written < head:
+            part = chunk[:head - written]
+            log.write(part)
+            written += len(part)
+            chunk = chunk[len(part):]
+        if chunk:
+            kept.append(chunk)
+            kept_bytes += len(chunk)
+            while kept_bytes - len(kept[0]) >= tail:
+                dropped += len(kept[0])
+                kept_bytes -= len(kept.popleft())
+    if kept:
+        data = b"".join(kept)
+        dropped += max(0, len(data) - tail)
+        if dropped:
+            log.write("\n[dfseg: {} bytes of output left out; the last {} follow]\n".format(dropped, tail).encode())
+        log.write(data[-tail:])
+    log.flush()
 
 
 def end_process_group(process: "subprocess.Popen[bytes]", grace_s: float = 5.0) -> None:

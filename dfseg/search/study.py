@@ -21,8 +21,8 @@ import numpy as np
 
 from ..arch import Arch
 from ..errors import UserError
+from ..journal import Journal, JournalError
 from .candidates import CandidateSet
-from .journal import Journal, JournalError
 from .pop import PartialOrderPruning
 from .selection import SELECTIONS, GuidedSelection
 

@@ -1,28 +1,30 @@
-"""Append-only JSONL journal of a search: one record per line, fsync'd before the call returns.
+"""The one append-only JSONL journal of everything resumable (a search's trials, a latency table's
+measured parts): one JSON object per line, fsync'd before the call returns, state rebuilt by replay.
 
-A crash can at worst tear the last line; reading drops such a line (and truncates it away before
-appending again), so no finished trial is ever lost.  A lock file stops two searches from writing
-the same journal.
+A crash can at worst tear the last line; reading drops such a line and truncates it away before
+appending again, so the next record starts on a line of its own and no finished record is ever
+lost.  A lock stops two processes from writing the same journal.  What a record must hold is its
+user's to check (``dfseg.search.study``, ``dfseg.bench.table_run``).  Device side: Python 3.6.
 """
 
 import fcntl
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
-from ..errors import UserError
+from .errors import UserError
 
 
 class JournalError(UserError):
-    """The journal is unreadable, locked, or belongs to a different search."""
+    """The journal is unreadable, locked, or belongs to a different run."""
 
 
 class Journal:
     def __init__(self, path: str) -> None:
         self.path = path
         self.lock_path = path + ".lock"
-        self._lock = None  # type: Optional[Any]
-        self._handle = None  # type: Optional[Any]
+        self._lock = None  # type: Any
+        self._handle = None  # type: Any
 
     def exists(self) -> bool:
         return os.path.exists(self.path) and os.path.getsize(self.path) > 0
@@ -35,8 +37,8 @@ class Journal:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             lock.close()
-            raise JournalError("{} is in use by another dfseg-search (lock {}); wait for it to finish or "
-                               "choose another --out".format(self.path, self.lock_path)) from None
+            raise JournalError("{} is in use by another dfseg process (lock {}); wait for it to finish or "
+                               "write to another output".format(self.path, self.lock_path)) from None
         self._lock = lock
         records, good_bytes = self._read()
         self._handle = open(self.path, "ab")
@@ -67,7 +69,7 @@ class Journal:
                     if last or all(not rest.strip() for rest in lines[number:]):
                         return records, offset  # torn final record: written partly when the search died
                     raise JournalError("{} line {}: unreadable journal record ({}); the file was edited or "
-                                       "corrupted, start a new search with another --out".format(
+                                       "corrupted: restore it, or delete it to start over".format(
                                            self.path, number, exc)) from None
                 if last:
                     # A complete record always ends in a newline; without one it may be cut short.
@@ -77,11 +79,24 @@ class Journal:
         return records, offset
 
     def append(self, record: Dict[str, Any]) -> None:
+        self.append_many([record])
+
+    def append_many(self, records: Sequence[Dict[str, Any]]) -> None:
+        """Append ``records`` with one fsync: after a crash each is there whole or is a torn last line."""
         if self._handle is None:
             raise RuntimeError("journal is not open")
-        self._handle.write((json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
+        self._handle.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode("utf-8"))
         self._handle.flush()
         os.fsync(self._handle.fileno())
+
+    def remove(self) -> None:
+        """Delete the journal (its run is complete) and release the lock."""
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        lock_path = self.lock_path if self._lock is not None else None
+        self.close()
+        if lock_path is not None and os.path.exists(lock_path):
+            os.unlink(lock_path)
 
     def close(self) -> None:
         if self._handle is not None:
