@@ -291,11 +291,13 @@ class SearchSpace:
         group.add_argument("--size", default=None,
                            help="input size WIDTHxHEIGHT, N or 360p (default 224 for backbones, 640x360 for decoders)")
         group.add_argument("--stem", default=",".join(map(str, DEFAULT_STEM)), help="stem widths (default %(default)s)")
-        group.add_argument("--t-min", type=float, default=None, help="lower latency bound in ms (S^)")
-        group.add_argument("--t-max", type=float, default=None, help="upper latency bound in ms (S^)")
+        from .cli.common import number, whole_number
+
+        group.add_argument("--t-min", type=number(0.0), default=None, help="lower latency bound in ms (S^)")
+        group.add_argument("--t-max", type=number(0.0), default=None, help="upper latency bound in ms (S^)")
         group.add_argument("--decoder", default=None,
                            help="search segmentation backbones with this fixed decoder C3,C4,C5 (e.g. 19,32,128)")
-        group.add_argument("--classes", type=int, default=None, help="classes (default 1000, or 19 with a decoder)")
+        group.add_argument("--classes", type=whole_number(1), default=None, help="classes (default 1000, or 19 with a decoder)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "SearchSpace":
@@ -401,8 +403,8 @@ def _multiset_count(kinds: int, length: int) -> int:
 
 
 def _int_list(text: str, option: str) -> List[int]:
-    values = [v.strip() for v in str(text).split(",") if v.strip()]
-    if not all(is_decimal(v) for v in values):
+    values = [v.strip() for v in str(text).split(",")]
+    if not values or not all(is_decimal(v) for v in values):
         raise SpaceError("{}: expected comma-separated integers, got {!r}".format(option, text))
     return [int(v) for v in values]
 

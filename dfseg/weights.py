@@ -82,8 +82,12 @@ def _read_torch(path: str) -> Dict[str, torch.Tensor]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
         # torch's own advice (weights_only=False) would run the file's code: it is never passed on.
-        reason = "it holds pickled objects, not only tensors" if "weights_only" in str(exc) else (
-            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        if "Unsupported global" in str(exc):
+            reason = "it holds pickled Python objects, not only tensors"
+        elif "weights_only" in str(exc) or not str(exc).strip():
+            reason = "it is not a torch weights file, or it is damaged"
+        else:
+            reason = str(exc).strip().splitlines()[0]
         raise WeightsError(
             "{}: cannot read as a weights-only torch file ({}); dfseg never unpickles code: save a plain "
             "state_dict (torch.save(model.state_dict(), ...)) or convert it to .safetensors".format(path, reason)

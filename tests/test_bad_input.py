@@ -14,6 +14,10 @@ from search_fixtures import write_table
 from test_live_pipeline import tiny_onnx, write_video
 
 
+class Payload:
+    """A Python object in a .pt file: loading it would run pickle's code."""
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("inputs")
@@ -24,6 +28,11 @@ def files(tmp_path_factory):
     for name in ("a", "b"):
         cv2.imwrite(str(root / "frames" / (name + ".png")), rng.randint(0, 255, (48, 64, 3)).astype(np.uint8))
     write_table(root / "table.json")
+    import json
+
+    broken = json.loads((root / "table.json").read_text())
+    broken["complete"] = "no"
+    (root / "complete-no.json").write_text(json.dumps(broken))
     (root / "notes.txt").write_text("a regular file where a folder is expected\n")
     (root / "binary.json").write_bytes(bytes(range(256)) * 4)
     (root / "existing.json").write_text('{"kept": true}\n')
@@ -36,7 +45,23 @@ def files(tmp_path_factory):
         image = np.full((48, 64, 3) if kind == "leftImg8bit" else (48, 64), value, np.uint8)
         cv2.imwrite(str(city / kind / "val" / "aachen" / "aachen_000000_000019_{}.png".format(name)), image)
     (root / "w.safetensors").write_bytes(b"not really weights")
+    (root / "acc.csv").write_text("arch,accuracy\n64x1_64x1_64x1,50\n")
+    (root / "garbage.pt").write_bytes(b"not a torch file")
+    import torch
+
+    torch.save({"weight": Payload()}, str(root / "objects.pt"))  # a pickled Python object
     os.makedirs(root / "empty")
+    from dfseg.convert.caffe_schema import message_classes
+
+    net = message_classes()[0](name="damaged")
+    blob = net.layer.add(name="conv1", type="Convolution").blobs.add()
+    blob.shape.dim.extend([-2, -2])
+    blob.data.extend([0.0] * 4)
+    (root / "negative.caffemodel").write_bytes(net.SerializeToString())
+    blob.ClearField("shape")
+    blob.shape.dim.extend([2 ** 40, 2 ** 40])
+    del blob.data[:]
+    (root / "huge.caffemodel").write_bytes(net.SerializeToString())
     return root
 
 
@@ -72,11 +97,26 @@ CASES = [
     ("run", ["--model", "{dir}/missing.onnx", "{dir}/in.mp4", "none"], "missing.onnx: file not found"),
     ("run", ["--model", "{model}", "{dir}/nothing.mp4", "none"], "nothing.mp4: no such file or folder"),
     ("run", ["--model", "{model}", "{dir}/empty", "none"], "folder holds no images"),
+    ("run", ["--model", "{model}", "{dir}/notes.txt", "none"], "notes.txt: cannot open it; is it a video file"),
+    ("run", ["--model", "df1-seg", "--weights", "{dir}/garbage.pt", "{dir}/in.mp4", "none"],
+     "garbage.pt: cannot read as a weights-only torch file"),
+    ("run", ["--model", "df1-seg", "--weights", "{dir}/garbage.pt", "{dir}/notes.txt", "none"],
+     "notes.txt: cannot open it"),
+    ("run", ["--model", "{model}", "rtsp://127.0.0.1:1/s", "none", "--reconnect-attempts", "0"],
+     "rtsp://127.0.0.1:1/s: cannot open it; check the URL"),
     ("run", ["--model", "{model}", "rtsp://127.0.0.1:1/s", "none", "--input-loop", "2"], "is live"),
     ("run", ["--model", "df1-seg", "--size", "100000x100000", "{dir}/in.mp4", "none"], "each side at most 16384"),
     ("run", ["--model", "{model}", "--size", "\u00b2x64", "{dir}/in.mp4", "none"], "size '\u00b2x64'"),
     ("run", ["--model", "{model}", "--camera-size", "abc", "{dir}/in.mp4", "none"], "size 'abc'"),
+    ("run", ["--model", "{dir}/frames", "{dir}/in.mp4", "none"], "is a folder; give an .onnx file"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "{dir}/notes.txt/a\nb.mp4"], "notes.txt/a\\nb.mp4"),
     # dfseg-bench
+    ("bench", ["--models", "df1", "--backend", "foo"], "--backend foo: choose one of auto"),
+    ("bench", ["--models", "df1", "--clock", "thread", "--threads", "2"], "--clock thread: applies to --table"),
+    ("bench", ["--models", ""], "--models '': names nothing"),
+    ("bench", ["--models", "df1", "--sizes", " , "], "--sizes ' , ': names nothing"),
+    ("bench", ["--table", "{dir}/notes.txt", "--models", "df1", "--no-space"], "--table resumes only a table"),
+    ("bench", ["--validate-table", "{dir}/table.json", "--seed", "-1"], "--seed: must be at least 0"),
     ("bench", ["--validate-table", "{dir}/binary.json"], "binary.json: not a UTF-8 text file"),
     ("bench", ["--validate-table", "{dir}/deep.json"], "deep.json: JSON nested too deeply"),
     ("bench", ["--validate-table", "{dir}/existing.json"], "not a dfseg latency table"),
@@ -112,12 +152,33 @@ CASES = [
                 "--no-such"], "unrecognized arguments"),
     ("search", ["--table", "{dir}/table.json", "--retry-failed", "--replay", "{dir}/notes.txt"], "goes with --resume"),
     ("search", ["--table", "{dir}/missing.json"], "missing.json"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--ray-address", "127.0.0.1:1"],
+     "--ray-address 127.0.0.1:1: nothing answers at 127.0.0.1:1"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--ray-address", "ray://u:pw@127.0.0.1:1"],
+     "--ray-address ray://***@127.0.0.1:1: nothing answers"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--ray-address", "not an address"],
+     "expected auto, local, HOST:PORT"),
     ("search", ["--table", "{dir}/binary.json"], "binary.json: not a UTF-8 text file"),
     ("search", ["--table", "{dir}/deep.json"], "deep.json: JSON nested too deeply"),
     ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/binary.json"], "binary.json: not a UTF-8 text"),
     ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/deep.json"], "deep.json: JSON nested too deeply"),
     ("search", ["--table", "{dir}/table.json", "--blocks", "1-\u00b2,1-2,1-2", "--dry-run"], "--blocks"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--seed", "-1"], "--seed: must be at"),
+    ("search", ["--table", "{dir}/complete-no.json", "--dry-run"], '"complete" must be true or false, got \'no\''),
+    ("search", ["--table", "{dir}/table.json", "--dry-run", "--t-max", "nan"], "--t-max: must be a finite number"),
+    ("search", ["--table", "{dir}/table.json", "--dry-run", "--t-min", "1e999"], "--t-min: must be a finite"),
+    ("search", ["--table", "{dir}/table.json", "--dry-run", "--widths", "64,,128"], "expected comma-separated"),
+    ("search", ["--table", "{dir}/table.json", "--dry-run", "--explore", "2"], "--explore 2.0: must be between"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--out", ""], "--out '': give a path"),
+    ("search", ["--table", "{dir}/table.json", "--dry-run", "--space-out", ""], "--space-out '': give a path"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--resume", "--out", "{dir}/nowhere"],
+     "--resume: {dir}/nowhere holds no search journal"),
     # dfseg-eval
+    ("eval", ["--data", "{dir}/city", "--model", "{model}", "--json",
+              "{dir}/city/gtFine/val/aachen/aachen_000000_000019_gtFine_labelTrainIds.png"],
+     "lies inside the input folder {dir}/city"),
+    ("eval", ["--data", "{dir}/city", "--model", "{model}", "--plot", "{dir}/city/iou.png"],
+     "lies inside the input folder"),
     ("eval", ["--data", "{dir}/city", "--model", "{model}", "--quiet"], "ground truth holds class 100"),
     ("eval", ["--data", "{dir}/empty", "--model", "{model}", "--json", "{model}"], "is the input"),
     ("eval", ["--data", "{dir}/empty", "--model", "{model}", "--limit", "0"], "--limit: must be at least 1"),
@@ -136,10 +197,18 @@ CASES = [
     ("export", ["64x\u00b2_128x1_256x1", "--size", "64", "-o", "{dir}/m.onnx"], "each run is WIDTHxCOUNT"),
     ("export", ["df1-seg", "--size", "100000x100000", "-o", "{dir}/m.onnx"], "each side at most 16384"),
     ("export", ["df1-seg", "--size", "16000x16000", "-o", "{dir}/m.onnx"], "GB, more than this machine"),
+    ("export", ["df1-seg", "--size", "64x48", "-o", "{dir}/m.onnx", "--weights", "{dir}/objects.pt"],
+     "(it holds pickled Python objects, not only tensors); dfseg never unpickles code"),
+    ("export", ["df1-seg", "--size", "64x48", "-o", "{dir}/m.onnx", "--weights", "{dir}/garbage.pt"],
+     "(it is not a torch weights file, or it is damaged)"),
+    ("export", ["df1-seg", "--summary"], "--summary lists every model; leave out MODEL"),
     # dfseg-convert
+    ("convert", ["df1", "{dir}/frames", "{dir}/out.safetensors"], "frames: is a folder"),
+    ("convert", ["df1", "{dir}/huge.caffemodel", "{dir}/out.safetensors"], "holds 1208925819614629174706176 values"),
     ("convert", ["df1", "{dir}/w.safetensors", "{dir}/w.safetensors"], "is the input"),
     ("convert", ["df1", "{dir}/binary.json", "{dir}/out.pt"], "must be a .safetensors file"),
     ("convert", ["df1"], "the following arguments are required"),
+    ("convert", ["df1", "{dir}/negative.caffemodel", "{dir}/out.safetensors"], "has a negative dimension"),
 ]
 
 
@@ -160,6 +229,7 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(files, command, args, 
     assert len(lines) == 1 and lines[0].startswith("dfseg-{}: error: ".format(command)), proc.stderr
     assert message in lines[0], lines[0]
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert "weights_only=False" not in proc.stderr  # torch's advice to run a file's code is never passed on
     assert snapshot(files) == before  # no input, no earlier output, nothing new in the input folder
 
 
@@ -169,6 +239,7 @@ def test_a_camera_password_is_never_shown(files):
                        "none", "--reconnect-attempts", "0"])
     assert proc.returncode == 2, proc.stderr
     assert secret not in proc.stderr + proc.stdout and "rtsp://***@127.0.0.1:1/stream" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr  # no FFmpeg or OpenCV log lines around it
 
 
 def test_usage_errors_are_one_line_with_a_help_pointer(files):

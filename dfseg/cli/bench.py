@@ -15,6 +15,7 @@ import sys
 import tempfile
 from typing import Any, Dict, List, Optional
 
+from ..backends import BACKENDS
 from ..errors import UserError
 from ..fileio import check_outputs
 from .common import ArgumentParser, number, run_command, whole_number
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("--decoder-space", action="store_true",
                        help="also every decoder setting [C3,C4,C5] of the segmentation models at --sizes")
     space.add_argument("--random", type=whole_number(0), default=20, help="random space members to validate (default 20)")
-    space.add_argument("--seed", type=int, default=0, help="seed for the random members (default 0)")
+    space.add_argument("--seed", type=whole_number(0), default=0, help="seed for the random members (default 0)")
     how = parser.add_argument_group("how")
     how.add_argument("--backend", default="auto", help="auto (TensorRT when present, else onnxruntime), "
                                                        "onnxruntime, tensorrt, trtexec")
@@ -151,6 +152,20 @@ def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
     if args.table and args.validate_table:
         raise UserError("--table and --validate-table: measure the table first, then validate it in a second run")
+    if args.backend not in ("auto",) + BACKENDS:
+        raise UserError("--backend {}: choose one of auto, {}".format(args.backend, ", ".join(BACKENDS)))
+    if args.clock != "auto" and not (args.table or args.validate_table):
+        raise UserError("--clock {}: applies to --table and --validate-table only".format(args.clock))
+    for option, value in (("--models", args.models), ("--sizes", args.sizes)):
+        if value is not None and not [v for v in value.split(",") if v.strip()]:
+            raise UserError("{} {!r}: names nothing; leave the option out for the defaults".format(option, value))
+    if args.table and os.path.exists(args.table):
+        from ..latency.table import LatencyTable
+
+        try:
+            LatencyTable.load(args.table, allow_incomplete=True)
+        except UserError as exc:
+            raise UserError("{}; --table resumes only a table of its own: write to another file".format(exc)) from None
     check_outputs([("--table", args.table), ("--json", args.json), ("--csv", args.csv), ("--png", _png_path(args)),
                    ("--work-dir", args.work_dir)],
                   inputs=[args.validate_table, args.bundle], folders=("--work-dir",))

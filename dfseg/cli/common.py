@@ -6,6 +6,7 @@ Device side: Python 3.6, no torch.
 
 import argparse
 import math
+import os
 import re
 import signal
 import sys
@@ -68,13 +69,17 @@ def run_command(prog: str, body: Callable[[Optional[List[str]]], int], argv: Opt
     SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread, so the code that
     finalises outputs on Ctrl-C runs for it too; the exit code is then 143.
     """
+    # OpenCV's and FFmpeg's own logging would surround our one-line errors with theirs (and can print a
+    # stream's URL); the commands say what went wrong themselves.  A user's own setting wins.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         return body(argv)
     except UserError as exc:
-        print("{}: error: {}".format(prog, redact(str(exc))), file=sys.stderr)
+        print("{}: error: {}".format(prog, one_line(redact(str(exc)))), file=sys.stderr)
         return EXIT_USAGE
     except Terminated:
         print("{}: terminated".format(prog), file=sys.stderr)
@@ -91,9 +96,12 @@ def run_command(prog: str, body: Callable[[Optional[List[str]]], int], argv: Opt
             signal.signal(signal.SIGTERM, previous)
 
 
-def _silence_stdout() -> None:
-    import os
+def one_line(message: str) -> str:
+    """A message as one line: a path holding a newline is shown escaped, as Python would write it."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
 
+
+def _silence_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

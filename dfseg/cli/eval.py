@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
-    check_outputs([("--json", args.json), ("--plot", args.plot)], inputs=[args.data, args.model, args.predictions])
+    check_outputs([("--json", args.json), ("--plot", args.plot)], inputs=[args.data, args.model, args.predictions],
+                  outside_inputs=True)
     samples = evaluation.find_samples(args.data, args.split, args.limit)
     progress = not args.quiet
     if args.predictions:

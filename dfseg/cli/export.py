@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
     if args.summary:
+        if args.model:
+            raise UserError("--summary lists every model; leave out MODEL {!r}".format(args.model))
         size = parse_size(args.size) if args.size else None
         print(summary_table(size))
         return 0

@@ -92,6 +92,7 @@ def _main(argv: Optional[List[str]]) -> int:
     )
     running = {}  # type: Dict[str, Any]  # the runner and pipeline, for the status page once they exist
     sinks = _open_sinks(args, input_uri, source, running)
+    source.open()  # an input that cannot be opened is an error before a model is exported or loaded
     with tempfile.TemporaryDirectory(prefix="dfseg-run-") as scratch:
         model_path, backend = _resolve_model(args, size, scratch)
         from ..backends import get_runner
@@ -217,6 +218,8 @@ def _resolve_model(args: argparse.Namespace, size: Optional[Size], scratch: str)
         if args.weights:
             raise UserError("--weights: {} is already a model file; --weights goes with a model name such as df1-seg".format(model))
         return model, backend_for(backend, model)
+    if os.path.isdir(model):
+        raise UserError("--model {}: is a folder; give an .onnx file, a TensorRT engine or a model name".format(model))
     if model.endswith((".onnx",) + ENGINE_SUFFIXES):
         raise UserError("--model {}: file not found".format(model))
     try:
@@ -235,6 +238,10 @@ def _resolve_model(args: argparse.Namespace, size: Optional[Size], scratch: str)
         print(UNTRAINED_WARNING.format(model), file=sys.stderr, flush=True)
     elif not os.path.isfile(args.weights):
         raise UserError("--weights {}: file not found".format(args.weights))
+    else:
+        from ..weights import read_weights
+
+        read_weights(args.weights)  # unreadable weights are an error before the export is announced
     export_size = size or Size(640, 360)
     path = os.path.join(scratch, "model.onnx")
     print("dfseg-run: exporting {} at {} to ONNX".format(model, export_size), file=sys.stderr, flush=True)

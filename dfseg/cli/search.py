@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     decoder.add_argument("--backbone", default=None, help="backbone preset, short form or JSON (e.g. df1)")
     decoder.add_argument("--choices", default=None, help="width-controller choices (default K,32,64,128,256,512)")
     pop = parser.add_argument_group("search")
-    pop.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    pop.add_argument("--seed", type=whole_number(0), default=0, help="random seed (default 0)")
     pop.add_argument("--patience", type=whole_number(1), default=30,
                      help="stop when the front B(D) is unchanged for this many results (default 30)")
     pop.add_argument("--max-trials", type=whole_number(1), default=None, help="stop after this many trainings")
@@ -217,6 +217,15 @@ def _arch_dumper(candidates: Any) -> Callable[[int], str]:
     return dumps
 
 
+def _check_journal(journal: Any, out: str, resume: bool) -> None:
+    if resume and not journal.exists():
+        raise UserError("--resume: {} holds no search journal ({} is missing); check --out, or leave out --resume "
+                        "to start a new search".format(out, journal.path))
+    if journal.exists() and not resume:
+        raise UserError("{} already holds a search journal; pass --resume to continue it or choose another --out".format(
+            out))
+
+
 def check_evaluator(args: argparse.Namespace) -> None:
     """Refuse an evaluator that cannot work before anything else is done: a training command that
     does not split or is not found, an unreadable --replay file, a --trainer dataset that is missing
@@ -266,6 +275,11 @@ def _main(argv: Optional[List[str]] = None) -> int:
 
     if args.space_out and not args.dry_run:
         raise UserError("--space-out needs --dry-run")
+    if args.explore > 1.0:
+        raise UserError("--explore {}: must be between 0 and 1".format(args.explore))
+    for option, value in (("--out", args.out), ("--space-out", args.space_out)):
+        if value is not None and not value.strip():
+            raise UserError("{} '': give a path".format(option))
     if args.retry_failed and not args.resume:
         raise UserError("--retry-failed goes with --resume (it retries the failed trials of a journalled search)")
     out = args.out or _default_out(args.table, args.decoder_search)
@@ -273,6 +287,12 @@ def _main(argv: Optional[List[str]] = None) -> int:
                   inputs=[args.table, args.replay, args.trainer], folders=("--out",))
     if not args.dry_run:
         check_evaluator(args)
+        if any(getattr(args, name) is not None for name in ("train_cmd", "replay", "trainer")):
+            _check_journal(Journal(os.path.join(out, "journal.jsonl")), out, args.resume)
+        if args.ray_address is not None:
+            from ..search.executors import check_ray_address
+
+            check_ray_address(args.ray_address)
     table = LatencyTable.load(args.table)
     space = build_space(args, table, argv)
     evaluator = None if args.dry_run else make_evaluator(args, space)
@@ -287,9 +307,6 @@ def _main(argv: Optional[List[str]] = None) -> int:
         return 0
 
     journal = Journal(os.path.join(out, "journal.jsonl"))
-    if journal.exists() and not args.resume:
-        raise UserError("{} already holds a search journal; pass --resume to continue it or choose another --out".format(
-            out))
     records = journal.open()
     executor = None
     try:

@@ -100,8 +100,15 @@ def _blob_array(blob: Any, where: str) -> np.ndarray:
     else:  # legacy 4-D blob; Caffe stores 1-D and 2-D ones with leading 1s
         shape = (blob.num, blob.channels, blob.height, blob.width)
     data = np.asarray(blob.data, dtype=np.float32)
-    if int(np.prod(shape)) != data.size:
-        raise UserError("{}: blob shape {} holds {} values but the blob has {}".format(where, shape, int(np.prod(shape)), data.size))
+    if any(d < 0 for d in shape):
+        raise UserError("{}: blob shape {} has a negative dimension; the caffemodel is damaged".format(
+            where, list(shape)))
+    values = 1
+    for d in shape:  # Python integers: np.prod would wrap around for a damaged 2**40 x 2**40 shape
+        values *= d
+    if values != data.size:
+        raise UserError("{}: blob shape {} holds {} values but the blob has {}".format(where, list(shape), values,
+                                                                                      data.size))
     return data.reshape(shape)
 
 
@@ -109,6 +116,8 @@ def read_caffemodel(path: str) -> List[CaffeLayer]:
     """Every layer of a ``.caffemodel`` (new or V1 format) with its blobs as float32 arrays."""
     from google.protobuf.message import DecodeError
 
+    if os.path.isdir(path):
+        raise UserError("{}: is a folder; give the released .caffemodel file".format(path))
     if not os.path.isfile(path):
         raise UserError("{}: caffemodel file not found".format(path))
     net_class = message_classes()[0]

@@ -60,6 +60,9 @@ class LatencyTable:
         if data["schema"] != SCHEMA:
             raise UserError("{}: unknown table schema {!r}; this dfseg reads {!r}: re-measure with this "
                             "version's dfseg-bench --table, or upgrade dfseg".format(path, data["schema"], SCHEMA))
+        if not isinstance(data.get("complete", False), bool):
+            raise UserError('{}: "complete" must be true or false, got {!r}; re-measure with dfseg-bench --table'.format(
+                path, data.get("complete")))
         if not data.get("complete", False) and not allow_incomplete:
             raise UserError("{}: the table is incomplete (its measurement was interrupted); finish it with "
                             "dfseg-bench --table {} (it resumes where it stopped)".format(path, path))

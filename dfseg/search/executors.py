@@ -12,11 +12,13 @@ import multiprocessing.connection
 import os
 import re
 import signal
+import socket
 import time
 import traceback
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 from ..errors import UserError, raise_terminated
+from ..uri import redact
 from .evaluators import EvaluationError
 
 Evaluator = Callable[[Any, str], float]
@@ -162,6 +164,7 @@ class RayExecutor:
             raise UserError("--ray-address needs ray: pip install 'ray[default]'") from None
         self._ray = ray
         if not ray.is_initialized():
+            check_ray_address(address)
             kwargs = dict(init_kwargs or {})
             try:
                 if address:
@@ -199,10 +202,34 @@ class RayExecutor:
                                         0.0))
         return outcomes
 
-    def close(self) -> None:
-        for ref in list(self._refs):
-            self._ray.cancel(ref, force=True)
+    def close(self, grace_s: float = 10.0) -> None:
+        """Cancel what is running: first as a KeyboardInterrupt inside each task, so a training
+        command's process group is ended by its evaluator, then by force for what is left."""
+        refs = list(self._refs)
+        for ref in refs:
+            self._ray.cancel(ref, force=False)
+        if refs:
+            _, left = self._ray.wait(refs, num_returns=len(refs), timeout=grace_s)
+            for ref in left:
+                self._ray.cancel(ref, force=True)
         self._refs.clear()
+
+
+def check_ray_address(address: Optional[str], timeout_s: float = 5.0) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) address that accepts no connection is refused in seconds, not
+    after Ray's own half-minute of retries."""
+    if not address or address in ("auto", "local"):
+        return
+    match = re.match(r"^(?:ray://)?(?:[^@/]*@)?(\[[^\]]+\]|[^:/]+):(\d+)/?$", address)
+    if not match:
+        raise UserError("--ray-address {}: expected auto, local, HOST:PORT or ray://HOST:PORT".format(redact(address)))
+    host, port = match.group(1).strip("[]"), int(match.group(2))
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError("--ray-address {}: nothing answers at {}:{} ({}); check that the cluster is up "
+                        "(`ray status` on its head node) and the address".format(
+                            redact(address), host, port, exc.strerror or exc)) from None
 
 
 def _ray_reason(exc: BaseException) -> str:
