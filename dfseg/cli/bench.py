@@ -165,7 +165,9 @@ def _main(argv: Optional[List[str]]) -> int:
         try:
             LatencyTable.load(args.table, allow_incomplete=True)
         except UserError as exc:
-            raise UserError("{}; --table resumes only a table of its own: write to another file".format(exc)) from None
+            raise UserError("{}; --table continues only a table it wrote: write to another file, or delete it (an "
+                            "interrupted run's journal {} keeps what it measured)".format(
+                                exc, args.table + ".journal.jsonl")) from None
     check_outputs([("--table", args.table), ("--json", args.json), ("--csv", args.csv), ("--png", _png_path(args)),
                    ("--work-dir", args.work_dir)],
                   inputs=[args.validate_table, args.bundle], folders=("--work-dir",))
