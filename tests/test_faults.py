@@ -13,6 +13,7 @@ import time
 
 import pytest
 from search_fixtures import write_table
+from signals import like_a_terminal
 
 # Trains forever: records its own pid and a grandchild's (a background helper, like a data loader)
 # in the trial directory, then waits.  MODE=fail exits 3 at once; MODE=ok writes an accuracy.
@@ -77,7 +78,8 @@ def search(tmp_path):
                                                      (signal.SIGINT, 130, "interrupted")])
 def test_a_signal_ends_the_training_process_groups(search, workers, signum, exit_code, said):
     out, base = search
-    proc = subprocess.Popen(base + ["--workers", workers, "--max-trials", "4"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen(base + ["--workers", workers, "--max-trials", "4"], preexec_fn=like_a_terminal,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, MODE="hang"))
     try:
         assert wait_until(lambda: len(pid_files(out)) >= int(workers)), "no training started"
@@ -268,7 +270,8 @@ def test_a_signal_to_a_table_run_keeps_a_valid_partial_table(tmp_path, signum, e
     table, work = str(tmp_path / "t.json"), str(tmp_path / "onnx")
     journal = table + ".journal.jsonl"
     argv = [sys.executable, "-m", "dfseg.cli.bench", "--table", table, "--work-dir", work] + TABLE_ARGS
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=like_a_terminal)
     try:
         target = random.randint(1, 8)
         assert wait_until(lambda: len(journal_entries(journal)) >= target or proc.poll() is not None, 240)

@@ -12,6 +12,7 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
+from signals import like_a_terminal
 from test_live_pipeline import HEIGHT, WIDTH, tiny_onnx, write_video
 
 
@@ -21,7 +22,7 @@ def start_http_run(tmp_path):
     video = write_video(str(tmp_path / "clip.avi"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "dfseg.cli.run", "--model", model, video, "http://127.0.0.1:0", "--input-loop", "-1"],
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal,
     )
     url = None
     deadline = time.time() + 60

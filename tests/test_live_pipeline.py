@@ -11,6 +11,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+from signals import like_a_terminal
 
 from dfseg.backends.onnxrt import OnnxRuntimeRunner
 from dfseg.errors import UserError
@@ -135,7 +136,7 @@ def test_a_signal_finalises_the_video(model, video, tmp_path, signum, exit_code,
     code = "import sys\nfrom dfseg.cli.run import main\nsys.exit(main(sys.argv[1:]))\n"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--model", model, video, str(out), "--input-loop", "-1"],
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal,
     )
     partial = tmp_path / ".out.partial.mp4"
     deadline = time.time() + 60
