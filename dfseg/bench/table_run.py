@@ -203,6 +203,10 @@ def _measure_into(journal: "TableJournal", parts: Sequence[Part], source: ModelS
             noise.extend(e["round_spread"] for e in entries.values())
             _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=False)
             bar.update(len(chunk))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the partial table holds every journalled entry
+        if journal.entries:
+            _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=False)
+        raise
     finally:
         bar.close()
     table = _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=True)
