@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 DISPLAY_VENV := .venv-display
 # Modules that run on the Jetson under Python 3.6 (JetPack 4.6); vermin proves the floor.
 DEVICE_MODULES := dfseg/__init__.py dfseg/errors.py dfseg/uri.py dfseg/fileio.py dfseg/arch.py dfseg/sizes.py dfseg/parts.py \
-	dfseg/space.py dfseg/preprocess.py dfseg/backends/__init__.py dfseg/backends/base.py dfseg/backends/onnxrt.py \
-	dfseg/backends/trt.py dfseg/backends/trt_compat.py dfseg/backends/trtexec.py dfseg/backends/cuda_memory.py \
-	dfseg/latency dfseg/bench dfseg/live dfseg/eval.py dfseg/engines.py dfseg/calibration.py dfseg/profiling.py \
+	dfseg/space.py dfseg/preprocess.py dfseg/build_config.py dfseg/backends/__init__.py dfseg/backends/base.py \
+	dfseg/backends/onnxrt.py dfseg/backends/tensorrt \
+	dfseg/latency dfseg/bench dfseg/live dfseg/eval.py dfseg/calibration.py \
 	dfseg/jetson.py dfseg/plots.py dfseg/cli/__init__.py dfseg/cli/common.py dfseg/cli/bench.py dfseg/cli/run.py \
 	dfseg/cli/eval.py
 

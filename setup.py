@@ -22,6 +22,8 @@ EXTRAS = {
         "torch>=2.1,<2.14; python_version >= '3.8'",
         "onnx>=1.14; python_version >= '3.8'",
         "onnxruntime>=1.16; python_version >= '3.8'",
+        # FP16 graphs (dfseg.precision); INT8 graphs use onnxruntime.quantization.
+        "onnxconverter-common>=1.14; python_version >= '3.8'",
         "safetensors>=0.4; python_version >= '3.8'",
         "matplotlib>=3.5; python_version >= '3.8'",
         "optuna>=3.4; python_version >= '3.8'",
@@ -30,7 +32,8 @@ EXTRAS = {
     # TensorRT itself ships with JetPack; these are the Python pieces around it.
     "jetson": ["pycuda", "jetson-stats"],
     # Desktop/server NVIDIA GPUs (on Jetson, TensorRT comes with JetPack: use "jetson").
-    "tensorrt": ["tensorrt", "cuda-python"],
+    # dfseg.backends.tensorrt.compat knows 8.2 to 11.x; 12 may remove names it uses.
+    "tensorrt": ["tensorrt>=8.6,<12", "cuda-python"],
     "video": ["opencv-python-headless<5"],
     "distributed": ["ray[default]>=2.9; python_version >= '3.8'"],
     "dev": [

@@ -41,14 +41,15 @@ def main(argv=None):
         print("bench_tensorrt: TensorRT is not installed here (pip install tensorrt pycuda on a GPU machine); "
               "nothing measured")
         return 0
-    from dfseg.backends.trt import TensorRTRunner
+    from dfseg.backends.tensorrt.runner import TensorRTRunner
     from dfseg.bench.protocol import median
+    from dfseg.build_config import BuildConfig
     from dfseg.export import export_onnx
     from dfseg.fileio import write_json_atomic
 
     with tempfile.TemporaryDirectory() as work:
         onnx = export_onnx("df1-seg", "2048x1024", os.path.join(work, "df1-seg-2048x1024.onnx"))
-        with TensorRTRunner(onnx, precision=args.precision, cache_dir=args.engines) as runner:
+        with TensorRTRunner(onnx, config=BuildConfig(precision=args.precision, cache_dir=args.engines)) as runner:
             feed = runner.make_feed()
             timing = runner.time_inference(feed, warmup_s=args.warmup_s, runs=args.runs)
             gpu = runner.memory.device_name()

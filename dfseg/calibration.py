@@ -1,14 +1,12 @@
-"""INT8 calibration for TensorRT: real images in, an entropy calibrator and a calibration cache out.
+"""The one calibration reader: real images in, preprocessed batches out, for every INT8 path (ONNX
+Runtime's static Q/DQ quantizer in ``dfseg.precision``, TensorRT 8.x's entropy calibrator in
+``dfseg.backends.tensorrt.calibrator``).
 
 Sources: a folder of images (searched recursively), a video file (frames sampled evenly), or a
 Cityscapes-format root (``leftImg8bit/train/*/*_leftImg8bit.png``, else ``val``).  Every frame goes
 through ``dfseg.preprocess.preprocess`` at the network's input size, exactly as at inference.
 
-The calibration cache (TensorRT's text format) is written atomically and reused: with a cache
-present, TensorRT reads it and never asks for images, so INT8 engines can be rebuilt on a device
-that has no calibration data.
-
-Device side: Python 3.6, no torch; cv2 and tensorrt are imported lazily.
+Device side: Python 3.6, no torch; cv2 is imported lazily.
 """
 
 import os
@@ -17,7 +15,6 @@ from typing import Any, Iterator, List, Optional, Tuple
 import numpy as np
 
 from .errors import UserError
-from .fileio import write_atomic
 from .preprocess import preprocess
 from .sizes import Size
 
@@ -115,55 +112,3 @@ class CalibrationFeeder:
                 self.batches_served += 1
                 return np.ascontiguousarray(np.stack(frames), dtype=np.float32)
         return None
-
-
-def read_cache(path: Optional[str]) -> Optional[bytes]:
-    if not path:
-        return None
-    try:
-        with open(path, "rb") as handle:
-            return handle.read() or None
-    except OSError:
-        return None
-
-
-def write_cache(path: str, data: bytes) -> None:
-    write_atomic(path, bytes(data))
-
-
-def make_entropy_calibrator(trt: Any, memory: Any, input_name: str, shape: Tuple[int, ...], source: Optional[str],
-                            cache_path: str, limit: int = 500) -> Any:
-    """A ``trt.IInt8EntropyCalibrator2`` fed by ``CalibrationFeeder`` through one device buffer
-    (``memory``: a ``dfseg.backends.cuda_memory.CudaMemory``), reading/writing ``cache_path``."""
-    if read_cache(cache_path) is None and not source:
-        raise UserError("int8: no calibration cache at {} and no calibration images; pass calibration=FOLDER, "
-                        "VIDEO or CITYSCAPES_ROOT".format(cache_path))
-
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self.feeder = None  # type: Optional[CalibrationFeeder]
-            self.host = memory.host(tuple(shape), np.float32)
-            self.device = memory.device(self.host.nbytes)
-
-        def get_batch_size(self) -> int:
-            return int(shape[0])
-
-        def get_batch(self, names: List[str], *unused: Any) -> Optional[List[int]]:
-            if self.feeder is None:
-                self.feeder = CalibrationFeeder(source or "", shape, limit)
-            batch = self.feeder.next_batch()
-            if batch is None:
-                return None
-            np.copyto(self.host, batch)
-            memory.htod(self.device, self.host)
-            memory.synchronize()
-            return [int(self.device) for _ in names]
-
-        def read_calibration_cache(self) -> Optional[bytes]:
-            return read_cache(cache_path)
-
-        def write_calibration_cache(self, cache: Any) -> None:
-            write_cache(cache_path, bytes(cache))
-
-    return EntropyCalibrator()

@@ -12,7 +12,7 @@ checked numerically, so the graph holds no BatchNormalization node) and names:
 
 Node names carry the module path as torch writes scopes, e.g. ``/stage3/stage3.0/conv1/conv/Conv``
 or ``/stem/conv1/conv/Conv``; module paths equal ``dfseg.parts.Part`` names, so per-layer profiles
-map back to parts with ``dfseg.profiling.part_of_node``.  Shape arithmetic torch emits around Resize is folded
+map back to parts with ``dfseg.backends.tensorrt.profiling.part_of_node``.  Shape arithmetic torch emits around Resize is folded
 into constants (``fold_static_shapes``): the graph holds no Shape node.  Host side (needs torch, onnx).
 """
 
@@ -25,11 +25,11 @@ import torch
 from torch import nn
 
 from .arch import Arch
+from .backends.tensorrt.profiling import module_path_of_node, part_of_node  # noqa: F401  (node name -> part: one implementation, device side)
 from .errors import UserError
 from .fileio import atomic_output
 from .models.layers import ConvBN, randomize_batchnorm
 from .parts import FUSION, Part
-from .profiling import module_path_of_node, part_of_node  # noqa: F401  (node name -> part: one implementation, device side)
 from .sizes import SizeLike, as_size
 
 OUTPUTS = ("logits", "classmap")

@@ -2,6 +2,7 @@
 never leaves a half-written result behind.  Device side: Python 3.6."""
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -173,3 +174,15 @@ def check_writable(where: str, path: str, folder: bool = False) -> None:
             where, probe, exc.strerror or exc)) from None
     os.close(handle)
     os.unlink(scratch)
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

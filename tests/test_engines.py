@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from dfseg.engines import CORRUPT, HIT, MISMATCH, MISSING, EngineCache, EngineSpec, sha256_bytes
+from dfseg.backends.tensorrt.engines import CORRUPT, HIT, MISMATCH, MISSING, EngineCache, EngineSpec, sha256_bytes
 from dfseg.errors import UserError
 
 

@@ -15,6 +15,7 @@ ort = pytest.importorskip("onnxruntime")
 from torch import nn  # noqa: E402
 
 from dfseg.arch import PRESETS, Arch  # noqa: E402
+from dfseg.backends.tensorrt.profiling import module_path_of_node, part_of_node  # noqa: E402
 from dfseg.errors import UserError  # noqa: E402
 from dfseg.export import (  # noqa: E402
     check_folding,
@@ -35,7 +36,6 @@ from dfseg.preprocess import (  # noqa: E402
     resize_bilinear_numpy,
     upsample_nearest,
 )
-from dfseg.profiling import module_path_of_node, part_of_node  # noqa: E402
 
 REFERENCE = [name for name in list_models() if name not in PRESETS]
 

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from dfseg.calibration import CalibrationFeeder, evenly_spaced, image_files, read_cache, write_cache
+from dfseg.backends.tensorrt.calibrator import read_cache, write_cache
+from dfseg.calibration import CalibrationFeeder, evenly_spaced, image_files
 from dfseg.errors import UserError
 from dfseg.preprocess import preprocess
 

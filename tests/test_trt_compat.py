@@ -1,7 +1,7 @@
 """TensorRT version shims.
 
 These tests use small fake ``trt`` namespaces because what ``trt_compat`` decides is pure version
-dispatch (which API name to call for 8.2, 8.5/8.6 and 10.x); TensorRT cannot be installed here.  The
+dispatch (which API name to call for 8.2, 8.5/8.6, 10.x and 11.x); TensorRT cannot be installed here.  The
 fakes record which calls were made; they do not claim to behave like TensorRT otherwise.  The real
 API is exercised by tests/gpu/test_tensorrt_gpu.py on a GPU machine.
 """
@@ -11,13 +11,13 @@ import types
 import numpy as np
 import pytest
 
-from dfseg.backends import trt_compat
+from dfseg.backends.tensorrt import compat as trt_compat
 
 
 def fake_trt(version):
     return types.SimpleNamespace(
         __version__=version,
-        NetworkDefinitionCreationFlag=types.SimpleNamespace(EXPLICIT_BATCH=0),
+        NetworkDefinitionCreationFlag=types.SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=5),
         MemoryPoolType=types.SimpleNamespace(WORKSPACE="WORKSPACE"),
         BuilderFlag=types.SimpleNamespace(STRICT_TYPES="STRICT", OBEY_PRECISION_CONSTRAINTS="OBEY"),
         TensorIOMode=types.SimpleNamespace(INPUT="IN", OUTPUT="OUT"),
@@ -102,11 +102,23 @@ def test_workspace():
     assert new.calls == [("set_memory_pool_limit", "WORKSPACE", 1 << 20)]
 
 
-def test_precision_flag():
-    assert trt_compat.precision_constraints_flag(fake_trt("8.2.1")) == "OBEY"
-    trt = fake_trt("8.2.1")
-    del trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS
-    assert trt_compat.precision_constraints_flag(trt) == "STRICT"
+def test_strong_typing_per_version():
+    # 11.x is always strongly typed; 10.x by default (weak flags on request); 8.x never.
+    assert trt_compat.strongly_typed(fake_trt("11.4.0"), "fp16") is True
+    assert trt_compat.network_flags(fake_trt("11.4.0"), True) == 0
+    with pytest.raises(trt_compat.TensorRTVersionError, match="no weak typing"):
+        trt_compat.strongly_typed(fake_trt("11.4.0"), "fp16", "weak")
+    assert trt_compat.strongly_typed(fake_trt("10.16.1"), "int8") is True
+    assert trt_compat.strongly_typed(fake_trt("10.16.1"), "int8", "weak") is False
+    assert trt_compat.network_flags(fake_trt("10.16.1"), True) == 1 << 5
+    assert trt_compat.strongly_typed(fake_trt("8.2.1"), "fp16") is False
+    with pytest.raises(trt_compat.TensorRTVersionError, match="need TensorRT 10"):
+        trt_compat.strongly_typed(fake_trt("8.6.1"), "fp16", "strong")
+
+
+def test_unsupported_new_major_is_one_line():
+    with pytest.raises(trt_compat.TensorRTVersionError, match=r"12.0 is newer .* 'tensorrt<12'"):
+        trt_compat.version_tuple(fake_trt("12.0.1"))
 
 
 def test_bindings_path_for_8_2():

@@ -11,9 +11,7 @@ import os
 import pytest
 
 from dfseg.arch import get_preset
-from dfseg.backends.trtexec import parse_profile
-from dfseg.parts import network_parts
-from dfseg.profiling import (
+from dfseg.backends.tensorrt.profiling import (
     OUTSIDE_PARTS,
     REFORMATTING,
     UNNAMED,
@@ -23,6 +21,8 @@ from dfseg.profiling import (
     node_names_in_layer,
     part_of_node,
 )
+from dfseg.backends.tensorrt.trtexec import parse_profile
+from dfseg.parts import network_parts
 
 WIDTH, HEIGHT = 128, 64
 

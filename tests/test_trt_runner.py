@@ -10,11 +10,12 @@ import sys
 import pytest
 
 from dfseg.backends import get_runner
+from dfseg.build_config import BuildConfig
 from dfseg.errors import UserError
 
-DEVICE_SIDE = ["dfseg/engines.py", "dfseg/calibration.py", "dfseg/profiling.py", "dfseg/jetson.py",
-               "dfseg/backends/trt.py", "dfseg/backends/trt_compat.py", "dfseg/backends/trtexec.py",
-               "dfseg/backends/cuda_memory.py"]
+DEVICE_SIDE = ["dfseg/build_config.py", "dfseg/calibration.py", "dfseg/jetson.py"] + sorted(
+    glob.glob(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "dfseg/backends/tensorrt/*.py")))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -26,17 +27,19 @@ def test_missing_tensorrt_is_a_user_error(tmp_path):
         pass
     model = tmp_path / "m.onnx"
     model.write_bytes(b"x")
-    runner = get_runner("tensorrt", str(model), precision="fp16")
-    with pytest.raises(UserError, match="pip install tensorrt"):
+    runner = get_runner("tensorrt", str(model), config=BuildConfig(precision="fp16"))
+    with pytest.raises(UserError, match="pip install 'dfseg.tensorrt.'"):
         runner.activate()
     assert not runner.is_active
     with pytest.raises(UserError, match="precision 'bf16'"):
-        get_runner("tensorrt", str(model), precision="bf16")
+        get_runner("tensorrt", str(model), config=BuildConfig(precision="bf16"))
 
 
 def test_device_side_modules_never_import_torch():
-    code = ("import sys; import dfseg.engines, dfseg.calibration, dfseg.profiling, dfseg.jetson, "
-            "dfseg.backends.trt, dfseg.backends.trt_compat, dfseg.backends.trtexec, dfseg.backends.cuda_memory; "
+    code = ("import sys; import dfseg.build_config, dfseg.calibration, dfseg.jetson, "
+            "dfseg.backends.tensorrt.engines, dfseg.backends.tensorrt.profiling, dfseg.backends.tensorrt.builder, "
+            "dfseg.backends.tensorrt.runner, dfseg.backends.tensorrt.compat, dfseg.backends.tensorrt.trtexec, "
+            "dfseg.backends.tensorrt.cuda_memory, dfseg.backends.tensorrt.calibrator; "
             "bad = [m for m in ('torch', 'tensorrt', 'pycuda', 'cv2', 'onnx') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

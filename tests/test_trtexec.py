@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 from dfseg.backends import get_runner
-from dfseg.backends.trtexec import (
+from dfseg.backends.tensorrt.trtexec import (
     TrtexecError,
-    TrtexecOptions,
     TrtexecRunner,
     build_command,
     find_trtexec,
@@ -31,7 +30,9 @@ from dfseg.backends.trtexec import (
     time_command,
     version_from_tag,
 )
+from dfseg.build_config import BuildConfig
 from dfseg.errors import UserError
+from dfseg.precision import graph_precision
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "trtexec")
 
@@ -125,21 +126,33 @@ def test_output_parser():
 
 # ------------------------------------------------------------------------------------------ argv
 def test_build_command_per_version():
-    options = TrtexecOptions(precision="fp16", workspace_mb=512, timing_cache="engines/t.cache")
-    new = build_command("trtexec", "m.onnx", "m.engine", options, (10, 3))
-    old = build_command("trtexec", "m.onnx", "m.engine", options, (8, 2))
-    assert "--memPoolSize=workspace:512" in new and "--workspace=512" in old
-    for argv in (new, old):
+    config = BuildConfig(precision="fp16", workspace_mb=512)
+    cache = "engines/t.cache"
+    v10 = build_command("trtexec", "m.onnx", "m.engine", config, (10, 3), cache)
+    old = build_command("trtexec", "m.onnx", "m.engine", config, (8, 2), cache)
+    v11 = build_command("trtexec", "m.onnx", "m.engine", config, (11, 4), cache)
+    assert "--memPoolSize=workspace:512" in v10 and "--workspace=512" in old
+    for argv in (v10, old, v11):
         assert argv[:4] == ["trtexec", "--onnx=m.onnx", "--saveEngine=m.engine", "--skipInference"]
-        assert "--fp16" in argv and "--timingCacheFile=engines/t.cache" in argv
-    pinned = build_command("trtexec", "m.onnx", "m.engine", options._replace(fp32_layers=("/head/conv/Conv",)),
+        assert "--timingCacheFile=engines/t.cache" in argv
+    # 8.x: weak typing flags; 10.x: the FP16 graph, strongly typed; 11.x: no precision flag exists.
+    assert "--fp16" in old and "--stronglyTyped" not in old
+    assert "--stronglyTyped" in v10 and "--fp16" not in v10
+    assert not [a for a in v11 if a in ("--fp16", "--int8", "--stronglyTyped") or a.startswith(("--calib",
+                                                                                                "--precisionC"))]
+    weak10 = build_command("trtexec", "m.onnx", "m.engine", config._replace(network_typing="weak"), (10, 3))
+    assert "--fp16" in weak10 and "--stronglyTyped" not in weak10
+    with pytest.raises(UserError, match="no weak typing"):
+        build_command("trtexec", "m.onnx", "m.engine", config._replace(network_typing="weak"), (11, 4))
+    pinned = build_command("trtexec", "m.onnx", "m.engine", config._replace(fp32_layers=("/head/conv/Conv",)),
                            (8, 6))
     assert "--layerPrecisions=/head/conv/Conv:fp32" in pinned and "--precisionConstraints=obey" in pinned
     with pytest.raises(UserError, match="8.4"):
-        build_command("trtexec", "m.onnx", "m.engine", options._replace(fp32_layers=("x",)), (8, 2))
+        build_command("trtexec", "m.onnx", "m.engine", config._replace(fp32_layers=("x",)), (8, 2))
     with pytest.raises(UserError, match="calibration cache"):
-        build_command("trtexec", "m.onnx", "m.engine", options._replace(precision="int8"), (8, 2))
-    int8 = build_command("trtexec", "m.onnx", "m.engine", options._replace(precision="int8", calibration_cache="c"),
+        build_command("trtexec", "m.onnx", "m.engine", config._replace(precision="int8", calibration_cache=None,
+                                                                         calibration=DATA), (8, 2))
+    int8 = build_command("trtexec", "m.onnx", "m.engine", config._replace(precision="int8", calibration_cache="c"),
                          (8, 2))
     assert "--int8" in int8 and "--calib=c" in int8
     timed = time_command("trtexec", "m.engine", 500, 30, "t.json", "p.json")
@@ -205,8 +218,17 @@ def stand_in(tmp_path, monkeypatch):
 
 @pytest.fixture
 def onnx_file(tmp_path):
+    """A real 1x3x4x4 -> 1x3x4x4 convolution (the stand-in only copies it; the FP16 graph is derived from it)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1) * 2, "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["output"], name="/head/conv/Conv")], "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 4, 4])], [weight])
     path = tmp_path / "tiny.onnx"
-    path.write_bytes(b"not really onnx; the stand-in only copies it")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     return str(path)
 
 
@@ -223,12 +245,18 @@ def test_runner_builds_caches_infers_and_times(stand_in, onnx_file, tmp_path, mo
     monkeypatch.setenv("STANDIN_TRT", version)
     assert find_trtexec() == trtexec
     cache = str(tmp_path / "engines")
-    runner = get_runner("trtexec", onnx_file, precision="fp16", cache_dir=cache, device="stand-in GPU")
+    runner = get_runner("trtexec", onnx_file, config=BuildConfig(precision="fp16", cache_dir=cache),
+                        device="stand-in GPU")
     with runner:
         assert not runner.cache_hit
         assert runner.input_metadata()["input"].shape == (1, 3, 4, 4)
         build = [c for c in calls(log) if any(a.startswith("--saveEngine") for a in c)][0]
-        assert "--fp16" in build
+        built_from = [a.partition("=")[2] for a in build if a.startswith("--onnx=")][0]
+        if version == "8.2":  # weak typing: the FP32 graph and the builder flag
+            assert "--fp16" in build and built_from == onnx_file
+        else:  # strong typing: the FP16 graph, read back from the file trtexec was given
+            assert "--stronglyTyped" in build and "--fp16" not in build
+            assert built_from == runner.built_model != onnx_file and graph_precision(built_from) == "fp16"
         assert ("--workspace=1024" if version == "8.2" else "--memPoolSize=workspace:1024") in build
         feed = {"input": np.arange(48, dtype=np.float32).reshape(1, 3, 4, 4)}
         out = runner.infer(feed)
@@ -240,7 +268,7 @@ def test_runner_builds_caches_infers_and_times(stand_in, onnx_file, tmp_path, mo
         assert profile is not None and profile.format == ("8.2" if version == "8.2" else "10")
     with open(runner.engine_path, "rb") as handle:
         assert handle.read().startswith(b"STAND-IN ENGINE")
-    again = TrtexecRunner(onnx_file, precision="fp16", cache_dir=cache, device="stand-in GPU")
+    again = TrtexecRunner(onnx_file, config=BuildConfig(precision="fp16", cache_dir=cache), device="stand-in GPU")
     with again:
         assert again.cache_hit
     assert sum(any(a.startswith("--saveEngine") for a in c) for c in calls(log)) == 1

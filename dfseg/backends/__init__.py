@@ -4,11 +4,11 @@ Nothing heavy is imported here: ``onnxruntime``, ``tensorrt`` and ``torch`` load
 activates, so ``import dfseg.backends`` works on any machine.  Device side: Python 3.6.
 """
 
-import importlib
 import importlib.util
 import shutil
 from typing import List, Optional, Sequence
 
+from ..build_config import BuildConfig
 from ..errors import UserError
 from .base import BaseRunner, RunnerError, TensorMeta, TimingResult
 
@@ -70,19 +70,24 @@ def get_runner(
     model_path: str,
     providers: Optional[Sequence[str]] = None,
     threads: Optional[int] = None,
+    config: Optional[BuildConfig] = None,
     **options
 ) -> BaseRunner:
-    """A runner for ``model_path`` on ``backend`` (``auto`` picks the best available)."""
+    """A runner for ``model_path`` on ``backend`` (``auto`` picks the best available), building the model
+    as ``config`` says (precision and the rest; FP32 defaults when None)."""
+    config = (config or BuildConfig()).checked()
     if backend == "auto":
         backend = best_backend()
     if backend == "onnxruntime":
         from .onnxrt import OnnxRuntimeRunner
 
-        return OnnxRuntimeRunner(model_path, providers=providers, threads=threads, **options)
-    if backend in ("tensorrt", "trtexec"):
-        module = "dfseg.backends.trt" if backend == "tensorrt" else "dfseg.backends.trtexec"
-        if importlib.util.find_spec(module) is None:
-            raise UserError("backend {!r} is not available in this dfseg build yet; use onnxruntime".format(backend))
-        runner_module = importlib.import_module(module)
-        return runner_module.make_runner(model_path, **options)
+        return OnnxRuntimeRunner(model_path, providers=providers, threads=threads, config=config, **options)
+    if backend == "tensorrt":
+        from .tensorrt.runner import TensorRTRunner
+
+        return TensorRTRunner(model_path, config=config, **options)
+    if backend == "trtexec":
+        from .tensorrt.trtexec import TrtexecRunner
+
+        return TrtexecRunner(model_path, config=config, **options)
     raise UserError("unknown backend {!r}; choose one of: auto, {}".format(backend, ", ".join(BACKENDS)))

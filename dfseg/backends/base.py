@@ -10,11 +10,13 @@ measured honestly.  Backends that can separate compute from copies (TensorRT wit
 Device side: Python 3.6, numpy only.
 """
 
+import os
 import time
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from ..build_config import BuildConfig
 from ..errors import UserError
 
 
@@ -46,6 +48,7 @@ class BaseRunner:
         self.name = name or self.backend
         self.is_active = False
         self.last_compute_ms = None  # type: Optional[float]
+        self.config = BuildConfig()  # what the model is built as; backends that build set their own
 
     # -------------------------------------------------------------- lifecycle
     def activate(self) -> None:
@@ -169,3 +172,18 @@ class BaseRunner:
 
     def input_metadata_impl(self) -> Dict[str, TensorMeta]:
         raise NotImplementedError
+
+
+class ModelFileRunner(BaseRunner):
+    """A runner of one model file built as a ``BuildConfig`` says (the TensorRT runners)."""
+
+    def __init__(self, model_path: str, config: Optional[BuildConfig] = None, name: Optional[str] = None) -> None:
+        if not os.path.isfile(model_path):
+            raise UserError("{}: model file not found; export one with dfseg-export".format(model_path))
+        super().__init__(name or os.path.basename(model_path))
+        self.model_path = model_path
+        self.config = (config or BuildConfig()).checked()
+        self.precision = self.config.precision
+        self.engine_path = None  # type: Optional[str]
+        self.built_model = None  # type: Optional[str]  the ONNX file the engine was built from
+        self.cache_hit = None  # type: Optional[bool]

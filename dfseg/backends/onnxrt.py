@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from ..build_config import BuildConfig
 from ..errors import UserError
 from .base import BaseRunner, TensorMeta
 
@@ -57,6 +58,9 @@ def resolve_providers(requested: Optional[Sequence[str]]) -> List[str]:
 class OnnxRuntimeRunner(BaseRunner):
     """Runs an ONNX model (a path or the serialized bytes) in an ``onnxruntime.InferenceSession``.
 
+    With a ``config`` at fp16 or int8, the session runs the derived graph (``dfseg.precision.graph_for``,
+    cached beside the engines): ``built_model`` names the file that actually ran.
+
     ``threads`` sets intra-op threads (None: ONNX Runtime's default).  Spinning is off by default:
     an idle session's spinning thread pool steals cores from whatever runs next, which ruins
     measurements that rotate between several sessions.
@@ -71,6 +75,7 @@ class OnnxRuntimeRunner(BaseRunner):
         threads: Optional[int] = None,
         spinning: bool = False,
         name: Optional[str] = None,
+        config: Optional[BuildConfig] = None,
     ) -> None:
         if isinstance(model, str) and not os.path.isfile(model):
             raise UserError("{}: ONNX model file not found; export one with dfseg-export".format(model))
@@ -80,6 +85,11 @@ class OnnxRuntimeRunner(BaseRunner):
         self.requested_providers = providers
         self.threads = threads
         self.spinning = spinning
+        self.config = (config or BuildConfig()).checked()
+        self.precision = self.config.precision
+        if self.precision != "fp32" and not isinstance(model, str):
+            raise UserError("{}: fp16/int8 need the model as a file".format(self.name))
+        self.built_model = model if isinstance(model, str) else None  # type: Optional[str]
         self.session = None
         self._inputs = {}  # type: Dict[str, TensorMeta]
         self._output_names = []  # type: List[str]
@@ -95,9 +105,13 @@ class OnnxRuntimeRunner(BaseRunner):
         if not self.spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        if isinstance(self.model, str) and self.precision != "fp32":
+            from ..precision import graph_for
+
+            self.built_model = graph_for(self.model, self.config, "onnxruntime")
         try:
             self.session = onnxruntime.InferenceSession(
-                self.model, sess_options=options, providers=resolve_providers(self.requested_providers)
+                self.built_model if self.built_model is not None else self.model, sess_options=options, providers=resolve_providers(self.requested_providers)
             )
         except (onnxruntime.capi.onnxruntime_pybind11_state.InvalidProtobuf,
                 onnxruntime.capi.onnxruntime_pybind11_state.InvalidGraph) as exc:

@@ -14,8 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import dfseg
 
-from ..engines import sha256_file
-from ..fileio import write_json_atomic
+from ..fileio import sha256_file, write_json_atomic
 from ..parts import Part
 from .boundary import boundary_shapes
 from .report import progress_bar

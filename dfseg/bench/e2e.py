@@ -10,6 +10,7 @@ Device side: Python 3.6, no torch.
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from ..build_config import BuildConfig
 from .machine import PowerSampler
 from .protocol import COMPUTE, E2E, Protocol, Subject, noise_warnings
 from .report import progress_bar
@@ -53,7 +54,7 @@ def benchmark_models(
     source: ModelSource,
     protocol: Protocol,
     backend: str,
-    precision: str,
+    config: BuildConfig,
     threads: Optional[int] = None,
     clock: Callable[[], float] = time.perf_counter,
     show_progress: bool = True,
@@ -69,8 +70,10 @@ def benchmark_models(
             tagger = _PowerTagger(sampler)
             sampler.on_sample = tagger.record
             # Sessions are opened (and wrapped) first; the sampler runs around the measurement only.
+            artefacts: Dict[str, Optional[str]] = {}
             results = measure_models(((spec.label, source.model_path(spec)) for spec in group), protocol, backend,
-                                     threads, clock, wrap=tagger.wrap, during=sampler)
+                                     threads, clock, wrap=tagger.wrap, during=sampler, config=config,
+                                     artefacts=artefacts)
             warnings.extend(noise_warnings(results, protocol))
             for spec in group:
                 result = results[spec.label]
@@ -82,7 +85,8 @@ def benchmark_models(
                     "size": str(spec.size),
                     "arch": None if spec.arch is None else spec.arch.short(),
                     "backend": backend,
-                    "precision": precision,
+                    "precision": config.precision,
+                    "artefact": artefacts.get(spec.label),
                     "threads": threads,
                     "median_ms": round(e2e.median_ms, 4),
                     "p90_ms": round(e2e.p90_ms, 4),

@@ -116,6 +116,7 @@ class Subject:
         self.name = name
         self.modes = modes
         self._close = close
+        self.artefact = None  # type: Optional[str]  the built file being timed, where there is one
 
     def close(self) -> None:
         if self._close is not None:

@@ -13,9 +13,8 @@ import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from ..arch import PRESETS, Arch
-from ..engines import sha256_file
 from ..errors import UserError
-from ..fileio import read_json
+from ..fileio import read_json, sha256_file
 from ..parts import Part
 from ..sizes import Size, parse_size
 

@@ -13,20 +13,23 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..backends import get_runner
+from ..build_config import BuildConfig
 from .protocol import COMPUTE, DEFAULT_PROTOCOL, E2E, Measurement, ModeFn, Protocol, Subject, measure
 
 
 def onnx_subject(name: str, model: Union[str, bytes], backend: str = "onnxruntime", threads: Optional[int] = None,
-                 providers: Optional[Sequence[str]] = None, seed: int = 0) -> Subject:
-    """Open ``model`` on ``backend`` and return a subject that owns the session (``close()`` frees it)."""
+                 providers: Optional[Sequence[str]] = None, seed: int = 0,
+                 config: Optional[BuildConfig] = None) -> Subject:
+    """Open ``model`` on ``backend``, built as ``config`` says, and return a subject that owns the session
+    (``close()`` frees it); ``subject.artefact`` is the file that was built and is timed."""
     if backend == "onnxruntime":
         from ..backends.onnxrt import OnnxRuntimeRunner
 
-        runner = OnnxRuntimeRunner(model, providers=providers, threads=threads, name=name)
+        runner = OnnxRuntimeRunner(model, providers=providers, threads=threads, name=name, config=config)
     else:
         if not isinstance(model, str):
             raise ValueError("backend {} needs a model file".format(backend))
-        runner = get_runner(backend, model, threads=threads)
+        runner = get_runner(backend, model, threads=threads, config=config)
     runner.activate()
     try:
         feed = runner.make_feed(seed)
@@ -51,25 +54,31 @@ def onnx_subject(name: str, model: Union[str, bytes], backend: str = "onnxruntim
     except BaseException:
         runner.deactivate()
         raise
-    return Subject(name, modes, close=runner.deactivate)
+    subject = Subject(name, modes, close=runner.deactivate)
+    subject.artefact = getattr(runner, "engine_path", None) or getattr(runner, "built_model", None)
+    return subject
 
 
 def measure_models(named_paths: Iterable[Tuple[str, Union[str, bytes]]], protocol: Protocol = DEFAULT_PROTOCOL,
                    backend: str = "onnxruntime", threads: Optional[int] = None,
                    clock: Callable[[], float] = time.perf_counter,
                    wrap: Optional[Callable[[Subject], Subject]] = None,
-                   during: Optional[Any] = None) -> Dict[str, Measurement]:
+                   during: Optional[Any] = None, config: Optional[BuildConfig] = None,
+                   artefacts: Optional[Dict[str, Optional[str]]] = None) -> Dict[str, Measurement]:
     """Open one subject per ``(name, model)``, measure them together (``protocol.measure``), close them all.
 
     ``named_paths`` is consumed lazily, one model opened after the other, and every subject opened so far
     is closed even when a later one fails to open or the measurement fails.  ``wrap`` (optional) replaces
     each subject as it is opened; ``during`` (optional) is a context manager entered around the
-    measurement only (after every subject is open).
+    measurement only (after every subject is open).  ``config`` builds every model (precision and the
+    rest); ``artefacts`` (optional) receives each subject's built file by name.
     """
     subjects: List[Subject] = []
     try:
         for name, model in named_paths:
-            subjects.append(onnx_subject(name, model, backend, threads))
+            subjects.append(onnx_subject(name, model, backend, threads, config=config))
+            if artefacts is not None:
+                artefacts[name] = subjects[-1].artefact
             if wrap is not None:
                 subjects[-1] = wrap(subjects[-1])
         if during is None:

@@ -19,6 +19,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..build_config import BuildConfig
 from ..errors import UserError
 from ..journal import Journal
 from ..latency.table import SCHEMA, LatencyTable
@@ -150,6 +151,7 @@ def measure_table(
     chunk_size: int = 8,
     show_progress: bool = True,
     clock: str = "wall",
+    config: Optional[BuildConfig] = None,
 ) -> LatencyTable:
     """Measure every part not yet in ``out_path`` (or its journal) and write the complete table."""
     existing: Dict[str, Dict[str, Any]] = {}
@@ -173,7 +175,7 @@ def measure_table(
     journal = TableJournal(journal_path(out_path), header)
     try:
         return _measure_into(journal, parts, source, out_path, existing, existing_meta, meta, protocol, backend,
-                             threads, chunk_size, show_progress, clock)
+                             threads, chunk_size, show_progress, clock, config)
     finally:
         journal.close()
 
@@ -181,7 +183,7 @@ def measure_table(
 def _measure_into(journal: "TableJournal", parts: Sequence[Part], source: ModelSource, out_path: str,
                   existing: Dict[str, Dict[str, Any]], existing_meta: Dict[str, Any], meta: Dict[str, Any],
                   protocol: Protocol, backend: str, threads: Optional[int], chunk_size: int, show_progress: bool,
-                  clock: str) -> LatencyTable:
+                  clock: str, config: Optional[BuildConfig]) -> LatencyTable:
     done = set(existing) | set(journal.entries)
     todo = [part for part in parts if part.key not in done]
     known = dict((existing_meta.get(BOUNDARY) or {}).get("stub_ms") or {})
@@ -189,7 +191,7 @@ def _measure_into(journal: "TableJournal", parts: Sequence[Part], source: ModelS
     shapes = sorted({shape for part in todo for shape in boundary_shapes(part) if shape_label(shape) not in known})
     for i in range(0, len(shapes), chunk_size):
         journal.add_boundaries(_measure_boundaries(shapes[i:i + chunk_size], source, protocol, backend, threads,
-                                                   CLOCKS[clock]))
+                                                   CLOCKS[clock], config))
     known.update(journal.boundaries)
     bar = progress_bar(len(todo), show_progress, "latency table", "part")
     noise: List[float] = []
@@ -198,7 +200,8 @@ def _measure_into(journal: "TableJournal", parts: Sequence[Part], source: ModelS
         if not chunks and not journal.overheads and "overhead_ms" not in existing_meta:
             chunks = [[]]  # nothing left to measure, but the overhead is: measure it alone
         for chunk in chunks:
-            entries, overhead_ms = _measure_chunk(chunk, source, protocol, backend, threads, CLOCKS[clock], known)
+            entries, overhead_ms = _measure_chunk(chunk, source, protocol, backend, threads, CLOCKS[clock], known,
+                                                  config)
             journal.add_chunk(overhead_ms, entries)
             noise.extend(e["round_spread"] for e in entries.values())
             _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=False)
@@ -215,11 +218,11 @@ def _measure_into(journal: "TableJournal", parts: Sequence[Part], source: ModelS
 
 
 def _measure_boundaries(shapes: Sequence[Shape], source: ModelSource, protocol: Protocol, backend: str,
-                        threads: Optional[int], clock) -> Dict[str, float]:
+                        threads: Optional[int], clock, config: Optional[BuildConfig]) -> Dict[str, float]:
     """One boundary stub's cost for each shape, from its probe and the overhead probe measured side by side."""
     named = itertools.chain([(OVERHEAD, source.overhead_path())],
                             ((probe_name(shape), source.boundary_path(shape)) for shape in shapes))
-    results = measure_models(named, protocol, backend, threads, clock)
+    results = measure_models(named, protocol, backend, threads, clock, config=config)
 
     def median_of(name: str) -> float:
         return results[name].preferred().median_ms
@@ -229,10 +232,10 @@ def _measure_boundaries(shapes: Sequence[Shape], source: ModelSource, protocol: 
 
 
 def _measure_chunk(chunk: Sequence[Part], source: ModelSource, protocol: Protocol, backend: str,
-                   threads: Optional[int], clock, stubs: Dict[str, float]):
+                   threads: Optional[int], clock, stubs: Dict[str, float], config: Optional[BuildConfig]):
     named = itertools.chain([(OVERHEAD, source.overhead_path())],
                             ((part.key, source.part_path(part)) for part in chunk))
-    results = measure_models(named, protocol, backend, threads, clock)
+    results = measure_models(named, protocol, backend, threads, clock, config=config)
     overhead_ms = results[OVERHEAD].preferred().median_ms
     entries = {part.key: entry_from(results[part.key], overhead_ms,
                                     boundary_ms=sum(stubs[shape_label(s)] for s in boundary_shapes(part)))

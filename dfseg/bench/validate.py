@@ -8,6 +8,7 @@ Device side: Python 3.6, no torch (the PNG needs matplotlib, optional on a devic
 
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..build_config import BuildConfig
 from ..latency.table import LatencyTable, MissingEntriesError
 from ..parts import network_parts
 from .protocol import CLOCKS, COMPUTE, Protocol, noise_warnings
@@ -61,8 +62,9 @@ def validate_table(
     chunk_size: int = 6,
     clock: str = "wall",
     show_progress: bool = True,
+    config: Optional[BuildConfig] = None,
 ) -> Dict[str, Any]:
-    """Measure ``specs`` and compare with the table's estimates."""
+    """Measure ``specs`` (built as ``config`` says) and compare with the table's estimates."""
     specs = [s for s in specs if s.arch is not None]
     check_coverage(table, specs)
     records: List[Dict[str, Any]] = []
@@ -72,7 +74,7 @@ def validate_table(
         for start in range(0, len(specs), chunk_size):
             chunk = specs[start:start + chunk_size]
             results = measure_models(((spec.label, source.model_path(spec)) for spec in chunk), protocol, backend,
-                                     threads, CLOCKS[clock])
+                                     threads, CLOCKS[clock], config=config)
             warnings.extend(noise_warnings(results, protocol, COMPUTE))
             for spec in chunk:
                 result = results[spec.label]

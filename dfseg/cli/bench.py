@@ -16,9 +16,10 @@ import tempfile
 from typing import Any, Dict, List, Optional
 
 from ..backends import BACKENDS
+from ..build_config import BuildConfig
 from ..errors import UserError
 from ..fileio import check_outputs
-from .common import ArgumentParser, number, run_command, whole_number
+from .common import ArgumentParser, add_build_options, build_config_from_args, number, run_command, whole_number
 
 PROG = "dfseg-bench"
 
@@ -52,7 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     how = parser.add_argument_group("how")
     how.add_argument("--backend", default="auto", help="auto (TensorRT when present, else onnxruntime), "
                                                        "onnxruntime, tensorrt, trtexec")
-    how.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
     how.add_argument("--threads", type=whole_number(1), default=None,
                      help="intra-op threads (default: 1 for --table/--validate-table, backend default otherwise)")
     how.add_argument("--clock", default="auto", choices=("auto", "wall", "thread"),
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--runs-per-round", type=whole_number(1), default=None, help="timed runs per round (default 8; table 5)")
     how.add_argument("--chunk", type=whole_number(1), default=8, help="parts measured together in one rotation (default 8)")
     how.add_argument("--work-dir", default=None, help="where exported ONNX files are cached (default: a temp dir)")
+    add_build_options(parser)
     out = parser.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write results as JSON")
     out.add_argument("--csv", metavar="FILE", help="write benchmark records as CSV")
@@ -91,9 +92,6 @@ def _backend(args: argparse.Namespace) -> str:
     from ..backends import best_backend
 
     backend = best_backend() if args.backend == "auto" else args.backend
-    if backend == "onnxruntime" and args.precision != "fp32":
-        raise UserError("--precision {}: the onnxruntime backend runs the fp32 ONNX files as they are; use "
-                        "--backend tensorrt for fp16/int8".format(args.precision))
     return backend
 
 
@@ -150,6 +148,10 @@ class _Sources:
 
 def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
+    args.build_config = build_config_from_args(args)
+    if args.table and args.build_config.precision == "int8" and not args.build_config.calibration_cache:
+        raise UserError("--table --precision int8: a part's inputs are feature maps, which images cannot calibrate; "
+                        "measure an fp16 or fp32 table (or, on TensorRT 8.x, pass --calibration-cache FILE)")
     if args.table and args.validate_table:
         raise UserError("--table and --validate-table: measure the table first, then validate it in a second run")
     if args.backend not in ("auto",) + BACKENDS:
@@ -188,12 +190,12 @@ def _main(argv: Optional[List[str]]) -> int:
         sources.close()
 
 
-def _environment(backend: str, precision: str) -> Dict[str, Any]:
+def _environment(backend: str, config: BuildConfig) -> Dict[str, Any]:
     from ..bench.machine import describe_machine
 
     machine = describe_machine()
     return {"machine": machine, "backend": backend, "backend_version": backend_version(backend),
-            "precision": precision}
+            "precision": config.precision, "build_config": config.to_dict()}
 
 
 def _print_warnings(warnings: List[str]) -> None:
@@ -221,10 +223,11 @@ def _run_benchmark(args: argparse.Namespace, backend: str, source: Any) -> int:
         models = [m for m in args.models.split(",") if m.strip()] if args.models else suite.default_benchmark_models()
         specs = suite.benchmark_specs(models, suite.parse_sizes(args.sizes, suite.DEFAULT_SEG_SIZES))
     protocol = _protocol(args, table_like=False)
-    env = _environment(backend, args.precision)
+    config = args.build_config
+    env = _environment(backend, config)
     before = env["machine"]
     _print_warnings(machine_warnings(before))
-    result = benchmark_models(specs, source, protocol, backend, args.precision, args.threads,
+    result = benchmark_models(specs, source, protocol, backend, config, args.threads,
                               show_progress=not args.no_progress)
     after = describe_machine()
     header = report.environment_header(before, backend, env["backend_version"], args.threads)
@@ -262,21 +265,23 @@ def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
     if not parts:
         raise UserError("--table: nothing to measure (no DF models selected and --no-space)")
     threads = 1 if args.threads is None else args.threads
-    env = _environment(backend, args.precision)
+    config = args.build_config
+    env = _environment(backend, config)
     machine = env["machine"]
     _print_warnings(machine_warnings(machine))
     meta = {
         "device": machine["device"], "soc": machine["soc"], "os": machine["os"], "l4t": machine["l4t"],
         "jetpack": machine["jetpack"], "backend": backend, "backend_version": env["backend_version"],
-        "precision": args.precision, "batch": 1, "power_mode": machine["power_mode"],
+        "precision": config.precision, "batch": 1, "power_mode": machine["power_mode"],
         "clocks_locked": machine["clocks_locked"], "date": machine["time"],
         "dfseg_version": machine["dfseg_version"], "sizes": sizes, "machine_before": machine,
+        "build_config": config.to_dict(),
     }
     clock = _clock(args, backend, threads)
     print("measuring {} parts into {} ({} thread(s), backend {}, {} clock)".format(
         len(parts), args.table, threads, backend, clock), file=sys.stderr)
     table = measure_table(parts, source, args.table, meta, _protocol(args, table_like=True), backend, threads,
-                          chunk_size=args.chunk, show_progress=not args.no_progress, clock=clock)
+                          chunk_size=args.chunk, show_progress=not args.no_progress, clock=clock, config=config)
     table.meta["machine_after"] = describe_machine()
     table.save(args.table, complete=True)
     noise = table.meta.get("noise") or {}
@@ -313,8 +318,9 @@ def _run_validate(args: argparse.Namespace, backend: str, source: Any) -> int:
     from ..latency.table import LatencyTable
 
     table = LatencyTable.load(args.validate_table)
-    env = _environment(backend, args.precision)
-    warnings = table.compatibility_warnings(backend, args.precision, env["machine"]["device"])
+    config = args.build_config
+    env = _environment(backend, config)
+    warnings = table.compatibility_warnings(backend, config.precision, env["machine"]["device"])
     warnings += machine_warnings(env["machine"])
     _print_warnings(warnings)
     if args.bundle:
@@ -332,12 +338,12 @@ def _run_validate(args: argparse.Namespace, backend: str, source: Any) -> int:
             args.validate_table, table_clock, clock, table_clock))
         _print_warnings(warnings[-1:])
     summary = validate_table(table, specs, source, protocol, backend, threads, clock=clock,
-                             show_progress=not args.no_progress)
+                             show_progress=not args.no_progress, config=config)
     print(report.validation_screen(summary))
     png = _png_path(args)
     if png:
         title = "{} {} ({} thread(s), {} clock): MAPE {:.2f}%".format(
-            backend, args.precision, threads, clock, summary["mape_pct"] or 0)
+            backend, config.precision, threads, clock, summary["mape_pct"] or 0)
         if scatter_png(summary["records"], png, title) is None:
             warnings.append("matplotlib is not installed: no scatter plot written")
             png = None

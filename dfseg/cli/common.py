@@ -13,6 +13,7 @@ import sys
 import threading
 from typing import Callable, List, NoReturn, Optional
 
+from ..build_config import DEFAULT_CALIBRATION_IMAGES, NETWORK_TYPINGS, PRECISIONS, BuildConfig, parse_layer_list
 from ..errors import Terminated, UserError, raise_terminated
 from ..uri import redact
 
@@ -61,6 +62,50 @@ def number(minimum: float, above: bool = False) -> Callable[[str], float]:
 
     parse.__name__ = "number"
     return parse
+
+
+def add_build_options(parser: argparse.ArgumentParser, tensorrt: bool = True, cache: bool = True) -> None:
+    """The BuildConfig's options, spelled the same in every command that builds or runs a model."""
+    group = parser.add_argument_group("precision and build")
+    group.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                       help="fp32, fp16 (an FP16 graph, FP32 input and output) or int8 (a Q/DQ graph calibrated on "
+                            "--calibration); default fp32")
+    group.add_argument("--fp32-layers", metavar="NAMES",
+                       help="ONNX node names or prefixes kept in FP32, comma separated (e.g. /head/)")
+    group.add_argument("--calibration", metavar="SOURCE",
+                       help="int8 calibration images: a folder, a video or a Cityscapes root")
+    group.add_argument("--calibration-images", type=whole_number(1), default=DEFAULT_CALIBRATION_IMAGES,
+                       help="images used for int8 calibration, spread evenly over SOURCE (default {})".format(
+                           DEFAULT_CALIBRATION_IMAGES))
+    if cache:
+        group.add_argument("--engine-cache", metavar="DIR", default="engines",
+                           help="where engines and derived fp16/int8 graphs are cached (default engines)")
+    if tensorrt:
+        group.add_argument("--calibration-cache", metavar="FILE",
+                           help="TensorRT 8.x implicit int8 calibration cache (read, or written after calibrating)")
+        group.add_argument("--workspace-mb", type=whole_number(1), default=None,
+                           help="TensorRT builder workspace in MB (default 1024)")
+        group.add_argument("--timing-cache", metavar="FILE", help="TensorRT builder timing cache file")
+        group.add_argument("--network-typing", default="auto", choices=NETWORK_TYPINGS,
+                           help="TensorRT 10: strong (the fp16/int8 graph, default) or weak (the deprecated builder "
+                                "flags); 11 is always strong, 8.x always weak")
+
+
+def build_config_from_args(args: argparse.Namespace) -> BuildConfig:
+    """The one BuildConfig of a command line (checked: a bad field is a one-line UserError)."""
+    fields = {
+        "precision": args.precision,
+        "fp32_layers": parse_layer_list(args.fp32_layers),
+        "calibration": args.calibration,
+        "calibration_images": args.calibration_images,
+    }
+    if getattr(args, "engine_cache", None):
+        fields["cache_dir"] = args.engine_cache
+    for name in ("calibration_cache", "timing_cache", "network_typing", "workspace_mb"):
+        value = getattr(args, name, None)
+        if value is not None:
+            fields[name] = value
+    return BuildConfig(**fields).checked()
 
 
 def run_command(prog: str, body: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None) -> int:

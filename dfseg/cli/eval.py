@@ -21,7 +21,7 @@ from .. import eval as evaluation
 from ..errors import UserError
 from ..fileio import check_outputs
 from ..sizes import parse_size
-from .common import ArgumentParser, run_command, whole_number
+from .common import ArgumentParser, add_build_options, build_config_from_args, run_command, whole_number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what the saved PNGs hold (default trainids)")
     parser.add_argument("--backend", default="auto", help="auto, onnxruntime, tensorrt, trtexec")
     parser.add_argument("--providers", help="ONNX Runtime providers, comma separated (cpu, cuda, tensorrt)")
+    add_build_options(parser)
     parser.add_argument("--size", help="network input size for a dynamic-shape ONNX model (WIDTHxHEIGHT)")
     parser.add_argument("--limit", type=whole_number(1), help="evaluate only the first N images (sorted)")
     parser.add_argument("--json", metavar="FILE", help="write the result (per-class IoU, confusion matrix) here")
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
+    args.build_config = build_config_from_args(args)
     check_outputs([("--json", args.json), ("--plot", args.plot)], inputs=[args.data, args.model, args.predictions],
                   outside_inputs=True)
     samples = evaluation.find_samples(args.data, args.split, args.limit)
@@ -75,7 +77,7 @@ def _evaluate_model(args: argparse.Namespace, samples: List[evaluation.Sample], 
         raise UserError("--model {}: file not found; export one with dfseg-export".format(args.model))
     backend = backend_for(args.backend, args.model)
     providers = args.providers.split(",") if args.providers else None
-    with get_runner(backend, args.model, providers=providers) as runner:
+    with get_runner(backend, args.model, providers=providers, config=args.build_config) as runner:
         segmenter = Segmenter(runner, parse_size(args.size) if args.size else None)
 
         def predictions() -> Iterator[np.ndarray]:
@@ -91,6 +93,8 @@ def _evaluate_model(args: argparse.Namespace, samples: List[evaluation.Sample], 
         source = {
             "model": os.path.abspath(args.model),
             "backend": runner.backend,
+            "built_model": getattr(runner, "engine_path", None) or getattr(runner, "built_model", None),
+            "build_config": runner.config.to_dict(),
             "input_size": None if segmenter.size is None else str(segmenter.size),
         }
     return confusion, source

@@ -9,13 +9,14 @@ Host side (needs torch and onnx).
 """
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
 from ..errors import UserError
 from ..fileio import check_outputs
 from ..sizes import Size, parse_size
-from .common import ArgumentParser, run_command
+from .common import ArgumentParser, add_build_options, build_config_from_args, run_command
 
 PROG = "dfseg-export"
 
@@ -46,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="graph output: 'logits' (float32) or 'classmap' (argmax over classes inside the graph, int32)",
     )
     parser.add_argument("--weights", help="weights to load (.safetensors, or .pt/.pth state dict)")
+    add_build_options(parser, tensorrt=False, cache=False)
+    parser.add_argument("--target", choices=("tensorrt", "onnxruntime"), default="tensorrt",
+                        help="who runs an int8 graph: tensorrt (symmetric INT8 activations, default) or onnxruntime "
+                             "(UINT8 activations, fastest on x86 CPUs)")
     parser.add_argument("--summary", action="store_true", help="print parameters, MACs and depth of every model")
     parser.add_argument(
         "--bundle", metavar="DIR",
@@ -58,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
+    config = build_config_from_args(args)
     if args.summary:
         if args.model:
             raise UserError("--summary lists every model; leave out MODEL {!r}".format(args.model))
@@ -80,12 +86,24 @@ def _main(argv: Optional[List[str]]) -> int:
     if not args.output_file:
         raise UserError("-o FILE.onnx is required")
     size = parse_size(args.size)
-    check_outputs([("-o", args.output_file)], inputs=[args.weights, args.model])
+    check_outputs([("-o", args.output_file)], inputs=[args.weights, args.model, config.calibration])
 
     from ..export import export_onnx
 
-    path = export_onnx(args.model, size, args.output_file, opset=args.opset, output=args.output, weights=args.weights)
-    print("wrote {} ({} at {}, opset {}, output {})".format(path, args.model, size, args.opset, args.output))
+    if config.precision == "fp32":
+        path = export_onnx(args.model, size, args.output_file, opset=args.opset, output=args.output,
+                           weights=args.weights)
+    else:
+        import tempfile
+
+        from ..precision import derive_graph
+
+        with tempfile.TemporaryDirectory(prefix="dfseg-export-") as work:
+            fp32 = export_onnx(args.model, size, os.path.join(work, "fp32.onnx"), opset=args.opset,
+                               output=args.output, weights=args.weights)
+            path = derive_graph(fp32, args.output_file, config, args.target)
+    print("wrote {} ({} at {}, opset {}, output {}, {})".format(path, args.model, size, args.opset, args.output,
+                                                              config.precision))
     return 0
 
 

@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..errors import UserError
 from ..sizes import Size, parse_size
-from .common import EXIT_INTERRUPTED, EXIT_TERMINATED, ArgumentParser, number, run_command, whole_number
+from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    ArgumentParser,
+    add_build_options,
+    build_config_from_args,
+    number,
+    run_command,
+    whole_number,
+)
 
 if TYPE_CHECKING:
     from ..backends.base import BaseRunner
@@ -59,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "engines use tensorrt)")
     parser.add_argument("--providers", help="ONNX Runtime providers, comma separated (cpu, cuda, tensorrt)")
     parser.add_argument("--threads", type=whole_number(1), help="ONNX Runtime intra-op threads")
+    add_build_options(parser)
     parser.add_argument("--size", help="network input size WIDTHxHEIGHT or 360p/720p (exported models, dynamic ONNX)")
     parser.add_argument("--overlay", default="blend", choices=OVERLAY_MODES, help="blend, mask or side (default blend)")
     parser.add_argument("--alpha", type=number(0.0), default=0.5, help="blend opacity of the class colours (default 0.5)")
@@ -80,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
+    config = build_config_from_args(args)
     input_uri = _input_uri(args)
     size = parse_size(args.size) if args.size else None
 
@@ -98,7 +109,7 @@ def _main(argv: Optional[List[str]]) -> int:
         from ..backends import get_runner
 
         providers = args.providers.split(",") if args.providers else None
-        with get_runner(backend, model_path, providers=providers, threads=args.threads) as runner:
+        with get_runner(backend, model_path, providers=providers, threads=args.threads, config=config) as runner:
             running["runner"] = runner
             return _run(args, source, runner, size, sinks, running)
 
@@ -159,9 +170,10 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
     running["pipeline"] = pipeline
     if args.output_fps is None:
         _follow_source_fps(source, sinks)
-    print("dfseg-run: {} -> {} ({} on {})".format(
-        source.description, ", ".join(s.description for s in sinks), os.path.basename(args.model), runner.backend),
-        file=sys.stderr, flush=True)
+    built = getattr(runner, "engine_path", None) or getattr(runner, "built_model", None) or args.model
+    print("dfseg-run: {} -> {} ({} on {}, {}: {})".format(
+        source.description, ", ".join(s.description for s in sinks), os.path.basename(args.model), runner.backend,
+        runner.config.precision, built), file=sys.stderr, flush=True)
     result = pipeline.run()
     print(
         "dfseg-run: {} frames in {:.1f} s: pipeline {:.1f} FPS, network {} FPS, {} dropped ({})".format(

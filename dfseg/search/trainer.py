@@ -187,9 +187,9 @@ def train_and_evaluate(arch: Any, config: TrainerConfig) -> float:
     return fit(arch, config).score
 
 
-def fit(arch: Any, config: TrainerConfig) -> TrainingResult:
+def fit(arch: Any, config: TrainerConfig, weights_out: Optional[str] = None) -> TrainingResult:
     """Train ``arch`` with the paper's recipe for ``config.epochs`` (0: the initialised model) and
-    score it on the val split."""
+    score it on the val split; ``weights_out`` (optional) receives the trained weights (safetensors)."""
     import torch
     import torch.nn.functional as F
 
@@ -241,6 +241,10 @@ def fit(arch: Any, config: TrainerConfig) -> TrainingResult:
             losses.append(float(loss.item()))
             step += 1
     model.eval()
+    if weights_out is not None:
+        from ..weights import save_weights
+
+        save_weights(model, weights_out)
     confusion = ConfusionMatrix(classes)
     correct = 0
     with torch.no_grad():

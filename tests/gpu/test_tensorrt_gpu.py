@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dfseg.arch import PRESETS, get_preset
+from dfseg.build_config import BuildConfig
 
 pytestmark = pytest.mark.gpu
 trt = pytest.importorskip("tensorrt")
@@ -51,7 +52,7 @@ def exported(preset, onnx_dir):
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_engine_matches_onnxruntime_and_is_cached(preset, precision, onnx_dir, tmp_path):
     from dfseg.backends.onnxrt import OnnxRuntimeRunner
-    from dfseg.backends.trt import TensorRTRunner
+    from dfseg.backends.tensorrt.runner import TensorRTRunner
     from dfseg.preprocess import preprocess
 
     path = exported(preset, onnx_dir)
@@ -60,11 +61,11 @@ def test_engine_matches_onnxruntime_and_is_cached(preset, precision, onnx_dir, t
         feed = {input_name: preprocess(street_like_image(), SIZE)}
         reference = ort.infer(feed)
     cache = str(tmp_path / "engines")
-    with TensorRTRunner(path, precision=precision, cache_dir=cache) as runner:
+    with TensorRTRunner(path, config=BuildConfig(precision=precision, cache_dir=cache)) as runner:
         assert runner.cache_hit is False
         outputs = runner.infer(feed)
         assert runner.last_compute_ms is not None and runner.last_compute_ms > 0
-    with TensorRTRunner(path, precision=precision, cache_dir=cache) as again:
+    with TensorRTRunner(path, config=BuildConfig(precision=precision, cache_dir=cache)) as again:
         assert again.cache_hit is True
         repeat = again.infer(feed)
     (name,) = reference
@@ -82,11 +83,11 @@ def test_engine_matches_onnxruntime_and_is_cached(preset, precision, onnx_dir, t
 
 
 def test_layer_profile_attributes_to_parts(onnx_dir):
-    from dfseg.backends.trt import TensorRTRunner
-    from dfseg.profiling import per_part_ms
+    from dfseg.backends.tensorrt.profiling import per_part_ms
+    from dfseg.backends.tensorrt.runner import TensorRTRunner
 
     path = exported("df1-seg", onnx_dir)
-    with TensorRTRunner(path, precision="fp16", cache_dir=str(onnx_dir / "engines")) as runner:
+    with TensorRTRunner(path, config=BuildConfig(precision="fp16", cache_dir=str(onnx_dir / "engines"))) as runner:
         layers = runner.layer_profile(runner.make_feed(), runs=10)
     result = per_part_ms(layers, get_preset("df1-seg"), 360, 640)
     assert result.attributed_ms > 0.5 * result.total_ms

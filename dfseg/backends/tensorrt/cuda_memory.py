@@ -10,7 +10,7 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
-from ..errors import UserError
+from ...errors import UserError
 
 
 class CudaMemory:

@@ -27,9 +27,11 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..engines import DEFAULT_WORKSPACE_MB, EngineCache, EngineSpec, sha256_file
-from ..errors import UserError
-from .base import BaseRunner, TensorMeta, TimingResult
+from ...build_config import BuildConfig
+from ...errors import UserError
+from ...fileio import sha256_file
+from ..base import ModelFileRunner, TensorMeta, TimingResult
+from .engines import EngineCache, EngineSpec
 
 DEFAULT_LOCATIONS = ("/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
 
@@ -232,42 +234,52 @@ def parse_output(text_or_path: str) -> Dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------- commands
-class TrtexecOptions(NamedTuple):
-    precision: str = "fp32"
-    workspace_mb: int = DEFAULT_WORKSPACE_MB
-    fp32_layers: Tuple[str, ...] = ()
-    calibration_cache: Optional[str] = None
-    timing_cache: Optional[str] = None
-
-
-def build_command(trtexec: str, onnx: str, save_engine: str, options: TrtexecOptions,
-                  version: Tuple[int, int] = (10, 0)) -> List[str]:
-    """argv that builds ``onnx`` into ``save_engine`` without running inference."""
+def build_command(trtexec: str, onnx: str, save_engine: str, config: BuildConfig,
+                  version: Tuple[int, int] = (10, 0), timing_cache: Optional[str] = None) -> List[str]:
+    """argv that builds ``onnx`` into ``save_engine`` without running inference, with only the flags
+    trtexec ``version`` has.  On 11.x (and on 10.x unless ``config.network_typing`` is weak) ``onnx`` must
+    already be the FP16/Q-DQ graph (``dfseg.precision.graph_for``): the precision is in the graph."""
+    config = config.checked()
     argv = [trtexec, "--onnx={}".format(onnx), "--saveEngine={}".format(save_engine), "--skipInference",
             "--profilingVerbosity=detailed"]
     if version >= (8, 4):
-        argv.append("--memPoolSize=workspace:{}".format(int(options.workspace_mb)))
+        argv.append("--memPoolSize=workspace:{}".format(int(config.workspace_mb)))
     else:
-        argv.append("--workspace={}".format(int(options.workspace_mb)))
-    if options.precision == "fp16":
+        argv.append("--workspace={}".format(int(config.workspace_mb)))
+    strong = graph_typed(version, config)
+    if strong:
+        if version < (11, 0):
+            argv.append("--stronglyTyped")  # 11.x: always on, and the flag is gone
+    elif config.precision == "fp16":
         argv.append("--fp16")
-    elif options.precision == "int8":
-        if not options.calibration_cache:
-            raise UserError("int8 with trtexec needs a calibration cache (--calibration-cache FILE); make one with "
-                            "the tensorrt backend or choose fp16")
+    elif config.precision == "int8":
+        if not config.calibration_cache:
+            raise UserError("int8 with trtexec {}.{} and weak typing needs a calibration cache (--calibration-cache "
+                            "FILE); make one with the tensorrt backend or choose fp16".format(*version))
         # --fp16 too: layers without INT8 kernels fall back to FP16 rather than FP32.
-        argv += ["--int8", "--fp16", "--calib={}".format(options.calibration_cache)]
-    elif options.precision != "fp32":
-        raise UserError("precision {!r}: choose fp32, fp16 or int8".format(options.precision))
-    if options.fp32_layers:
+        argv += ["--int8", "--fp16", "--calib={}".format(config.calibration_cache)]
+    if config.fp32_layers and not strong and config.precision != "fp32":
         if version < (8, 4):
             raise UserError("keeping layers in FP32 needs trtexec 8.4+ (--layerPrecisions); this is {}.{}: use "
                             "the tensorrt backend".format(*version))
         argv += ["--precisionConstraints=obey",
-                 "--layerPrecisions={}".format(",".join("{}:fp32".format(name) for name in options.fp32_layers))]
-    if options.timing_cache:
-        argv.append("--timingCacheFile={}".format(options.timing_cache))
+                 "--layerPrecisions={}".format(",".join("{}:fp32".format(name) for name in config.fp32_layers))]
+    if timing_cache:
+        argv.append("--timingCacheFile={}".format(timing_cache))
     return argv
+
+
+def graph_typed(version: Tuple[int, int], config: BuildConfig) -> bool:
+    """Whether trtexec ``version`` builds ``config``'s precision from the graph (strongly typed)."""
+    if version >= (11, 0):
+        if config.network_typing == "weak":
+            raise UserError("trtexec {}.{} has no weak typing: drop --network-typing weak".format(*version))
+        return True
+    if version >= (10, 0):
+        return config.precision != "fp32" and config.network_typing != "weak"
+    if config.network_typing == "strong":
+        raise UserError("strongly typed networks need trtexec 10 or newer, this is {}.{}".format(*version))
+    return False
 
 
 def time_command(trtexec: str, engine: str, warmup_ms: int, iterations: int, export_times: str,
@@ -321,7 +333,7 @@ def trtexec_version(trtexec: str) -> Tuple[int, int, str]:
 
 
 # ---------------------------------------------------------------------------------------- runner
-class TrtexecRunner(BaseRunner):
+class TrtexecRunner(ModelFileRunner):
     """An ONNX model (built once into the engine cache) or a ready ``.engine``, run through trtexec.
 
     ``infer`` writes the inputs as raw files and reads ``--exportOutput``; ``time_inference`` runs
@@ -331,26 +343,15 @@ class TrtexecRunner(BaseRunner):
 
     backend = "trtexec"
 
-    def __init__(self, model_path: str, precision: str = "fp32", trtexec: Optional[str] = None,
-                 cache_dir: str = "engines", workspace_mb: int = DEFAULT_WORKSPACE_MB, fp32_layers: Sequence[str] = (),
-                 calibration_cache: Optional[str] = None, device: Optional[str] = None,
-                 timeout_s: float = 1800.0, name: Optional[str] = None) -> None:
-        if not os.path.isfile(model_path):
-            raise UserError("{}: model file not found; export one with dfseg-export".format(model_path))
-        super().__init__(name or os.path.basename(model_path))
-        self.model_path = model_path
-        self.precision = precision
+    def __init__(self, model_path: str, config: Optional[BuildConfig] = None, trtexec: Optional[str] = None,
+                 device: Optional[str] = None, timeout_s: float = 1800.0, name: Optional[str] = None) -> None:
+        super().__init__(model_path, config, name)
         self.explicit_trtexec = trtexec
-        self.cache = EngineCache(cache_dir)
-        self.workspace_mb = workspace_mb
-        self.fp32_layers = tuple(fp32_layers)
-        self.calibration_cache = calibration_cache
+        self.cache = EngineCache(self.config.cache_dir)
         self.device = device
         self.timeout_s = timeout_s
         self.trtexec = None  # type: Optional[str]
         self.version = None  # type: Optional[str]
-        self.engine_path = None  # type: Optional[str]
-        self.cache_hit = None  # type: Optional[bool]
         self.console = None  # type: Optional[ConsoleSummary]
         self._inputs = {}  # type: Dict[str, TensorMeta]
         self._outputs = {}  # type: Dict[str, TensorMeta]
@@ -374,25 +375,30 @@ class TrtexecRunner(BaseRunner):
             (self._inputs if is_input else self._outputs)[name] = TensorMeta(shape, np.dtype(np.float32))
 
     def _build_cached(self, version: Tuple[int, int]) -> str:
+        config = self.config
+        self.built_model = self.model_path
+        if graph_typed(version, config):
+            from ...precision import graph_for
+
+            self.built_model = graph_for(self.model_path, config, "tensorrt")
         spec = EngineSpec.create(
-            self.model_path, {}, self.precision, self.version or "", self.device or _nvidia_device(),
-            builder_flags={"builder": "trtexec", "workspace_mb": self.workspace_mb,
-                           "fp32_layers": list(self.fp32_layers),
-                           "calibration_cache": _hash_or_none(self.calibration_cache)})
-        timing_cache = self.cache.timing_cache_path(spec.tensorrt_version, spec.device)
-        options = TrtexecOptions(self.precision, self.workspace_mb, self.fp32_layers, self.calibration_cache,
-                                 timing_cache)
+            self.built_model, {}, config.precision, self.version or "", self.device or _nvidia_device(),
+            builder_flags={"builder": "trtexec", "workspace_mb": config.workspace_mb,
+                           "fp32_layers": list(config.fp32_layers), "strongly_typed": graph_typed(version, config),
+                           "calibration_cache": _hash_or_none(config.calibration_cache)})
+        timing_cache = config.timing_cache or self.cache.timing_cache_path(spec.tensorrt_version, spec.device)
 
         def build() -> bytes:
             os.makedirs(self.cache.root, exist_ok=True)
             with tempfile.TemporaryDirectory(prefix="dfseg-trtexec-") as work:
                 target = os.path.join(work, "model.engine")
-                run_trtexec(build_command(self.trtexec or "trtexec", self.model_path, target, options, version),
-                            self.timeout_s)
+                run_trtexec(build_command(self.trtexec or "trtexec", self.built_model or self.model_path, target,
+                                          config, version, timing_cache), self.timeout_s)
                 with open(target, "rb") as handle:
                     return handle.read()
 
-        _, self.cache_hit = self.cache.get_or_build(spec, build, extra={"builder": "trtexec"})
+        _, self.cache_hit = self.cache.get_or_build(spec, build, extra={"builder": "trtexec",
+                                                                        "build_config": config.to_dict()})
         return self.cache.engine_path(spec)
 
     def deactivate_impl(self) -> None:
@@ -465,11 +471,6 @@ def _nvidia_device() -> str:
                 return "{} sm{}".format(name.strip(), capability.strip().replace(".", ""))
         except (OSError, subprocess.TimeoutExpired):
             pass
-    from ..jetson import board_model
+    from ...jetson import board_model
 
     return board_model() or "unknown-gpu"
-
-
-def make_runner(model_path: str, **options: Any) -> TrtexecRunner:
-    """Entry point used by ``dfseg.backends.get_runner('trtexec', ...)``."""
-    return TrtexecRunner(model_path, **options)

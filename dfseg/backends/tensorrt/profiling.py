@@ -21,11 +21,11 @@ Device side: Python 3.6, no torch; tensorrt is only touched by ``collect_layer_t
 """
 
 import re
+from statistics import median
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
-from .arch import Arch
-from .bench.protocol import median
-from .parts import network_parts
+from ...arch import Arch
+from ...parts import network_parts
 
 REFORMATTING = "reformatting"
 UNNAMED = "unnamed layers"

@@ -14,7 +14,6 @@ entry or an engine without a sidecar, which the next lookup rebuilds.  The build
 Device side: Python 3.6, no torch, no tensorrt import.
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -22,13 +21,12 @@ import re
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from .errors import UserError
-from .fileio import write_atomic, write_json_atomic
+from ...build_config import DEFAULT_WORKSPACE_MB, PRECISIONS  # noqa: F401  (re-exported for the cache's users)
+from ...errors import UserError
+from ...fileio import sha256_bytes, sha256_file, write_atomic, write_json_atomic
 
 SIDECAR_SCHEMA = "dfseg.engine/1"
 DEFAULT_ROOT = "engines"
-PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_WORKSPACE_MB = 1024  # TensorRT builder workspace, for the Python API and trtexec alike
 
 log = logging.getLogger("dfseg.engines")
 
@@ -37,18 +35,6 @@ HIT = "hit"
 MISSING = "missing"
 MISMATCH = "mismatch"
 CORRUPT = "corrupt"
-
-
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 class EngineSpec(NamedTuple):
