@@ -8,7 +8,7 @@ DISPLAY_VENV := .venv-display
 DEVICE_MODULES := dfseg/__init__.py dfseg/errors.py dfseg/uri.py dfseg/fileio.py dfseg/arch.py dfseg/sizes.py dfseg/parts.py \
 	dfseg/space.py dfseg/preprocess.py dfseg/build_config.py dfseg/backends/__init__.py dfseg/backends/base.py \
 	dfseg/backends/onnxrt.py dfseg/backends/tensorrt \
-	dfseg/latency dfseg/bench dfseg/live dfseg/eval.py dfseg/calibration.py \
+	dfseg/latency dfseg/bench dfseg/live dfseg/eval.py dfseg/calibration.py dfseg/precision.py \
 	dfseg/jetson.py dfseg/plots.py dfseg/cli/__init__.py dfseg/cli/common.py dfseg/cli/bench.py dfseg/cli/run.py \
 	dfseg/cli/eval.py
 

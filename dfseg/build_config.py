@@ -10,6 +10,7 @@ sidecar), so what was built can be read back.
 Device side: Python 3.6, no torch.
 """
 
+import hashlib
 import json
 import os
 from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
@@ -38,7 +39,28 @@ class BuildConfig(NamedTuple):
     cache_dir: str = DEFAULT_CACHE_DIR  # engines and derived FP16/INT8 graphs
 
     def checked(self) -> "BuildConfig":
-        """This config, or a one-line UserError naming the field and the fix."""
+        """This config, or a one-line UserError naming the field and the fix (its files included)."""
+        self.well_formed()
+        if self.calibration is not None and not os.path.exists(self.calibration):
+            raise UserError("--calibration {}: not found; pass a folder of images, a video or a Cityscapes "
+                            "root".format(self.calibration))
+        if self.calibration is not None and os.path.isfile(self.calibration):
+            from .calibration import VIDEO_EXTENSIONS
+
+            if not self.calibration.lower().endswith(VIDEO_EXTENSIONS):
+                raise UserError("--calibration {}: not a video ({}); pass a folder of images, a video or a "
+                                "Cityscapes root".format(self.calibration, ", ".join(VIDEO_EXTENSIONS)))
+        for option, path in (("--calibration-cache", self.calibration_cache), ("--timing-cache", self.timing_cache)):
+            if path is not None and os.path.isdir(path):
+                raise UserError("{} {}: a folder; give a file (it is read when present, written otherwise)".format(
+                    option, path))
+        if os.path.exists(self.cache_dir) and not os.path.isdir(self.cache_dir):
+            raise UserError("--engine-cache {}: not a folder; give a folder for engines and derived graphs".format(
+                self.cache_dir))
+        return self
+
+    def well_formed(self) -> "BuildConfig":
+        """The checks that need no files (a config read back from an artefact on another machine)."""
         if self.precision not in PRECISIONS:
             raise UserError("precision {!r}: choose one of {}".format(self.precision, ", ".join(PRECISIONS)))
         if self.network_typing not in NETWORK_TYPINGS:
@@ -52,18 +74,20 @@ class BuildConfig(NamedTuple):
         if bad:
             raise UserError("fp32 layers {!r}: give ONNX node names or prefixes such as /head/".format(bad))
         if self.precision == "int8" and self.calibration is None and self.calibration_cache is None:
-            raise UserError("int8 needs calibration images: pass --calibration FOLDER|VIDEO|CITYSCAPES_ROOT "
-                            "(or, for TensorRT 8.x, --calibration-cache FILE)")
-        if self.calibration is not None and not os.path.exists(self.calibration):
-            raise UserError("--calibration {}: not found; pass a folder of images, a video or a Cityscapes "
-                            "root".format(self.calibration))
-        if self.calibration is not None and os.path.isfile(self.calibration):
-            from .calibration import VIDEO_EXTENSIONS
-
-            if not self.calibration.lower().endswith(VIDEO_EXTENSIONS):
-                raise UserError("--calibration {}: not a video ({}); pass a folder of images, a video or a "
-                                "Cityscapes root".format(self.calibration, ", ".join(VIDEO_EXTENSIONS)))
+            raise UserError("int8 needs calibration images: pass --calibration FOLDER|VIDEO|CITYSCAPES_ROOT")
         return self
+
+    def needs_images(self, graph_path: bool) -> None:
+        """INT8 through a Q/DQ graph (ONNX Runtime, TensorRT >= 10) calibrates on images; only TensorRT
+        8.x's implicit calibrator can start from a calibration cache alone."""
+        if self.precision == "int8" and graph_path and self.calibration is None:
+            raise UserError("int8 needs calibration images here (a --calibration-cache serves TensorRT 8.x "
+                            "only): pass --calibration FOLDER|VIDEO|CITYSCAPES_ROOT")
+
+    def graph_only(self) -> "BuildConfig":
+        """The fields a derived graph depends on, the others at their defaults (what a graph records)."""
+        return BuildConfig(precision=self.precision, fp32_layers=self.fp32_layers, calibration=self.calibration,
+                           calibration_images=self.calibration_images)
 
     def graph_identity(self) -> Dict[str, Any]:
         """The fields a derived FP16/INT8 graph depends on (its cache key and its metadata)."""
@@ -71,6 +95,7 @@ class BuildConfig(NamedTuple):
         if self.precision == "int8":
             identity["calibration"] = None if self.calibration is None else os.path.abspath(self.calibration)
             identity["calibration_images"] = self.calibration_images
+            identity["calibration_files"] = calibration_fingerprint(self.calibration, self.calibration_images)
         return identity
 
     def to_dict(self) -> Dict[str, Any]:
@@ -92,14 +117,34 @@ class BuildConfig(NamedTuple):
         values = dict(data)
         if "fp32_layers" in values:
             values["fp32_layers"] = tuple(values["fp32_layers"] or ())
-        return cls(**values).checked()
+        return cls(**values).well_formed()
+
+
+def calibration_fingerprint(source: Optional[str], limit: int) -> Optional[str]:
+    """A digest of the calibration data that would be read (each chosen file's path, size and mtime), so
+    that a derived graph, an engine or a calibration cache is rebuilt when the images change."""
+    if source is None or not os.path.exists(source):
+        return None
+    from .calibration import evenly_spaced, image_files
+
+    files = [source] if os.path.isfile(source) else image_files(source)
+    chosen = files if os.path.isfile(source) else [files[i] for i in evenly_spaced(len(files), limit)]
+    digest = hashlib.sha256()
+    for path in chosen:
+        stat = os.stat(path)
+        digest.update("{}\0{}\0{}\n".format(os.path.abspath(path), stat.st_size, stat.st_mtime_ns).encode("utf-8"))
+    return digest.hexdigest()[:16]
 
 
 def parse_layer_list(text: Optional[str]) -> Tuple[str, ...]:
-    """``/head/,/stem/conv1/conv/Conv`` -> a tuple of names (empty for None or "")."""
-    if not text:
+    """``/head/,/stem/conv1/conv/Conv`` -> a tuple of names; a list that names nothing is a UserError."""
+    if text is None:
         return ()
-    return tuple(name.strip() for name in text.split(",") if name.strip())
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise UserError("--fp32-layers {!r}: names nothing; give ONNX node names or prefixes such as /head/".format(
+            text))
+    return names
 
 
 def matching_names(names: Sequence[str], patterns: Sequence[str], what: str = "node") -> Tuple[str, ...]:

@@ -77,8 +77,16 @@ def stored_config(model: Any) -> Optional[BuildConfig]:
     return None
 
 
+def stored_target(model: Any) -> Optional[str]:
+    """Who a derived graph was made for (``tensorrt`` or ``onnxruntime``), or None."""
+    for prop in _load(model).metadata_props:
+        if prop.key == "dfseg.precision_target":
+            return prop.value
+    return None
+
+
 def _stamp(proto: Any, config: BuildConfig, target: str, source_sha: str) -> None:
-    stamps = {METADATA_KEY: config.to_json(), "dfseg.precision_target": target, "dfseg.source_sha256": source_sha}
+    stamps = {METADATA_KEY: config.graph_only().to_json(), "dfseg.precision_target": target, "dfseg.source_sha256": source_sha}
     kept = [p for p in proto.metadata_props if p.key not in stamps]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
@@ -161,7 +169,9 @@ def quantize_int8(src: str, dst: str, config: BuildConfig, target: str) -> None:
                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                 weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
                 calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+                # TensorRT dequantizes INT8 only: biases stay FP32 in its graphs (an INT32 bias Q/DQ fails to parse).
+                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                               "QuantizeBias": not symmetric},
             )
         finally:
             logging.getLogger().setLevel(quiet)
@@ -171,6 +181,7 @@ def derive_graph(src: str, dst: str, config: BuildConfig, target: str = "onnxrun
     """Write ``src`` at ``config.precision`` to ``dst`` (atomically), checked and stamped with the config."""
     onnx = _onnx()
     config = config.checked()
+    config.needs_images(graph_path=True)
     if target not in TARGETS:
         raise UserError("precision target {!r}: choose one of {}".format(target, ", ".join(TARGETS)))
     if os.path.abspath(src) == os.path.abspath(dst):
@@ -201,11 +212,16 @@ def graph_for(model_path: str, config: BuildConfig, target: str) -> str:
     FP32 requests and graphs that already have the requested precision are returned as they are; any
     other graph is derived once into ``config.cache_dir/graphs/`` under a key of the source's SHA-256 and
     the graph fields of the config, and reused afterwards."""
-    if config.precision == "fp32":
-        return model_path
     present = graph_precision(model_path)
     if present == config.precision:
+        made_for = stored_target(model_path) if present == "int8" else None
+        if made_for not in (None, target):
+            raise UserError("{}: an int8 graph made for {}, not {}: export it again with --target {}".format(
+                model_path, made_for, target, target))
         return model_path
+    if config.precision == "fp32":
+        raise UserError("{}: a {} graph, not fp32; pass --precision {} to run it as it is, or the FP32 export".format(
+            model_path, present, present))
     if present != "fp32":
         raise UserError("{}: a {} graph cannot be run at {}; pass the FP32 export".format(
             model_path, present, config.precision))

@@ -19,7 +19,14 @@ pytest.importorskip("onnxconverter_common")
 from dfseg.backends import get_runner  # noqa: E402
 from dfseg.build_config import BuildConfig  # noqa: E402
 from dfseg.errors import UserError  # noqa: E402
-from dfseg.precision import class_map_agreement, derive_graph, graph_for, graph_precision, stored_config  # noqa: E402
+from dfseg.precision import (  # noqa: E402
+    class_map_agreement,
+    derive_graph,
+    graph_for,
+    graph_precision,
+    stored_config,
+    stored_target,
+)
 
 ARCH = "64x1_64x1_64x1-wc19.19.19"
 WIDTH, HEIGHT = 96, 64
@@ -121,6 +128,12 @@ def test_int8_graph_is_per_channel_qdq_and_symmetric_for_tensorrt(fp32_model, im
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)  # TensorRT: symmetric
     ort_zero = [inits2 for inits2 in onnx.load(ort_graph).graph.initializer if inits2.data_type == onnx.TensorProto.UINT8]
     assert ort_zero  # ONNX Runtime CPU: UINT8 activations
+    # TensorRT dequantizes INT8 only: every constant behind a DequantizeLinear is INT8 (no INT32 biases).
+    constant_dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    assert constant_dq and all(inits[n.input[0]].dtype == np.int8 for n in constant_dq)
+    assert stored_target(trt_graph) == "tensorrt" and stored_target(ort_graph) == "onnxruntime"
+    with pytest.raises(UserError, match="made for onnxruntime, not tensorrt"):
+        graph_for(ort_graph, config, "tensorrt")
     x = _input()
     reference = _logits(fp32_model, x)
     for path in (trt_graph, ort_graph):
@@ -152,6 +165,30 @@ def test_runner_runs_and_caches_the_derived_graph(fp32_model, tmp_path):
         first = runner.built_model
     mtime = os.path.getmtime(first)
     assert graph_for(fp32_model, config, "onnxruntime") == first and os.path.getmtime(first) == mtime
+
+
+def test_changed_calibration_images_make_a_new_int8_graph(fp32_model, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(folder / "{}.png".format(index)), np.full((HEIGHT, WIDTH, 3), 40 * index, np.uint8))
+    config = BuildConfig(precision="int8", calibration=str(folder), calibration_images=3,
+                         cache_dir=str(tmp_path / "engines"))
+    first = graph_for(fp32_model, config, "onnxruntime")
+    assert graph_for(fp32_model, config, "onnxruntime") == first  # unchanged images: the cached graph
+    cv2.imwrite(str(folder / "1.png"), np.full((HEIGHT, WIDTH, 3), 250, np.uint8))
+    os.utime(str(folder / "1.png"), ns=(1, 1))  # a replaced image, whatever the clock's resolution
+    second = graph_for(fp32_model, config, "onnxruntime")
+    assert second != first and graph_precision(second) == "int8"
+
+
+def test_a_reduced_graph_is_not_run_under_another_name(fp32_model, tmp_path):
+    half = derive_graph(fp32_model, str(tmp_path / "half.onnx"), BuildConfig(precision="fp16"))
+    with pytest.raises(UserError, match="a fp16 graph, not fp32; pass --precision fp16"):
+        with get_runner("onnxruntime", half, config=BuildConfig(cache_dir=str(tmp_path / "e"))):
+            pass
+    with get_runner("onnxruntime", half, config=BuildConfig(precision="fp16", cache_dir=str(tmp_path / "e"))) as run:
+        assert run.built_model == half
 
 
 def test_export_cli_writes_the_precision_asked_for(images, tmp_path):
@@ -216,6 +253,17 @@ def test_bad_precision_inputs_are_one_line_errors_before_any_work(tmp_path, imag
         ("dfseg.cli.bench", ["--models", ARCH, "--precision", "bf16"], "invalid choice"),
         ("dfseg.cli.export", [ARCH, "--size", "64x64", "-o", tmp_path / "c.onnx", "--precision", "fp16",
                               "--fp32-layers", "/nowhere/"], "no node named or starting with '/nowhere/'"),
+        ("dfseg.cli.export", [ARCH, "--size", "64x64", "-o", os.path.join(images, "d.onnx"), "--precision", "int8",
+                              "--calibration", images], "lies inside the input folder"),
+        ("dfseg.cli.export", [ARCH, "--size", "64x64", "-o", tmp_path / "e.onnx", "--fp32-layers", ","],
+         "names nothing"),
+        ("dfseg.cli.bench", ["--models", ARCH, "--engine-cache", not_video], "not a folder"),
+        ("dfseg.cli.bench", ["--models", ARCH, "--calibration-cache", tmp_path, "--precision", "int8",
+                             "--calibration", images], "a folder; give a file"),
+        ("dfseg.cli.bench", ["--validate-table", not_video, "--timing-cache", not_video], "is the input"),
+        ("dfseg.cli.bench", ["--models", ARCH, "--network-typing", "loose"], "invalid choice"),
+        ("dfseg.cli.bench", ["--table", tmp_path / "t2.json", "--fp32-layers", "/head/"], "measure tables without it"),
+        ("dfseg.cli.export", ["--summary", "--precision", "fp16"], "apply to one exported model"),
     ]
     for module, args, message in cases:
         done = _run(module, *args)

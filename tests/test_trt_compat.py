@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dfseg.backends.tensorrt import compat as trt_compat
+from dfseg.errors import UserError
 
 
 def fake_trt(version):
@@ -109,7 +110,10 @@ def test_strong_typing_per_version():
     with pytest.raises(trt_compat.TensorRTVersionError, match="no weak typing"):
         trt_compat.strongly_typed(fake_trt("11.4.0"), "fp16", "weak")
     assert trt_compat.strongly_typed(fake_trt("10.16.1"), "int8") is True
-    assert trt_compat.strongly_typed(fake_trt("10.16.1"), "int8", "weak") is False
+    assert trt_compat.strongly_typed(fake_trt("10.16.1"), "fp16", "weak") is False
+    assert trt_compat.strongly_typed(fake_trt("10.16.1"), "fp32") is False  # an FP32 graph needs no typing
+    with pytest.raises(UserError, match="implicit calibrator is for 8.x"):  # a UserError: one line, exit 2
+        trt_compat.strongly_typed(fake_trt("10.16.1"), "int8", "weak")
     assert trt_compat.network_flags(fake_trt("10.16.1"), True) == 1 << 5
     assert trt_compat.strongly_typed(fake_trt("8.2.1"), "fp16") is False
     with pytest.raises(trt_compat.TensorRTVersionError, match="need TensorRT 10"):

@@ -133,8 +133,10 @@ def test_build_command_per_version():
     v11 = build_command("trtexec", "m.onnx", "m.engine", config, (11, 4), cache)
     assert "--memPoolSize=workspace:512" in v10 and "--workspace=512" in old
     for argv in (v10, old, v11):
-        assert argv[:4] == ["trtexec", "--onnx=m.onnx", "--saveEngine=m.engine", "--skipInference"]
+        assert argv[:3] == ["trtexec", "--onnx=m.onnx", "--saveEngine=m.engine"]
         assert "--timingCacheFile=engines/t.cache" in argv
+    assert "--buildOnly" in old and "--skipInference" not in old  # 8.2's name for it
+    assert "--skipInference" in v10 and "--skipInference" in v11
     # 8.x: weak typing flags; 10.x: the FP16 graph, strongly typed; 11.x: no precision flag exists.
     assert "--fp16" in old and "--stronglyTyped" not in old
     assert "--stronglyTyped" in v10 and "--fp16" not in v10
@@ -155,6 +157,13 @@ def test_build_command_per_version():
     int8 = build_command("trtexec", "m.onnx", "m.engine", config._replace(precision="int8", calibration_cache="c"),
                          (8, 2))
     assert "--int8" in int8 and "--calib=c" in int8
+    with pytest.raises(UserError, match="trtexec matches exact layer names"):
+        build_command("trtexec", "m.onnx", "m.engine", config._replace(fp32_layers=("/head/",)), (8, 6))
+    with pytest.raises(UserError, match="12.0 is newer"):
+        build_command("trtexec", "m.onnx", "m.engine", config, (12, 0))
+    with pytest.raises(UserError, match="implicit calibrator is for 8.x"):
+        build_command("trtexec", "m.onnx", "m.engine", config._replace(precision="int8", network_typing="weak",
+                                                                         calibration_cache="c"), (10, 3))
     timed = time_command("trtexec", "m.engine", 500, 30, "t.json", "p.json")
     assert "--iterations=30" in timed and "--warmUp=500" in timed and "--separateProfileRun" in timed
 

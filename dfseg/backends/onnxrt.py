@@ -4,6 +4,7 @@ execution providers when the installed onnxruntime has them.
 Device side: Python 3.6, no torch; onnxruntime is imported when the runner activates.
 """
 
+import importlib.util
 import os
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -105,9 +106,11 @@ class OnnxRuntimeRunner(BaseRunner):
         if not self.spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        if isinstance(self.model, str) and self.precision != "fp32":
+        if isinstance(self.model, str) and (self.precision != "fp32" or importlib.util.find_spec("onnx")):
+            # Also for fp32: graph_for refuses an fp16/int8 graph run under another precision's name.
             from ..precision import graph_for
 
+            self.config.needs_images(graph_path=True)
             self.built_model = graph_for(self.model, self.config, "onnxruntime")
         try:
             self.session = onnxruntime.InferenceSession(

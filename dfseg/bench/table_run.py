@@ -172,6 +172,8 @@ def measure_table(
         existing, existing_meta = old.entries, old.meta
     header = {"schema": SCHEMA, "backend": backend, "precision": meta.get("precision"), "threads": threads,
               "device": meta.get("device"), "clock": clock, "timing": TIMING}
+    if config is not None and config.network_typing != "auto":  # a TensorRT 10 weak-typed table is another table
+        header["network_typing"] = config.network_typing
     journal = TableJournal(journal_path(out_path), header)
     try:
         return _measure_into(journal, parts, source, out_path, existing, existing_meta, meta, protocol, backend,

@@ -19,7 +19,15 @@ from ..backends import BACKENDS
 from ..build_config import BuildConfig
 from ..errors import UserError
 from ..fileio import check_outputs
-from .common import ArgumentParser, add_build_options, build_config_from_args, number, run_command, whole_number
+from .common import (
+    ArgumentParser,
+    add_build_options,
+    build_config_from_args,
+    check_build_files,
+    number,
+    run_command,
+    whole_number,
+)
 
 PROG = "dfseg-bench"
 
@@ -149,6 +157,9 @@ class _Sources:
 def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
     args.build_config = build_config_from_args(args)
+    if (args.table or args.validate_table) and args.build_config.fp32_layers:
+        raise UserError("--fp32-layers: a table's parts and probes do not share node names; measure tables without it")
+    check_build_files(args.build_config, [args.validate_table, args.bundle])
     if args.table and args.build_config.precision == "int8" and not args.build_config.calibration_cache:
         raise UserError("--table --precision int8: a part's inputs are feature maps, which images cannot calibrate; "
                         "measure an fp16 or fp32 table (or, on TensorRT 8.x, pass --calibration-cache FILE)")

@@ -15,6 +15,7 @@ from typing import Callable, List, NoReturn, Optional
 
 from ..build_config import DEFAULT_CALIBRATION_IMAGES, NETWORK_TYPINGS, PRECISIONS, BuildConfig, parse_layer_list
 from ..errors import Terminated, UserError, raise_terminated
+from ..fileio import check_outputs
 from ..uri import redact
 
 EXIT_USAGE = 2
@@ -89,6 +90,16 @@ def add_build_options(parser: argparse.ArgumentParser, tensorrt: bool = True, ca
         group.add_argument("--network-typing", default="auto", choices=NETWORK_TYPINGS,
                            help="TensorRT 10: strong (the fp16/int8 graph, default) or weak (the deprecated builder "
                                 "flags); 11 is always strong, 8.x always weak")
+
+
+def check_build_files(config: BuildConfig, inputs: List[Optional[str]]) -> None:
+    """The files a build may write (caches) must not be an input, nor lie in the calibration folder; an
+    output of the command must not lie in the calibration folder either (checked by the caller's own
+    check_outputs through ``inputs``)."""
+    check_outputs([("--engine-cache", config.cache_dir), ("--timing-cache", config.timing_cache),
+                   ("--calibration-cache", config.calibration_cache)],
+                  inputs=[path for path in inputs if path] + ([config.calibration] if config.calibration else []),
+                  folders=("--engine-cache",), outside_inputs=True)
 
 
 def build_config_from_args(args: argparse.Namespace) -> BuildConfig:

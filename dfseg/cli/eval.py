@@ -21,7 +21,14 @@ from .. import eval as evaluation
 from ..errors import UserError
 from ..fileio import check_outputs
 from ..sizes import parse_size
-from .common import ArgumentParser, add_build_options, build_config_from_args, run_command, whole_number
+from .common import (
+    ArgumentParser,
+    add_build_options,
+    build_config_from_args,
+    check_build_files,
+    run_command,
+    whole_number,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
     args.build_config = build_config_from_args(args)
-    check_outputs([("--json", args.json), ("--plot", args.plot)], inputs=[args.data, args.model, args.predictions],
+    check_build_files(args.build_config, [args.data, args.model, args.predictions])
+    check_outputs([("--json", args.json), ("--plot", args.plot)],
+                  inputs=[args.data, args.model, args.predictions, args.build_config.calibration],
                   outside_inputs=True)
     samples = evaluation.find_samples(args.data, args.split, args.limit)
     progress = not args.quiet

@@ -13,6 +13,7 @@ import os
 import sys
 from typing import List, Optional
 
+from ..build_config import BuildConfig
 from ..errors import UserError
 from ..fileio import check_outputs
 from ..sizes import Size, parse_size
@@ -64,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
     config = build_config_from_args(args)
+    if (args.summary or args.bundle) and config != BuildConfig():
+        raise UserError("--precision and the other build options apply to one exported model, not to {}: leave them "
+                        "out (dfseg-bench builds the bundle's fp16/int8 graphs on the device)".format(
+                            "--summary" if args.summary else "--bundle"))
     if args.summary:
         if args.model:
             raise UserError("--summary lists every model; leave out MODEL {!r}".format(args.model))
@@ -86,7 +91,8 @@ def _main(argv: Optional[List[str]]) -> int:
     if not args.output_file:
         raise UserError("-o FILE.onnx is required")
     size = parse_size(args.size)
-    check_outputs([("-o", args.output_file)], inputs=[args.weights, args.model, config.calibration])
+    check_outputs([("-o", args.output_file)], inputs=[args.weights, args.model, config.calibration],
+                  outside_inputs=True)
 
     from ..export import export_onnx
 

@@ -13,11 +13,11 @@ Device side: Python 3.6, no torch; tensorrt is passed in as ``trt``.
 
 import logging
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple  # noqa: F401  (List: in type comments)
 
-from ...build_config import BuildConfig, matching_names
+from ...build_config import BuildConfig, calibration_fingerprint, matching_names
 from ...errors import UserError
-from ...fileio import sha256_file, write_atomic
+from ...fileio import read_json, sha256_bytes, sha256_file, write_atomic
 from . import compat
 from .engines import EngineCache, EngineSpec
 
@@ -105,6 +105,43 @@ def build_engine(trt: Any, onnx_path: str, config: BuildConfig, calibrator: Any 
     return {"engine": bytes(serialized), "timing_cache": new_cache, "pinned_layers": pinned}
 
 
+def onnx_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnx") is not None
+
+
+def checked_source(model_path: str, config: BuildConfig, strong: bool) -> str:
+    """The ONNX file to build: the precision's graph when strongly typed (``dfseg.precision.graph_for``,
+    which also refuses a graph of another precision or target), else the FP32 graph that the weak flags
+    reduce.  Without the onnx package (TensorRT 8.x on JetPack 4.6) an FP32 weak build trusts the file."""
+    if strong:
+        from ...precision import graph_for
+
+        config.needs_images(graph_path=True)
+        return graph_for(model_path, config, "tensorrt")
+    if onnx_available():
+        from ...precision import graph_precision
+
+        present = graph_precision(model_path)
+        if present != "fp32":
+            raise UserError("{}: a {} graph; TensorRT 8.x reduces precision with builder flags from the FP32 export: "
+                            "pass that".format(model_path, present))
+    return model_path
+
+
+def check_engine_precision(engine_path: str, config: BuildConfig) -> None:
+    """An engine's precision is fixed when it is built: refuse a request for another one where its
+    cache sidecar says what it is."""
+    sidecar = engine_path + ".json"
+    if not os.path.isfile(sidecar):
+        return
+    built = ((read_json(sidecar, "engine sidecar") or {}).get("spec") or {}).get("precision")
+    if built not in (None, config.precision):
+        raise UserError("{}: a {} engine (its sidecar {} says so); pass --precision {} or build another".format(
+            engine_path, built, sidecar, built))
+
+
 class EngineFromOnnx:
     """A loader: ``loader(trt, memory)`` returns the engine bytes for ``model_path`` under ``config``,
     built once into the engine cache.  ``memory`` (a ``cuda_memory.CudaMemory``) names the device and
@@ -121,11 +158,7 @@ class EngineFromOnnx:
     def __call__(self, trt: Any, memory: Any) -> bytes:
         config = self.config
         strong = compat.strongly_typed(trt, config.precision, config.network_typing)
-        source = self.model_path
-        if strong and config.precision != "fp32":
-            from ...precision import graph_for
-
-            source = graph_for(self.model_path, config, "tensorrt")
+        source = checked_source(self.model_path, config, strong)
         self.built_model = source
         device = memory.device_name()
         shapes = onnx_input_shapes(trt, source)
@@ -166,7 +199,13 @@ class EngineFromOnnx:
         cache = self.config.calibration_cache
         if cache and os.path.isfile(cache):
             return "cache:" + sha256_file(cache)
-        return "images:{}:{}".format(os.path.abspath(self.config.calibration or ""), self.config.calibration_images)
+        return "images:{}:{}:{}".format(os.path.abspath(self.config.calibration or ""), self.config.calibration_images,
+                                        calibration_fingerprint(self.config.calibration, self.config.calibration_images))
+
+    def _calibration_key(self, shape: Any) -> str:
+        """The default calibration cache belongs to one model, input shape and set of images."""
+        text = "{}:{}:{}".format(sha256_file(self.model_path), tuple(shape), self._calibration_identity())
+        return sha256_bytes(text.encode("utf-8"))[:12]
 
     def _calibrator(self, trt: Any, memory: Any, shapes: Dict[str, Any]) -> Any:
         from .calibrator import make_entropy_calibrator
@@ -174,7 +213,7 @@ class EngineFromOnnx:
         if len(shapes) != 1:
             raise UserError("int8 calibration supports single-input models; this one has {}".format(sorted(shapes)))
         (input_name, shape), = shapes.items()
-        cache = self.config.calibration_cache or os.path.join(
-            self.cache.root, "calibration-{}.cache".format(os.path.splitext(os.path.basename(self.model_path))[0]))
+        cache = self.config.calibration_cache or os.path.join(self.cache.root, "calibration-{}-{}.cache".format(
+            os.path.splitext(os.path.basename(self.model_path))[0], self._calibration_key(shape)))
         return make_entropy_calibrator(trt, memory, input_name, tuple(shape), self.config.calibration, cache,
                                        limit=self.config.calibration_images)

@@ -28,6 +28,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ...errors import UserError
+
 NAMED_TENSORS_SINCE = (8, 5)
 MEMORY_POOLS_SINCE = (8, 4)
 EXPLICIT_BATCH_DEFAULT_SINCE = (10, 0)
@@ -37,8 +39,8 @@ ALWAYS_STRONG_SINCE = (11, 0)
 SUPPORTED_BELOW = (12, 0)
 
 
-class TensorRTVersionError(RuntimeError):
-    """The installed TensorRT is older than dfseg supports."""
+class TensorRTVersionError(UserError):
+    """The installed TensorRT (or trtexec) is outside 8.2..11.x, or lacks what was asked of it."""
 
 
 class IOTensor(NamedTuple):
@@ -62,6 +64,11 @@ def version_tuple(trt: Any) -> Tuple[int, int]:
     if version is None:
         raise TensorRTVersionError("cannot read the TensorRT version from tensorrt.__version__ = {!r}".format(
             getattr(trt, "__version__", None)))
+    return supported(version)
+
+
+def supported(version: Tuple[int, int]) -> Tuple[int, int]:
+    """``version`` when dfseg knows its API (8.2 to 11.x), else a one-line TensorRTVersionError."""
     if version < (8, 2):
         raise TensorRTVersionError("TensorRT {}.{} is too old: dfseg needs 8.2 or newer (JetPack 4.6+)".format(
             *version))
@@ -78,17 +85,26 @@ def uses_named_tensors(trt: Any) -> bool:
 
 
 def strongly_typed(trt: Any, precision: str, network_typing: str = "auto") -> bool:
-    """Whether to build the precision from the graph (a strongly typed network) rather than builder flags.
+    """``typing_for`` the installed ``tensorrt`` module."""
+    return typing_for(version_tuple(trt), precision, network_typing)
 
-    11.x: always.  10.x: yes unless ``network_typing`` is "weak" (the deprecated flags, as a fallback).
-    8.x: never (no strong typing; FP16/INT8 come from the flags and the entropy calibrator)."""
-    version = version_tuple(trt)
+
+def typing_for(version: Tuple[int, int], precision: str, network_typing: str = "auto") -> bool:
+    """Whether TensorRT ``version`` builds ``precision`` from the graph (a strongly typed network) rather
+    than from builder flags; the one rule for the Python API and trtexec alike.
+
+    11.x: always.  10.x: FP16/INT8 from the graph unless ``network_typing`` is "weak" (the deprecated
+    FP16 flag, as a fallback; INT8 always from the Q/DQ graph: the implicit calibrator is for 8.x only);
+    FP32 needs no typing.  8.x: never (the flags and the entropy calibrator)."""
     if version >= ALWAYS_STRONG_SINCE:
         if network_typing == "weak":
             raise TensorRTVersionError("TensorRT {}.{} has no weak typing: drop --network-typing weak".format(*version))
         return True
     if version >= STRONG_TYPING_SINCE:
-        return network_typing != "weak" or precision == "fp32"
+        if network_typing == "weak" and precision == "int8":
+            raise TensorRTVersionError("int8 on TensorRT {}.{} is built from the Q/DQ graph (the implicit calibrator "
+                                       "is for 8.x): drop --network-typing weak".format(*version))
+        return precision != "fp32" and network_typing != "weak"
     if network_typing == "strong":
         raise TensorRTVersionError("strongly typed networks need TensorRT 10 or newer, this is {}.{}: drop "
                                    "--network-typing strong".format(*version))

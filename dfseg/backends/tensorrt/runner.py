@@ -9,7 +9,7 @@ time (GPU compute only); the base class's wall clock gives end to end (copies in
 Device side: Python 3.6, no torch; tensorrt and cuda-python/pycuda load in ``activate``.
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional  # noqa: F401  (List: in type comments)
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from ...build_config import BuildConfig
 from ...errors import UserError
 from ..base import ModelFileRunner, TensorMeta
 from . import compat
-from .builder import EngineFromOnnx, TrtLogger, import_tensorrt
+from .builder import EngineFromOnnx, TrtLogger, check_engine_precision, import_tensorrt
 from .cuda_memory import CudaMemory, open_cuda
 
 
@@ -55,6 +55,7 @@ class TensorRTRunner(ModelFileRunner):
 
     def _engine_bytes(self, trt: Any) -> bytes:
         if not self.model_path.endswith(".onnx"):
+            check_engine_precision(self.model_path, self.config)
             self.engine_path, self.cache_hit = self.model_path, True
             with open(self.model_path, "rb") as handle:
                 return handle.read()

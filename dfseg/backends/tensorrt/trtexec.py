@@ -31,6 +31,8 @@ from ...build_config import BuildConfig
 from ...errors import UserError
 from ...fileio import sha256_file
 from ..base import ModelFileRunner, TensorMeta, TimingResult
+from .builder import check_engine_precision, checked_source
+from .compat import supported, typing_for
 from .engines import EngineCache, EngineSpec
 
 DEFAULT_LOCATIONS = ("/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
@@ -240,8 +242,9 @@ def build_command(trtexec: str, onnx: str, save_engine: str, config: BuildConfig
     trtexec ``version`` has.  On 11.x (and on 10.x unless ``config.network_typing`` is weak) ``onnx`` must
     already be the FP16/Q-DQ graph (``dfseg.precision.graph_for``): the precision is in the graph."""
     config = config.checked()
-    argv = [trtexec, "--onnx={}".format(onnx), "--saveEngine={}".format(save_engine), "--skipInference",
-            "--profilingVerbosity=detailed"]
+    # --skipInference replaced --buildOnly in 8.4 (8.2's trtexec rejects the newer name).
+    argv = [trtexec, "--onnx={}".format(onnx), "--saveEngine={}".format(save_engine),
+            "--skipInference" if version >= (8, 4) else "--buildOnly", "--profilingVerbosity=detailed"]
     if version >= (8, 4):
         argv.append("--memPoolSize=workspace:{}".format(int(config.workspace_mb)))
     else:
@@ -259,6 +262,10 @@ def build_command(trtexec: str, onnx: str, save_engine: str, config: BuildConfig
         # --fp16 too: layers without INT8 kernels fall back to FP16 rather than FP32.
         argv += ["--int8", "--fp16", "--calib={}".format(config.calibration_cache)]
     if config.fp32_layers and not strong and config.precision != "fp32":
+        prefixes = [name for name in config.fp32_layers if name.endswith("/")]
+        if prefixes:
+            raise UserError("--fp32-layers {}: trtexec matches exact layer names, not prefixes; give the node names "
+                            "(or use the tensorrt backend)".format(",".join(prefixes)))
         if version < (8, 4):
             raise UserError("keeping layers in FP32 needs trtexec 8.4+ (--layerPrecisions); this is {}.{}: use "
                             "the tensorrt backend".format(*version))
@@ -270,16 +277,8 @@ def build_command(trtexec: str, onnx: str, save_engine: str, config: BuildConfig
 
 
 def graph_typed(version: Tuple[int, int], config: BuildConfig) -> bool:
-    """Whether trtexec ``version`` builds ``config``'s precision from the graph (strongly typed)."""
-    if version >= (11, 0):
-        if config.network_typing == "weak":
-            raise UserError("trtexec {}.{} has no weak typing: drop --network-typing weak".format(*version))
-        return True
-    if version >= (10, 0):
-        return config.precision != "fp32" and config.network_typing != "weak"
-    if config.network_typing == "strong":
-        raise UserError("strongly typed networks need trtexec 10 or newer, this is {}.{}".format(*version))
-    return False
+    """Whether trtexec ``version`` builds ``config``'s precision from the graph (``compat.typing_for``)."""
+    return typing_for(supported(version), config.precision, config.network_typing)
 
 
 def time_command(trtexec: str, engine: str, warmup_ms: int, iterations: int, export_times: str,
@@ -359,7 +358,9 @@ class TrtexecRunner(ModelFileRunner):
     def activate_impl(self) -> None:
         self.trtexec = find_trtexec(self.explicit_trtexec)
         major, minor, self.version = trtexec_version(self.trtexec)
+        supported((major, minor))
         if self.model_path.endswith((".engine", ".plan", ".trt")):
+            check_engine_precision(self.model_path, self.config)
             self.engine_path, self.cache_hit = self.model_path, True
         else:
             self.engine_path = self._build_cached((major, minor))
@@ -376,16 +377,13 @@ class TrtexecRunner(ModelFileRunner):
 
     def _build_cached(self, version: Tuple[int, int]) -> str:
         config = self.config
-        self.built_model = self.model_path
-        if graph_typed(version, config):
-            from ...precision import graph_for
-
-            self.built_model = graph_for(self.model_path, config, "tensorrt")
+        self.built_model = checked_source(self.model_path, config, graph_typed(version, config))
         spec = EngineSpec.create(
             self.built_model, {}, config.precision, self.version or "", self.device or _nvidia_device(),
             builder_flags={"builder": "trtexec", "workspace_mb": config.workspace_mb,
                            "fp32_layers": list(config.fp32_layers), "strongly_typed": graph_typed(version, config),
-                           "calibration_cache": _hash_or_none(config.calibration_cache)})
+                           "calibration_cache": _hash_or_none(config.calibration_cache)
+                           if config.precision == "int8" else None})
         timing_cache = config.timing_cache or self.cache.timing_cache_path(spec.tensorrt_version, spec.device)
 
         def build() -> bytes:
