@@ -8,12 +8,12 @@ Device side: Python 3.6, numpy only.  OpenCV is used for resizing when it is ins
 lazily); otherwise a numpy bilinear resize with the same pixel-centre convention is used.
 """
 
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .errors import UserError
-from .sizes import SizeLike, as_size
+from .sizes import Size, SizeLike, as_size
 
 # Per-channel means in B, G, R order.
 IMAGENET_MEAN_BGR = (104.0, 117.0, 123.0)
@@ -60,6 +60,15 @@ def resize_bilinear_numpy(image: np.ndarray, size: SizeLike) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
+def _blob_from_image() -> Optional[Callable[..., np.ndarray]]:
+    """OpenCV's ``dnn.blobFromImage`` where this OpenCV has it (4.x and 5.x do), else None."""
+    try:
+        import cv2  # type: ignore
+    except ImportError:
+        return None
+    return getattr(getattr(cv2, "dnn", None), "blobFromImage", None)
+
+
 def preprocess(
     bgr_uint8: np.ndarray,
     size: Optional[SizeLike] = None,
@@ -76,6 +85,12 @@ def preprocess(
         raise UserError(
             "preprocess: expected an HxWx3 BGR image, got an array of shape {}".format(tuple(image.shape))
         )
+    blob = _blob_from_image()
+    if blob is not None and image.dtype == np.uint8:
+        # One SIMD pass for resize, mean, scale and HWC -> NCHW; equal to the numpy path below.
+        target = as_size(size) if size is not None else Size(image.shape[1], image.shape[0])
+        return blob(image, float(scale), (target.width, target.height), tuple(float(m) for m in mean_bgr), False,
+                    False)
     pixels = image.astype(np.float32) if size is None else resize_bilinear(image, size)
     pixels -= np.asarray(mean_bgr, dtype=np.float32)  # in place: pixels is a fresh float32 array
     pixels *= np.float32(scale)

@@ -333,3 +333,39 @@ def test_d8_logits_are_upsampled_like_the_release(tmp_path):
         assert small.shape == (5, 9)
         full = segmenter.segment(image)
     np.testing.assert_array_equal(full, upsample_nearest(small, 8, Size(72, 40)))
+
+
+def test_profile_accounts_for_every_frame_in_every_stage(model, video, tmp_path):
+    """dfseg-run --profile: every stage saw every frame, and its work and waits fit in the run's wall time."""
+    done = subprocess.run([sys.executable, "-m", "dfseg.cli.run", "--model", model, video, "none", "--profile"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    header = [i for i, line in enumerate(lines) if line.startswith("stage ")][0]
+    rows = {}
+    for line in lines[header + 1:header + 7]:
+        name, *values = line.split()
+        rows[name] = [float(v) for v in values]
+    assert set(rows) == {"capture", "preprocess", "inference", "postprocess", "render", "output"}
+    assert any(line.startswith("process CPU") for line in lines)
+
+
+def test_profile_numbers_add_up(model, video):
+    from dfseg.backends import get_runner
+    from dfseg.live.pipeline import Pipeline
+    from dfseg.live.render import Renderer
+    from dfseg.live.segmenter import Segmenter
+    from dfseg.live.sinks import NullSink
+    from dfseg.live.sources import open_source
+
+    with get_runner("onnxruntime", model, threads=1) as runner:
+        started = time.perf_counter()
+        result = Pipeline(open_source(video), Segmenter(runner), Renderer(), [NullSink()]).run()
+        wall_ms = (time.perf_counter() - started) * 1000.0
+    assert result.frames_written == FRAMES
+    for name, row in result.profile.items():
+        assert row["frames"] == FRAMES, name
+        assert 0 <= row["cpu_ms"] and 0 < row["work_ms"]
+        # each stage's thread is either working or waiting: together at most the whole run
+        assert (row["work_ms"] + row["wait_in_ms"] + row["wait_out_ms"]) * FRAMES <= wall_ms * 1.05, name
+    assert result.profile["inference"]["work_ms"] > 0 and result.process_cpu_ms_per_frame > 0

@@ -30,6 +30,7 @@ from .common import (
     ArgumentParser,
     add_build_options,
     build_config_from_args,
+    check_build_files,
     number,
     run_command,
     whole_number,
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-labels", metavar="DIR", help="also write each class map (trainIds, PNG) to DIR, "
                         "for dfseg-eval --predictions")
     parser.add_argument("--max-frames", type=whole_number(1), help="stop after this many frames")
+    parser.add_argument("--profile", action="store_true",
+                        help="at the end, print where each frame's time went: every stage's thread CPU time, its "
+                             "work time and its waits for input and for the next stage (also on the status page)")
     parser.add_argument("--input-loop", type=whole_number(-1), default=0, metavar="N",
                         help="replay a file or folder N more times (-1: forever), e.g. to demo a stream")
     parser.add_argument("--queue-size", type=whole_number(1), default=2, help="frames buffered between stages (default 2)")
@@ -90,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
-    config = build_config_from_args(args)
+    config = args.build_config = build_config_from_args(args)
     input_uri = _input_uri(args)
     size = parse_size(args.size) if args.size else None
 
@@ -134,10 +138,14 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
             "frames": stats.written if stats else 0,
             "dropped": stats.dropped if stats else 0,
             "state": stats.state if stats else "starting",
-            "model": "{} ({})".format(os.path.basename(args.model), runner.backend if runner else "loading"),
+            "model": "{} ({}, {})".format(os.path.basename(args.model), runner.backend if runner else "loading",
+                                          args.build_config.precision),
+            "built_model": (getattr(runner, "engine_path", None) or getattr(runner, "built_model", None))
+            if runner else None,
             "device": ", ".join(device.get("temperatures", [])[:3]) or device["time"],
             "device_state": device,
             "input": source.description,
+            "profile": {name: clock.summary() for name, clock in pipeline.clocks.items()} if pipeline else {},
         }
 
     outputs = args.outputs or [default_output()]
@@ -153,14 +161,15 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
             paths.append(("--save-labels" if sink.labels else "output folder", sink.directory))
     local_input = input_uri[len("file://"):] if input_uri.startswith("file://") else input_uri
     inputs = ([local_input] if "://" not in local_input else []) + [args.model, args.weights]
-    check_outputs(paths, inputs=inputs,
+    check_build_files(args.build_config, inputs)
+    check_outputs(paths, inputs=inputs + [args.build_config.calibration],
                   folders=("output folder", "--save-labels"), outside_inputs=True)
     return sinks
 
 
 def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size: Optional[Size], sinks: List["Sink"],
          running: Dict[str, Any]) -> int:
-    from ..live.pipeline import INTERRUPTED, TERMINATED, Pipeline, format_fps
+    from ..live.pipeline import INTERRUPTED, TERMINATED, Pipeline, format_fps, format_profile
     from ..live.render import Renderer
     from ..live.segmenter import Segmenter
 
@@ -183,6 +192,8 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
         ),
         file=sys.stderr, flush=True,
     )
+    if args.profile:
+        print(format_profile(result.profile, result.process_cpu_ms_per_frame), file=sys.stderr, flush=True)
     if result.end_reason == INTERRUPTED:
         return EXIT_INTERRUPTED
     if result.end_reason == TERMINATED:

@@ -16,6 +16,7 @@ Device side: Python 3.6, no torch.
 """
 
 import collections
+import os
 import queue
 import signal
 import sys
@@ -31,6 +32,10 @@ from .sinks import Sink
 from .sources import Frame, Source
 
 _END = object()  # end-of-stream marker passed down the queues
+STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "output")
+# Stages other than inference run this much nicer, so on a small CPU the runtime's threads get the
+# cores first and the light stages fill the gaps (they still run whenever inference waits for them).
+HELPER_NICENESS = 5
 INTERRUPTED = "interrupted"  # end reasons of a run stopped by SIGINT or SIGTERM
 TERMINATED = "terminated"
 _POLL_S = 0.05
@@ -44,6 +49,64 @@ class RunResult(NamedTuple):
     pipeline_fps: float  # frames out / wall time, whole run
     network_fps: Optional[float]  # 1000 / mean inference ms
     end_reason: str
+    profile: Dict[str, Dict[str, float]]  # per stage, per frame: see StageClock.summary
+    process_cpu_ms_per_frame: Optional[float]  # every thread of the process, the runtime's pool included
+
+
+def thread_cpu_s() -> float:
+    """CPU seconds of the calling thread (Linux; elsewhere the process clock)."""
+    clock_id = getattr(time, "CLOCK_THREAD_CPUTIME_ID", None)
+    return time.clock_gettime(clock_id) if clock_id is not None else time.process_time()
+
+
+class StageClock:
+    """Where one stage's time goes: its thread's CPU time, the wall time of its work, and the time it
+    waits for input (upstream too slow) or to hand its output on (downstream too slow)."""
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.cpu_s = 0.0
+        self.work_s = 0.0
+        self.wait_in_s = 0.0
+        self.wait_out_s = 0.0
+
+    def summary(self) -> Dict[str, float]:
+        per = 1000.0 / self.items if self.items else 0.0
+        return {"frames": self.items, "cpu_ms": round(self.cpu_s * per, 3), "work_ms": round(self.work_s * per, 3),
+                "wait_in_ms": round(self.wait_in_s * per, 3), "wait_out_ms": round(self.wait_out_s * per, 3)}
+
+
+def lower_thread_priority(niceness: int) -> None:
+    """Make the calling thread ``niceness`` nicer (Linux threads have their own nice value); a no-op
+    where that is not possible."""
+    try:
+        native_id = getattr(threading, "get_native_id", None)  # Python 3.8+
+        tid = native_id() if native_id is not None else None
+        if tid is None:  # Python 3.6/3.7 (JetPack 4.6): the gettid system call
+            import ctypes
+            import platform
+
+            number = {"x86_64": 186, "aarch64": 178}.get(platform.machine())
+            if number is None:
+                return
+            tid = ctypes.CDLL(None, use_errno=True).syscall(number)
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+def format_profile(profile: Dict[str, Dict[str, float]], process_cpu_ms: Optional[float]) -> str:
+    """The per-stage profile as a small table (``dfseg-run --profile``)."""
+    lines = ["{:<12} {:>8} {:>8} {:>11} {:>12}".format("stage", "cpu ms", "work ms", "wait in ms", "wait out ms")]
+    for name in STAGES:
+        row = profile.get(name)
+        if row:
+            lines.append("{:<12} {cpu_ms:>8.2f} {work_ms:>8.2f} {wait_in_ms:>11.2f} {wait_out_ms:>12.2f}".format(
+                name, **row))
+    if process_cpu_ms is not None:
+        lines.append("process CPU {:.2f} ms per frame (all threads; the inference stage's cpu ms leaves out the "
+                     "runtime's own threads)".format(process_cpu_ms))
+    return "\n".join(lines)
 
 
 class Stats:
@@ -116,6 +179,8 @@ class Pipeline:
         self.abort_event = threading.Event()  # drop everything (error or second Ctrl-C)
         self.errors = []  # type: List[BaseException]
         self.end_reason = "end of input"
+        self.clocks = {name: StageClock() for name in STAGES}
+        self.output_times = []  # type: List[float]  perf_counter() of every frame written
 
     # ---------------------------------------------------------------- public
     def request_stop(self, reason: str) -> None:
@@ -135,6 +200,7 @@ class Pipeline:
         ]
         previous_handlers = self._install_signal_handlers()
         start = time.perf_counter()
+        cpu_start = time.process_time()
         try:
             for sink in self.sinks:
                 sink.open()
@@ -168,6 +234,7 @@ class Pipeline:
         if self.errors:
             raise self.errors[0]
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
         return RunResult(
             frames_captured=self.stats.captured,
             frames_written=self.stats.written,
@@ -176,26 +243,34 @@ class Pipeline:
             pipeline_fps=self.stats.written / elapsed if elapsed > 0 else 0.0,
             network_fps=self.stats.network_fps(),
             end_reason=self.end_reason,
+            profile={name: clock.summary() for name, clock in self.clocks.items() if clock.items},
+            process_cpu_ms_per_frame=1000.0 * cpu / self.stats.written if self.stats.written else None,
         )
 
     # ---------------------------------------------------------------- stages
     def _capture(self, out: "queue.Queue[Any]") -> None:
+        clock = self.clocks["capture"]
+        lower_thread_priority(HELPER_NICENESS)
         try:
             self.source.open()
             while not self.stop_event.is_set():
                 if self.max_frames is not None and self.stats.captured >= self.max_frames:
                     self.request_stop("reached --max-frames {}".format(self.max_frames))
                     break
+                cpu, wall = thread_cpu_s(), time.perf_counter()
                 frame = self.source.read()
+                clock.cpu_s += thread_cpu_s() - cpu
+                clock.work_s += time.perf_counter() - wall
                 if frame is None:
                     reason = getattr(self.source, "end_reason", None)
                     self.request_stop(reason or "end of input")
                     break
                 self.stats.captured += 1
+                clock.items += 1
                 if self.source.live:
                     self._put_latest(out, frame)
                 else:
-                    self._put(out, frame)
+                    self._put(out, frame, clock)
         except BaseException as exc:
             self._fail(exc)
         finally:
@@ -223,22 +298,37 @@ class Pipeline:
         return frame, classes, self.renderer.render(frame.image, classes, status)
 
     def _write_outputs(self, inbox: "queue.Queue[Any]") -> None:
-        for item in self._items(inbox):
+        clock = self.clocks["output"]
+        for item in self._items(inbox, clock):
+            cpu, wall = thread_cpu_s(), time.perf_counter()
             frame, classes, image = item
             for sink in self.sinks:
                 sink.write(image, frame.name, classes)
                 if sink.quit_requested:
                     self.request_stop("closed by the user")
+            clock.cpu_s += thread_cpu_s() - cpu
+            clock.work_s += time.perf_counter() - wall
+            clock.items += 1
             self.stats.add_output(frame.captured)
+            self.output_times.append(time.perf_counter())
 
     # ---------------------------------------------------------------- plumbing
     def _stage(self, name: str, work: Callable[[Any], Any], inbox: "queue.Queue[Any]", outbox: "queue.Queue[Any]") -> threading.Thread:
+        clock = self.clocks[name]
+
         def loop() -> None:
+            if name != "inference":
+                lower_thread_priority(HELPER_NICENESS)
             try:
-                for item in self._items(inbox):
+                for item in self._items(inbox, clock):
                     if self.abort_event.is_set():
                         continue  # drain without working
-                    self._put(outbox, work(item))
+                    cpu, wall = thread_cpu_s(), time.perf_counter()
+                    result = work(item)
+                    clock.cpu_s += thread_cpu_s() - cpu
+                    clock.work_s += time.perf_counter() - wall
+                    clock.items += 1
+                    self._put(outbox, result, clock)
             except BaseException as exc:
                 self._fail(exc)
             finally:
@@ -246,27 +336,37 @@ class Pipeline:
 
         return threading.Thread(target=loop, name=name, daemon=True)
 
-    def _items(self, inbox: "queue.Queue[Any]") -> Iterator[Any]:
+    def _items(self, inbox: "queue.Queue[Any]", clock: Optional[StageClock] = None) -> Iterator[Any]:
         """Items from ``inbox`` until the end marker, or until the run is aborted and nothing is left."""
         while True:
+            waited = time.perf_counter()
             try:
                 item = inbox.get(timeout=_POLL_S)
             except queue.Empty:
+                if clock is not None:
+                    clock.wait_in_s += time.perf_counter() - waited
                 if self.abort_event.is_set():
                     return
                 continue
+            if clock is not None:
+                clock.wait_in_s += time.perf_counter() - waited
             if item is _END:
                 return
             yield item
 
-    def _put(self, out: "queue.Queue[Any]", item: Any) -> None:
+    def _put(self, out: "queue.Queue[Any]", item: Any, clock: Optional[StageClock] = None) -> None:
         """Blocking put that gives up when the run is aborted (nobody would read it)."""
-        while not self.abort_event.is_set():
-            try:
-                out.put(item, timeout=_POLL_S)
-                return
-            except queue.Full:
-                continue
+        waited = time.perf_counter()
+        try:
+            while not self.abort_event.is_set():
+                try:
+                    out.put(item, timeout=_POLL_S)
+                    return
+                except queue.Full:
+                    continue
+        finally:
+            if clock is not None:
+                clock.wait_out_s += time.perf_counter() - waited
 
     def _put_latest(self, out: "queue.Queue[Any]", item: Any) -> None:
         """Put ``item``, dropping the oldest queued frame when full (live sources only)."""

@@ -36,24 +36,46 @@ class Renderer:
         self.num_classes = num_classes
         self.names = list(names) if names is not None else class_names(num_classes)
         self.palette = palette_bgr(num_classes)
+        # A 256-entry colour table for cv2.LUT (ids without a colour are black).
+        self.lut = np.zeros((1, 256, 3), np.uint8)
+        self.lut[0, :len(self.palette)] = self.palette[:256]
+        self._colours = None  # type: Optional[np.ndarray]  reused frame to frame
 
     def colorize(self, classes: np.ndarray) -> np.ndarray:
         """An (h, w) class map -> (h, w, 3) BGR colours; ids without a colour are black."""
-        return self.palette[classes]
+        return self.lut[0][classes]
 
-    def render(self, image: np.ndarray, classes: np.ndarray, status: Optional[str] = None) -> np.ndarray:
-        """The annotated frame: overlay, legend (classes present), status line."""
+    def _colour_buffer(self, classes: np.ndarray) -> np.ndarray:
+        """The colours of ``classes`` in a buffer reused from frame to frame (one table lookup)."""
         import cv2
 
-        colours = self.colorize(classes)
+        shape = classes.shape + (3,)
+        if self._colours is None or self._colours.shape != shape:
+            self._colours = np.empty(shape, np.uint8)
+        classes = np.ascontiguousarray(classes, dtype=np.uint8)
+        try:  # OpenCV's user colour map: the lookup in one SIMD pass
+            cv2.applyColorMap(classes, self.lut.reshape(256, 1, 3), self._colours)
+        except (cv2.error, TypeError):  # an OpenCV without user colour maps
+            cv2.LUT(cv2.cvtColor(classes, cv2.COLOR_GRAY2BGR), self.lut, self._colours)
+        return self._colours
+
+    def render(self, image: np.ndarray, classes: np.ndarray, status: Optional[str] = None) -> np.ndarray:
+        """The annotated frame: overlay, legend (classes present), status line.  ``blend`` draws into
+        ``image`` itself (no copy per frame); the other modes return a new image."""
+        import cv2
+
+        colours = self._colour_buffer(classes)
         if self.mode == "blend":
-            out = cv2.addWeighted(image, 1.0 - self.alpha, colours, self.alpha, 0.0)
+            out = cv2.addWeighted(image, 1.0 - self.alpha, colours, self.alpha, 0.0, dst=image)
         elif self.mode == "mask":
             out = colours.copy()
         else:
             out = np.concatenate([image, colours], axis=1)
         if self.legend:
-            present = np.flatnonzero(np.bincount(classes.ravel(), minlength=256)[: self.num_classes])
+            # Classes present on a 2x2 grid (a quarter of the pixels: the legend need not count 1-pixel specks).
+            grid = np.ascontiguousarray(classes[::2, ::2], dtype=np.uint8)
+            counts = cv2.calcHist([grid], [0], None, [256], [0, 256]).ravel()
+            present = np.flatnonzero(counts[: self.num_classes])
             draw_legend(out, [int(c) for c in present], self.names, self.palette)
         if status:
             draw_status(out, status)
