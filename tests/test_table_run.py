@@ -111,3 +111,43 @@ def test_extending_a_table_from_another_backend_is_refused(tmp_path, source, par
     LatencyTable({}, dict(META, backend="tensorrt")).save(out)
     with pytest.raises(UserError, match="tensorrt"):
         measure_table(parts[:1], source, out, dict(META), QUICK, show_progress=False)
+
+
+def test_a_signal_during_the_last_write_still_leaves_the_partial_table(tmp_path, source, parts, monkeypatch):
+    """Ctrl-C that lands while the complete table is being written: every journalled entry is on disk."""
+    from dfseg.bench import table_run
+
+    original = table_run._write
+
+    def interrupted(*args, complete):
+        if complete:
+            raise KeyboardInterrupt
+        return original(*args, complete=complete)
+
+    monkeypatch.setattr(table_run, "_write", interrupted)
+    out = str(tmp_path / "table.json")
+    with pytest.raises(KeyboardInterrupt):
+        measure_table(parts, source, out, dict(META), QUICK, threads=1, chunk_size=4, show_progress=False)
+    with open(out) as handle:
+        partial = json.load(handle)
+    assert partial["complete"] is False and set(partial["entries"]) == {p.key for p in parts}
+
+
+def test_a_signal_right_after_the_journal_append_still_leaves_the_partial_table(tmp_path, source, parts, monkeypatch):
+    """The window that a loaded CI machine hit: the chunk's records are on disk, then Ctrl-C."""
+    from dfseg.journal import Journal
+
+    original = Journal.append_many
+
+    def then_interrupted(self, records):
+        original(self, records)
+        if any(r.get("type") == "entry" for r in records):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Journal, "append_many", then_interrupted)
+    out = str(tmp_path / "table.json")
+    with pytest.raises(KeyboardInterrupt):
+        measure_table(parts, source, out, dict(META), QUICK, threads=1, chunk_size=4, show_progress=False)
+    with open(out) as handle:
+        partial = json.load(handle)
+    assert partial["complete"] is False and len(partial["entries"]) == 4

@@ -99,9 +99,17 @@ class TableJournal:
     def add_chunk(self, overhead_ms: float, entries: Dict[str, Dict[str, Any]]) -> None:
         records = [{"type": OVERHEAD, "median_ms": overhead_ms}]
         records += [{"type": "entry", "key": key, "entry": entry} for key, entry in sorted(entries.items())]
-        self._journal.append_many(records)
+        # Memory first: a signal that lands once the records are on disk must find them here too, or the
+        # partial table written on the way out would miss what the journal already holds.
+        before = dict(self.entries)
         self.overheads.append(overhead_ms)
         self.entries.update(entries)
+        try:
+            self._journal.append_many(records)
+        except OSError:
+            self.overheads.pop()
+            self.entries = before
+            raise
 
     def add_boundaries(self, stubs: Dict[str, float]) -> None:
         self._journal.append_many([{"type": BOUNDARY, "shape": label, "stub_ms": ms}
@@ -208,13 +216,13 @@ def _measure_into(journal: "TableJournal", parts: Sequence[Part], source: ModelS
             noise.extend(e["round_spread"] for e in entries.values())
             _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=False)
             bar.update(len(chunk))
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the partial table holds every journalled entry
+        table = _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=True)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, even during the last write: every journalled entry is kept
         if journal.entries:
             _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=False)
         raise
     finally:
         bar.close()
-    table = _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=True)
     journal.remove()
     return table
 
