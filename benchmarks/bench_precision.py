@@ -66,7 +66,8 @@ def latency(work: str, calibration: str, threads: int, protocol: Protocol):
     fp32 = export_onnx(randomize_batchnorm(create_model("df1-seg"), seed=0), "640x360",
                        os.path.join(work, "df1-seg-640x360.onnx"))
     paths, checks = _graphs(fp32, work, calibration, 32, "df1-seg")
-    subjects = [onnx_subject(p, paths[p], "onnxruntime", threads) for p in PRECISIONS]
+    subjects = [onnx_subject(p, paths[p], "onnxruntime", threads, config=BuildConfig(precision=p))
+                for p in PRECISIONS]
     try:
         results = measure(subjects, protocol)
     finally:

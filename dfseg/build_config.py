@@ -73,14 +73,15 @@ class BuildConfig(NamedTuple):
         bad = [name for name in self.fp32_layers if not isinstance(name, str) or not name.strip()]
         if bad:
             raise UserError("fp32 layers {!r}: give ONNX node names or prefixes such as /head/".format(bad))
-        if self.precision == "int8" and self.calibration is None and self.calibration_cache is None:
-            raise UserError("int8 needs calibration images: pass --calibration FOLDER|VIDEO|CITYSCAPES_ROOT")
         return self
 
     def needs_images(self, graph_path: bool) -> None:
-        """INT8 through a Q/DQ graph (ONNX Runtime, TensorRT >= 10) calibrates on images; only TensorRT
-        8.x's implicit calibrator can start from a calibration cache alone."""
-        if self.precision == "int8" and graph_path and self.calibration is None:
+        """Making an INT8 graph (ONNX Runtime, TensorRT >= 10) calibrates on images; only TensorRT 8.x's
+        implicit calibrator can start from a calibration cache alone.  Running a graph that is already
+        INT8 needs neither."""
+        if self.precision != "int8":
+            return
+        if self.calibration is None and (graph_path or self.calibration_cache is None):
             raise UserError("int8 needs calibration images here (a --calibration-cache serves TensorRT 8.x "
                             "only): pass --calibration FOLDER|VIDEO|CITYSCAPES_ROOT")
 

@@ -79,7 +79,7 @@ def test_config_checks_and_round_trip(images, tmp_path):
     with pytest.raises(UserError, match="precision 'bf16'"):
         BuildConfig(precision="bf16").checked()
     with pytest.raises(UserError, match="int8 needs calibration images"):
-        BuildConfig(precision="int8").checked()
+        BuildConfig(precision="int8").checked().needs_images(graph_path=True)
     with pytest.raises(UserError, match="--calibration .*not found"):
         BuildConfig(precision="int8", calibration=str(tmp_path / "absent")).checked()
     with pytest.raises(UserError, match="network typing 'loose'"):
@@ -132,6 +132,9 @@ def test_int8_graph_is_per_channel_qdq_and_symmetric_for_tensorrt(fp32_model, im
     constant_dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
     assert constant_dq and all(inits[n.input[0]].dtype == np.int8 for n in constant_dq)
     assert stored_target(trt_graph) == "tensorrt" and stored_target(ort_graph) == "onnxruntime"
+    # running a graph that is already INT8 needs no calibration images
+    with get_runner("onnxruntime", ort_graph, config=BuildConfig(precision="int8", cache_dir=str(tmp_path))) as run:
+        assert run.built_model == ort_graph
     with pytest.raises(UserError, match="made for onnxruntime, not tensorrt"):
         graph_for(ort_graph, config, "tensorrt")
     x = _input()

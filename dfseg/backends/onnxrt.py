@@ -110,7 +110,6 @@ class OnnxRuntimeRunner(BaseRunner):
             # Also for fp32: graph_for refuses an fp16/int8 graph run under another precision's name.
             from ..precision import graph_for
 
-            self.config.needs_images(graph_path=True)
             self.built_model = graph_for(self.model, self.config, "onnxruntime")
         try:
             self.session = onnxruntime.InferenceSession(

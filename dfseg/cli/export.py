@@ -94,6 +94,7 @@ def _main(argv: Optional[List[str]]) -> int:
     check_outputs([("-o", args.output_file)], inputs=[args.weights, args.model, config.calibration],
                   outside_inputs=True)
 
+    config.needs_images(graph_path=True)
     from ..export import export_onnx
 
     if config.precision == "fp32":

@@ -118,7 +118,6 @@ def checked_source(model_path: str, config: BuildConfig, strong: bool) -> str:
     if strong:
         from ...precision import graph_for
 
-        config.needs_images(graph_path=True)
         return graph_for(model_path, config, "tensorrt")
     if onnx_available():
         from ...precision import graph_precision
