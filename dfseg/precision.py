@@ -32,6 +32,13 @@ QUANTIZE_OPS = ("QuantizeLinear", "DequantizeLinear")
 log = logging.getLogger("dfseg.precision")
 
 
+def onnx_available() -> bool:
+    """Whether the onnx package is installed (JetPack 4.6's device side may run without it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnx") is not None
+
+
 def _onnx() -> Any:
     try:
         import onnx  # type: ignore
@@ -212,9 +219,10 @@ def graph_for(model_path: str, config: BuildConfig, target: str) -> str:
     FP32 requests and graphs that already have the requested precision are returned as they are; any
     other graph is derived once into ``config.cache_dir/graphs/`` under a key of the source's SHA-256 and
     the graph fields of the config, and reused afterwards."""
-    present = graph_precision(model_path)
+    proto = _load(model_path)  # read once for the precision and the target
+    present = graph_precision(proto)
     if present == config.precision:
-        made_for = stored_target(model_path) if present == "int8" else None
+        made_for = stored_target(proto) if present == "int8" else None
         if made_for not in (None, target):
             raise UserError("{}: an int8 graph made for {}, not {}: export it again with --target {}".format(
                 model_path, made_for, target, target))

@@ -125,11 +125,7 @@ def test_a_signal_during_the_last_write_still_leaves_the_partial_table(tmp_path,
         return original(*args, complete=complete)
 
     monkeypatch.setattr(table_run, "_write", interrupted)
-    out = str(tmp_path / "table.json")
-    with pytest.raises(KeyboardInterrupt):
-        measure_table(parts, source, out, dict(META), QUICK, threads=1, chunk_size=4, show_progress=False)
-    with open(out) as handle:
-        partial = json.load(handle)
+    partial = _interrupted_table(tmp_path, source, parts)
     assert partial["complete"] is False and set(partial["entries"]) == {p.key for p in parts}
 
 
@@ -145,9 +141,14 @@ def test_a_signal_right_after_the_journal_append_still_leaves_the_partial_table(
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Journal, "append_many", then_interrupted)
+    partial = _interrupted_table(tmp_path, source, parts)
+    assert partial["complete"] is False and len(partial["entries"]) == 4
+
+
+def _interrupted_table(tmp_path, source, parts):
+    """Run a table that the test has rigged to be interrupted; the partial table it leaves."""
     out = str(tmp_path / "table.json")
     with pytest.raises(KeyboardInterrupt):
         measure_table(parts, source, out, dict(META), QUICK, threads=1, chunk_size=4, show_progress=False)
     with open(out) as handle:
-        partial = json.load(handle)
-    assert partial["complete"] is False and len(partial["entries"]) == 4
+        return json.load(handle)

@@ -49,6 +49,7 @@ class BaseRunner:
         self.is_active = False
         self.last_compute_ms = None  # type: Optional[float]
         self.config = BuildConfig()  # what the model is built as; backends that build set their own
+        self.built_model = None  # type: Optional[str]  the model file that is run (or an engine is built from)
 
     # -------------------------------------------------------------- lifecycle
     def activate(self) -> None:
@@ -84,6 +85,11 @@ class BaseRunner:
             self._check_feed(feed)
         self.last_compute_ms = None
         return self.infer_impl(feed)
+
+    @property
+    def artefact(self) -> Optional[str]:
+        """The file that is actually run."""
+        return self.built_model
 
     def synchronize(self) -> None:
         """Wait until queued device work is done.  Host-only backends have nothing to wait for."""
@@ -185,5 +191,9 @@ class ModelFileRunner(BaseRunner):
         self.config = (config or BuildConfig()).checked()
         self.precision = self.config.precision
         self.engine_path = None  # type: Optional[str]
-        self.built_model = None  # type: Optional[str]  the ONNX file the engine was built from
         self.cache_hit = None  # type: Optional[bool]
+
+    @property
+    def artefact(self) -> Optional[str]:
+        """The engine that runs (built from ``built_model``, or loaded as given)."""
+        return self.engine_path or self.built_model

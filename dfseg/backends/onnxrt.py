@@ -4,7 +4,6 @@ execution providers when the installed onnxruntime has them.
 Device side: Python 3.6, no torch; onnxruntime is imported when the runner activates.
 """
 
-import importlib.util
 import os
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -106,14 +105,14 @@ class OnnxRuntimeRunner(BaseRunner):
         if not self.spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        if isinstance(self.model, str) and (self.precision != "fp32" or importlib.util.find_spec("onnx")):
-            # Also for fp32: graph_for refuses an fp16/int8 graph run under another precision's name.
-            from ..precision import graph_for
+        from ..precision import graph_for, onnx_available
 
+        if isinstance(self.model, str) and (self.precision != "fp32" or onnx_available()):
+            # Also for fp32: graph_for refuses an fp16/int8 graph run under another precision's name.
             self.built_model = graph_for(self.model, self.config, "onnxruntime")
         try:
             self.session = onnxruntime.InferenceSession(
-                self.built_model if self.built_model is not None else self.model, sess_options=options, providers=resolve_providers(self.requested_providers)
+                self.built_model or self.model, sess_options=options, providers=resolve_providers(self.requested_providers)
             )
         except (onnxruntime.capi.onnxruntime_pybind11_state.InvalidProtobuf,
                 onnxruntime.capi.onnxruntime_pybind11_state.InvalidGraph) as exc:

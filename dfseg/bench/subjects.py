@@ -55,7 +55,7 @@ def onnx_subject(name: str, model: Union[str, bytes], backend: str = "onnxruntim
         runner.deactivate()
         raise
     subject = Subject(name, modes, close=runner.deactivate)
-    subject.artefact = getattr(runner, "engine_path", None) or getattr(runner, "built_model", None)
+    subject.artefact = runner.artefact
     return subject
 
 

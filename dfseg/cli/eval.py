@@ -102,7 +102,7 @@ def _evaluate_model(args: argparse.Namespace, samples: List[evaluation.Sample], 
         source = {
             "model": os.path.abspath(args.model),
             "backend": runner.backend,
-            "built_model": getattr(runner, "engine_path", None) or getattr(runner, "built_model", None),
+            "built_model": runner.artefact,
             "build_config": runner.config.to_dict(),
             "input_size": None if segmenter.size is None else str(segmenter.size),
         }

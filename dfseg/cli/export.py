@@ -16,6 +16,7 @@ from typing import List, Optional
 from ..build_config import BuildConfig
 from ..errors import UserError
 from ..fileio import check_outputs
+from ..precision import TARGETS
 from ..sizes import Size, parse_size
 from .common import ArgumentParser, add_build_options, build_config_from_args, run_command
 
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--weights", help="weights to load (.safetensors, or .pt/.pth state dict)")
     add_build_options(parser, tensorrt=False, cache=False)
-    parser.add_argument("--target", choices=("tensorrt", "onnxruntime"), default="tensorrt",
+    parser.add_argument("--target", choices=TARGETS, default="tensorrt",
                         help="who runs an int8 graph: tensorrt (symmetric INT8 activations, default) or onnxruntime "
                              "(UINT8 activations, fastest on x86 CPUs)")
     parser.add_argument("--summary", action="store_true", help="print parameters, MACs and depth of every model")

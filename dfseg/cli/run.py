@@ -140,8 +140,7 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
             "state": stats.state if stats else "starting",
             "model": "{} ({}, {})".format(os.path.basename(args.model), runner.backend if runner else "loading",
                                           args.build_config.precision),
-            "built_model": (getattr(runner, "engine_path", None) or getattr(runner, "built_model", None))
-            if runner else None,
+            "built_model": runner.artefact if runner else None,
             "device": ", ".join(device.get("temperatures", [])[:3]) or device["time"],
             "device_state": device,
             "input": source.description,
@@ -179,7 +178,7 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
     running["pipeline"] = pipeline
     if args.output_fps is None:
         _follow_source_fps(source, sinks)
-    built = getattr(runner, "engine_path", None) or getattr(runner, "built_model", None) or args.model
+    built = runner.artefact or args.model
     print("dfseg-run: {} -> {} ({} on {}, {}: {})".format(
         source.description, ", ".join(s.description for s in sinks), os.path.basename(args.model), runner.backend,
         runner.config.precision, built), file=sys.stderr, flush=True)

@@ -31,10 +31,7 @@ def import_tensorrt() -> Any:
         raise UserError("the tensorrt backend needs TensorRT's Python bindings ({}); on a Jetson they come with "
                         "JetPack (python3-libnvinfer), elsewhere pip install 'dfseg[tensorrt]'; or use --backend "
                         "trtexec or onnxruntime".format(exc)) from None
-    try:
-        compat.version_tuple(tensorrt)
-    except compat.TensorRTVersionError as exc:
-        raise UserError(str(exc)) from None
+    compat.version_tuple(tensorrt)  # an unsupported version: a one-line TensorRTVersionError (a UserError)
     return tensorrt
 
 
@@ -105,12 +102,6 @@ def build_engine(trt: Any, onnx_path: str, config: BuildConfig, calibrator: Any 
     return {"engine": bytes(serialized), "timing_cache": new_cache, "pinned_layers": pinned}
 
 
-def onnx_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("onnx") is not None
-
-
 def checked_source(model_path: str, config: BuildConfig, strong: bool) -> str:
     """The ONNX file to build: the precision's graph when strongly typed (``dfseg.precision.graph_for``,
     which also refuses a graph of another precision or target), else the FP32 graph that the weak flags
@@ -119,9 +110,9 @@ def checked_source(model_path: str, config: BuildConfig, strong: bool) -> str:
         from ...precision import graph_for
 
         return graph_for(model_path, config, "tensorrt")
-    if onnx_available():
-        from ...precision import graph_precision
+    from ...precision import graph_precision, onnx_available
 
+    if onnx_available():
         present = graph_precision(model_path)
         if present != "fp32":
             raise UserError("{}: a {} graph; TensorRT 8.x reduces precision with builder flags from the FP32 export: "
