@@ -17,10 +17,10 @@ from dfseg.bench.protocol import CLOCKS, COMPUTE, Protocol
 from dfseg.bench.sources import HostSource, resolve_model
 from dfseg.bench.subjects import measure_models
 from dfseg.fileio import write_json_atomic
+from dfseg.models.reference import REFERENCE_FACTS
 
 # Paper Table 1 (TX2, ms).  MobileNet V1 and ShuffleNet V1 are not in our model registry.
-PAPER_MS = {"shufflenet_v2": 4.1, "resnet18": 4.4, "googlenet": 5.1, "mobilenet_v2": 8.7, "resnet50": 10.6,
-            "df1": 2.5, "df2": 5.0, "df2a": 6.5}
+PAPER_MS = {name: facts.tx2_latency_ms for name, facts in REFERENCE_FACTS.items()}
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -448,6 +448,10 @@ PRESETS = {
     "df1-seg-d8": Arch.create(_DF1_STAGES, decoder=[19, 32, 128], output_stride=8),
 }  # type: Dict[str, Arch]
 
+# The reference backbones of the paper's Table 1, by name: the one list, readable without torch.  Their
+# builders (host only) are ``dfseg.models.reference.REFERENCE_MODELS``, one per name here.
+REFERENCE_MODEL_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "shufflenet_v2", "googlenet")
+
 BACKBONE_PRESETS = tuple(name for name, arch in PRESETS.items() if not arch.is_segmentation)
 SEGMENTATION_PRESETS = tuple(name for name, arch in PRESETS.items() if arch.is_segmentation)
 

@@ -38,7 +38,7 @@ L4T_TO_JETPACK = {
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 
 
-def _read(root: str, path: str) -> Optional[str]:
+def read_under(root: str, path: str) -> Optional[str]:
     """``read_file`` of ``path`` under ``root``, NUL padding (device-tree strings) stripped too."""
     text = read_file(os.path.join(root, path.lstrip("/")))
     return None if text is None else text.strip("\x00").strip()
@@ -63,13 +63,25 @@ def _int(text: Optional[str]) -> Optional[int]:
 # ------------------------------------------------------------------------------------ static facts
 def l4t_release(root: str = "/") -> Optional[str]:
     """'32.7.1' from '# R32 (release), REVISION: 7.1, GCID: ...' in /etc/nv_tegra_release."""
-    text = _read(root, "etc/nv_tegra_release")
+    text = read_under(root, "etc/nv_tegra_release")
     match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*(\d+)\.(\d+)", text or "")
     return "{}.{}.{}".format(*match.groups()) if match else None
 
 
 def board_model(root: str = "/") -> Optional[str]:
-    return _read(root, "proc/device-tree/model")
+    return read_under(root, "proc/device-tree/model")
+
+
+def soc_name(root: str = "/") -> Optional[str]:
+    """The SoC from the device tree's compatible list ('tegra186' on a TX2, 'tegra234' on an Orin)."""
+    text = read_under(root, "proc/device-tree/compatible") or ""
+    socs = [entry.split(",", 1)[-1] for entry in text.split("\x00") if "tegra" in entry]
+    return socs[-1] if socs else None
+
+
+def static_facts(root: str = "/") -> Dict[str, Optional[str]]:
+    """What identifies a Jetson (no live readings): board/module, SoC and L4T release."""
+    return {"board": board_model(root), "soc": soc_name(root), "l4t": l4t_release(root)}
 
 
 def is_jetson(root: str = "/") -> bool:
@@ -78,12 +90,12 @@ def is_jetson(root: str = "/") -> bool:
 
 def power_mode(root: str = "/") -> Optional[str]:
     """nvpmodel's active mode ('0' or '0 (MAXN)') from /var/lib/nvpmodel/status and /etc/nvpmodel.conf."""
-    status = _read(root, "var/lib/nvpmodel/status")
+    status = read_under(root, "var/lib/nvpmodel/status")
     match = re.search(r"pmode:(\d+)", status or "")
     if not match:
         return None
     number = str(int(match.group(1)))
-    conf = _read(root, "etc/nvpmodel.conf") or ""
+    conf = read_under(root, "etc/nvpmodel.conf") or ""
     named = re.search(r"<\s*POWER_MODEL\s+ID=0*{}\s+NAME=(\S+?)\s*>".format(number or "0"), conf)
     return "{} ({})".format(number, named.group(1)) if named else number
 
@@ -97,15 +109,31 @@ def cpu_governors(root: str = "/") -> Dict[str, str]:
     return dict(sorted(found.items(), key=lambda item: int(re.sub(r"\D", "", item[0]) or 0)))
 
 
-def clocks_pinned(root: str = "/") -> Optional[bool]:
-    """Whether jetson_clocks' effect is visible: every CPU's minimum frequency equals its maximum."""
-    pinned = []
+def cpu_frequencies(root: str = "/") -> Dict[str, Dict[str, int]]:
+    """{cpuN: {"cur", "min", "max"}} in MHz, from each CPU's cpufreq files (the fields that are readable)."""
+    found: Dict[str, Dict[str, int]] = {}
     for cpufreq in glob.glob(os.path.join(root, "sys/devices/system/cpu/cpu[0-9]*/cpufreq")):
-        low, high = _int(read_file(os.path.join(cpufreq, "scaling_min_freq"))), \
-            _int(read_file(os.path.join(cpufreq, "scaling_max_freq")))
-        if low is not None and high is not None:
-            pinned.append(low == high)
-    return all(pinned) if pinned else None
+        values = {}
+        for name, leaf in (("cur", "scaling_cur_freq"), ("min", "scaling_min_freq"), ("max", "scaling_max_freq")):
+            khz = _int(read_file(os.path.join(cpufreq, leaf)))
+            if khz is not None:
+                values[name] = khz // 1000
+        if values:
+            found[cpufreq.split(os.sep)[-2]] = values
+    return dict(sorted(found.items(), key=lambda item: int(re.sub(r"\D", "", item[0]) or 0)))
+
+
+def clocks_locked(root: str = "/") -> Optional[bool]:
+    """The one rule for steady clocks: every CPU runs the performance governor or has its minimum frequency
+    pinned to its maximum (what jetson_clocks does).  None when no cpufreq information is readable."""
+    governors = cpu_governors(root)
+    frequencies = cpu_frequencies(root)
+    names = set(governors) | set(frequencies)
+    if not names:
+        return None
+    return all(governors.get(name) == "performance"
+               or ("min" in frequencies.get(name, {}) and frequencies[name].get("min") == frequencies[name].get("max"))
+               for name in names)
 
 
 # ------------------------------------------------------------------------------------ live readings
@@ -180,7 +208,7 @@ class SysfsSource:
             "l4t": l4t,
             "jetpack": L4T_TO_JETPACK.get(l4t or ""),
             "power_mode": power_mode(self.root),
-            "jetson_clocks": clocks_pinned(self.root),
+            "jetson_clocks": clocks_locked(self.root),
             "cpu_governors": cpu_governors(self.root) or None,
         }
 
@@ -269,14 +297,20 @@ class TelemetrySampler:
     """Background sampling between ``start()`` and ``stop()`` (or as a context manager).
 
     ``stop()`` returns a ``TelemetrySummary``: mean watts and energy in mJ (trapezoidal integral of
-    total power over the sample times), per-rail means and peak temperatures.
+    total power over the sample times), per-rail means and peak temperatures.  ``on_reading`` (optional)
+    sees every reading as it is taken (a benchmark tags it with the model being timed).  With
+    ``power_only``, no thread is started where the first reading has no power rail (a PC): sampling
+    nothing must not take CPU from what is measured.
     """
 
     def __init__(self, source: Any = None, interval_s: float = 0.05,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_reading: Optional[Callable[[Reading], None]] = None, power_only: bool = False) -> None:
         self.source = source if source is not None else open_source()
         self.interval_s = interval_s
         self.clock = clock
+        self.on_reading = on_reading
+        self.power_only = power_only
         self.readings = []  # type: List[Reading]
         self._stop = threading.Event()
         self._thread = None  # type: Optional[threading.Thread]
@@ -287,30 +321,38 @@ class TelemetrySampler:
         if self._thread is not None:
             raise RuntimeError("TelemetrySampler already started")
         self.readings = []
+        self.summary = None
         self._stop.clear()
         self._started = self.clock()
         self._sample()
+        if self.power_only and not any(r.rails_w for r in self.readings):
+            return self
         self._thread = threading.Thread(target=self._loop, name="dfseg-telemetry", daemon=True)
         self._thread.start()
         return self
 
     def _sample(self) -> None:
         try:
-            self.readings.append(self.source.read())
+            reading = self.source.read()
         except Exception as exc:  # noqa: BLE001 -- a failed read must never stop the benchmark
             log.debug("telemetry read failed: %s", exc)
+            return
+        self.readings.append(reading)
+        if self.on_reading is not None:
+            self.on_reading(reading)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             self._sample()
 
     def stop(self) -> TelemetrySummary:
-        if self._thread is None:
-            raise RuntimeError("TelemetrySampler.stop() before start()")
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
-        self._sample()
+        if self._started is None or self.summary is not None:
+            raise RuntimeError("TelemetrySampler.stop() before start() or twice")
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self._sample()
         self.summary = summarize(self.readings, getattr(self.source, "name", "unknown"),
                                  self.clock() - (self._started or self.clock()))
         return self.summary
@@ -319,7 +361,7 @@ class TelemetrySampler:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
-        if self._thread is not None:
+        if self._started is not None and self.summary is None:
             self.stop()
 
 

@@ -19,7 +19,6 @@ which is exactly what a latency table must hold for the search to run.
 Device side (dfseg-bench imports it): Python 3.6, no torch, no numpy.
 """
 
-import argparse
 import itertools
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -38,7 +37,7 @@ from .arch import (
 )
 from .errors import UserError
 from .parts import Part, backbone_parts, network_parts
-from .sizes import Size, is_decimal, parse_size
+from .sizes import Size, is_decimal
 
 DEFAULT_WIDTHS = (64, 128, 256, 512, 1024)
 # Covers every released backbone: DF1 (3, 3, 4), DF2 (3, 11, 6), DFlite (2, 2, 2), with room for
@@ -258,67 +257,8 @@ class SearchSpace:
             "classes": self.classes,
         }
 
-    def cli_args(self) -> List[str]:
-        """The command-line options that rebuild this space (for dfseg-bench hints)."""
-        argv = [
-            "--widths", ",".join(map(str, self.widths)),
-            "--blocks", ",".join("{}-{}".format(low, high) for low, high in self.blocks_per_stage),
-            "--block", self.kinds[0] if len(set(self.kinds)) == 1 else ",".join(self.kinds),
-            "--size", str(self.input_size),
-        ]
-        if self.stem != DEFAULT_STEM:
-            argv += ["--stem", ",".join(map(str, self.stem))]
-        if self.decoder is not None:
-            argv += ["--decoder", ",".join(map(str, self.decoder)), "--classes", str(self.classes)]
-        return argv
-
-    def bench_command(self, table_path: str) -> List[str]:
-        """The ``dfseg-bench`` command that measures this space's parts into ``table_path``."""
-        return ["dfseg-bench", "--table", table_path, "--space-widths", ",".join(map(str, self.widths)),
-                "--space-blocks", ",".join("{}-{}".format(low, high) for low, high in self.blocks_per_stage)]
-
     def __repr__(self) -> str:
-        return "SearchSpace({})".format(" ".join(self.cli_args()))
-
-    @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        group = parser.add_argument_group("search space")
-        group.add_argument("--widths", default=",".join(map(str, DEFAULT_WIDTHS)),
-                           help="allowed block widths (default %(default)s)")
-        group.add_argument("--blocks", default=",".join("{}-{}".format(*p) for p in DEFAULT_BLOCKS),
-                           help="blocks per stage 3,4,5 as MIN-MAX ranges (default %(default)s)")
-        group.add_argument("--block", default=BASIC, help="basic, bottleneck, or three kinds comma-separated")
-        group.add_argument("--size", default=None,
-                           help="input size WIDTHxHEIGHT, N or 360p (default 224 for backbones, 640x360 for decoders)")
-        group.add_argument("--stem", default=",".join(map(str, DEFAULT_STEM)), help="stem widths (default %(default)s)")
-        from .cli.common import number, whole_number
-
-        group.add_argument("--t-min", type=number(0.0), default=None, help="lower latency bound in ms (S^)")
-        group.add_argument("--t-max", type=number(0.0), default=None, help="upper latency bound in ms (S^)")
-        group.add_argument("--decoder", default=None,
-                           help="search segmentation backbones with this fixed decoder C3,C4,C5 (e.g. 19,32,128)")
-        group.add_argument("--classes", type=whole_number(1), default=None, help="classes (default 1000, or 19 with a decoder)")
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "SearchSpace":
-        return cls(
-            widths=_int_list(args.widths, "--widths"),
-            blocks_per_stage=parse_block_ranges(args.blocks),
-            block=args.block if "," not in args.block else args.block.split(","),
-            input_size=parse_size(args.size) if args.size else DEFAULT_INPUT,
-            t_min=args.t_min,
-            t_max=args.t_max,
-            stem=_int_list(args.stem, "--stem"),
-            decoder=None if args.decoder is None else _int_list(args.decoder, "--decoder"),
-            classes=args.classes,
-        )
-
-    @classmethod
-    def from_cli(cls, argv: Sequence[str]) -> "SearchSpace":
-        parser = argparse.ArgumentParser(add_help=False)
-        cls.add_arguments(parser)
-        args, _ = parser.parse_known_args(list(argv))
-        return cls.from_args(args)
+        return "SearchSpace({})".format(self.to_json())
 
 
 class DecoderSpace:
@@ -381,16 +321,6 @@ class DecoderSpace:
                 "choices": list(self.choices), "input_size": str(self.input_size),
                 "t_min": self.t_min, "t_max": self.t_max}
 
-    def bench_command(self, table_path: str) -> List[str]:
-        """The ``dfseg-bench`` command that measures every decoder setting's parts into ``table_path``."""
-        model = self.make((self.classes,) * NUM_STAGES).short()
-        return ["dfseg-bench", "--table", table_path, "--models", model, "--sizes", str(self.input_size),
-                "--decoder-space"]
-
-    def cli_args(self) -> List[str]:
-        return ["--decoder-search", "--backbone", self.backbone.short(), "--classes", str(self.classes),
-                "--size", str(self.input_size)]
-
 
 # ---------------------------------------------------------------------- helpers
 def _multiset_count(kinds: int, length: int) -> int:
@@ -400,13 +330,6 @@ def _multiset_count(kinds: int, length: int) -> int:
         numerator *= length + i
         denominator *= i
     return numerator // denominator
-
-
-def _int_list(text: str, option: str) -> List[int]:
-    values = [v.strip() for v in str(text).split(",")]
-    if not values or not all(is_decimal(v) for v in values):
-        raise SpaceError("{}: expected comma-separated integers, got {!r}".format(option, text))
-    return [int(v) for v in values]
 
 
 def parse_block_ranges(text: str) -> List[Tuple[int, int]]:

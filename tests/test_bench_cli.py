@@ -79,17 +79,25 @@ def test_missing_entries_list_keys_and_the_command(work, table, capsys):
     assert "measure them with: dfseg-bench --table {} --models df1".format(table) in err
 
 
-def test_table_from_another_backend_warns(work, table, capsys):
+def test_table_from_another_identity_warns_and_strict_refuses(work, table, capsys):
     with open(table) as handle:
         data = json.load(handle)
-    data["meta"]["backend"] = "tensorrt"
-    other = str(work / "trt-table.json")
+    identity = data["meta"]["identity"]
+    assert identity["backend"] == "onnxruntime" and identity["threads"] == 1 and identity["precision"] == "fp32"
+    assert identity["cores"] >= 1 and identity["cpu"] and identity["dfseg_version"]
+    argv = ["--models", TINY_SEG, "--sizes", "64x64", "--random", "0", "--work-dir", str(work / "onnx")] + SPACE
+    assert main(["--validate-table", table, "--strict"] + argv + QUICK) == 0  # its own identity: silent
+    assert "identity" not in capsys.readouterr().err
+    data["meta"]["identity"] = dict(identity, cpu=dict(identity["cpu"], model="999"), threads=4)
+    other = str(work / "other-machine-table.json")
     with open(other, "w") as handle:
         json.dump(data, handle)
-    argv = ["--validate-table", other, "--models", TINY_SEG, "--sizes", "64x64", "--random", "0",
-            "--work-dir", str(work / "onnx")] + SPACE
-    assert main(argv + QUICK) == 0
-    assert "table measured with backend 'tensorrt'" in capsys.readouterr().err
+    assert main(["--validate-table", other] + argv + QUICK) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "identity" in line]
+    assert len(warnings) == 1 and "threads 4 -> 1" in warnings[0] and "'999'" in warnings[0]
+    assert main(["--validate-table", other, "--strict"] + argv + QUICK) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--strict" in err and other in err
 
 
 @pytest.mark.parametrize("content, message", [

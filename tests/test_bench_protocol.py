@@ -131,3 +131,55 @@ def test_bad_protocol_is_a_user_error():
         clock = FakeClock()
         a = make_subject(clock, "a", lambda n: 1.0)[0]
         measure([a, a], FAST, clock=clock)
+
+
+class DriftingMachine:
+    """A fake clock whose machine slows down steadily: every run costs its work times a speed factor that
+    grows with simulated time (as a shared VM's core drifts over minutes)."""
+
+    def __init__(self, slowdown_per_s: float) -> None:
+        self.now = 0.0
+        self.slowdown_per_s = slowdown_per_s
+
+    def __call__(self) -> float:
+        return self.now
+
+    def subject(self, name: str, work_ms: float) -> Subject:
+        def run():
+            self.now += work_ms * (1.0 + self.slowdown_per_s * self.now) / 1000.0
+        return Subject(name, {E2E: run})
+
+
+def test_a_reference_cancels_drift_that_the_raw_times_show():
+    machine = DriftingMachine(slowdown_per_s=4.0)  # 4x slower per simulated second added
+    subjects = [machine.subject("a", 2.0), machine.subject("b", 6.0)]
+    results = measure(subjects, FAST._replace(max_remeasures=0), clock=machine,
+                      reference=machine.subject("ref", 1.0))
+    a, b = results["a"], results["b"]
+    # the raw round medians grow with the drift ...
+    assert a.modes[E2E].round_medians_ms[-1] > 1.5 * a.modes[E2E].round_medians_ms[0]
+    assert a.modes[E2E].round_spread > 0.1
+    # ... the times relative to the reference stay the work ratio (to within the drift inside one block)
+    assert a.preferred_relative(E2E).median_ms == pytest.approx(2.0, rel=0.03)
+    assert b.preferred_relative(E2E).median_ms == pytest.approx(6.0, rel=0.03)
+    assert a.preferred_relative(E2E).round_spread < 0.02
+    assert len(a.reference_ms) == FAST.rounds
+    assert a.reference_ms[-1] > a.reference_ms[0]
+
+
+def test_reference_blocks_flank_every_subject():
+    clock = FakeClock()
+    log = []
+    subjects = [make_subject(clock, name, lambda n: 1.0, log)[0] for name in ("a", "b")]
+    reference = make_subject(clock, "ref", lambda n: 1.0, log)[0]
+    measure(subjects, FAST._replace(rounds=1, runs_per_round=1, max_remeasures=0), clock=clock, reference=reference)
+    # after the warm-ups: ref block (1 untimed + 1 timed), then each subject followed by a ref block
+    assert log[-9:] == ["ref", "ref", "a", "a", "ref", "ref", "b", "b", "ref", "ref"][-9:]
+
+
+def test_without_a_reference_there_are_no_relative_times():
+    clock = FakeClock()
+    result = measure([make_subject(clock, "a", lambda n: 1.0)[0]], FAST, clock=clock)["a"]
+    assert result.relative is None and result.reference_ms is None
+    with pytest.raises(ValueError, match="without a reference"):
+        result.preferred_relative()

@@ -202,7 +202,8 @@ def test_sigkill_at_random_points_loses_no_finished_table_entry(tmp_path):
     assert done.returncode == 0, done.stderr
     entries = json.load(open(table))["entries"]
     assert json.load(open(table))["complete"] is True and not os.path.exists(journal)
-    assert finished and all(entries[key] == entry for key, entry in finished.items())
+    # the table keeps each journalled (relative) entry as it was, with its ms beside it
+    assert finished and all({f: entries[key][f] for f in entry} == entry for key, entry in finished.items())
 
 
 def test_two_table_runs_on_one_file_do_not_both_measure(tmp_path):
@@ -224,10 +225,12 @@ def test_two_table_runs_on_one_file_do_not_both_measure(tmp_path):
 
 @pytest.mark.parametrize("record, message", [
     ('{"type": "entry"}', 'an entry needs "key"'),
-    ('{"type": "entry", "key": "k", "entry": {"median_ms": "garbage", "p90_ms": 1}}', "median_ms 'garbage'"),
-    ('{"type": "overhead", "median_ms": -1}', "overhead -1 is not a time"),
+    ('{"type": "entry", "key": "k", "entry": {"relative": "garbage", "p90_relative": 1}}', "relative 'garbage'"),
+    ('{"type": "overhead", "relative": -1, "reference_ms": 5}', 'an overhead needs "relative"'),
+    ('{"type": "overhead", "relative": 0.001, "reference_ms": 0}', '"reference_ms" \\(a time in ms\\)'),
     ('5', r"line 2: unreadable journal record \(not an object\)"),
     ('{"type": "boundary", "shape": "x"}', 'a boundary needs "shape"'),
+    ('{"type": "calibration", "factor": -1, "networks": []}', 'a calibration needs "factor"'),
 ])
 def test_a_table_journal_record_of_the_wrong_shape_is_named(tmp_path, record, message):
     from dfseg.bench.table_run import TIMING, TableJournal
@@ -239,7 +242,7 @@ def test_a_table_journal_record_of_the_wrong_shape_is_named(tmp_path, record, me
               "clock": "thread", "timing": TIMING}
     with open(journal, "w") as out:
         out.write(json.dumps(dict(header, type="header")) + "\n" + record + "\n")
-        out.write('{"type": "overhead", "median_ms": 0.1}\n')
+        out.write('{"type": "overhead", "relative": 0.001, "reference_ms": 5.0}\n')
     with pytest.raises(UserError, match=message) as raised:
         TableJournal(journal, header)
     assert journal in str(raised.value) and "\n" not in str(raised.value)

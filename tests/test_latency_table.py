@@ -86,12 +86,3 @@ def test_incomplete_table_can_be_opened_for_resuming(tmp_path):
 def test_unreadable_file(tmp_path):
     with pytest.raises(UserError, match="cannot read latency table"):
         LatencyTable.load(str(tmp_path / "nope.json"))
-
-
-def test_compatibility_warnings_name_the_mismatch():
-    table = _table_for(PRESETS["df1"])
-    assert table.compatibility_warnings("onnxruntime", "fp32", "cpu-x") == []
-    warnings = table.compatibility_warnings("tensorrt", "fp16", None)
-    assert len(warnings) == 2
-    assert "backend 'onnxruntime', but 'tensorrt'" in warnings[0]
-    assert "precision 'fp32', but 'fp16'" in warnings[1]

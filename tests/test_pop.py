@@ -44,7 +44,7 @@ def test_missing_table_entries_name_the_bench_command(small):
     partial = synthetic_table([p for p in space.all_parts() if "256" not in p.key], path="t.json")
     with pytest.raises(MissingEntriesError) as info:
         enumerate_space(space, partial)
-    assert "dfseg-bench --table t.json --space-widths 64,128,256" in str(info.value)
+    assert "dfseg-bench --table t.json --space-only --widths 64,128,256 --blocks" in str(info.value)
     assert isinstance(info.value, UserError)
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from dfseg.arch import REFERENCE_MODEL_NAMES
 from dfseg.models import count_macs
 from dfseg.models.reference import REFERENCE_FACTS, REFERENCE_MODELS
 
@@ -37,6 +38,7 @@ def _build(name: str, num_classes: int = 1000) -> nn.Module:
 
 def test_registry_names_and_paper_facts_cover_each_model():
     assert set(REFERENCE_MODELS) == {"resnet18", "resnet50", "mobilenet_v2", "shufflenet_v2", "googlenet"}
+    assert tuple(REFERENCE_MODELS) == REFERENCE_MODEL_NAMES  # the torch-free list the device side reads
     assert set(REFERENCE_MODELS) | {"df1", "df2", "df2a"} == set(REFERENCE_FACTS)
     assert REFERENCE_FACTS["resnet18"].tx2_latency_ms == 4.4
     assert REFERENCE_FACTS["df1"].flops == pytest.approx(746e6)

@@ -83,13 +83,3 @@ def test_bottleneck_space():
 def test_bad_settings_are_user_errors(kwargs):
     with pytest.raises(UserError):
         SearchSpace(**kwargs)
-
-
-def test_from_cli_parses_options():
-    space = SearchSpace.from_cli(["--widths", "64,128", "--blocks", "1-2,2,1-3", "--size", "320x240",
-                                  "--t-max", "4.5", "--block", "basic"])
-    assert space.widths == (64, 128) and space.blocks_per_stage == ((1, 2), (2, 2), (1, 3))
-    assert space.input_size == Size(320, 240) and space.t_max == 4.5 and space.t_min is None
-    assert SearchSpace.from_cli(space.cli_args()).to_json() == dict(space.to_json(), t_max=None)
-    with pytest.raises(UserError):
-        SearchSpace.from_cli(["--blocks", "1-x,1,1"])

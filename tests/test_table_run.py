@@ -45,6 +45,9 @@ class InterruptingSource:
     def boundary_path(self, shape):
         return self.inner.boundary_path(shape)
 
+    def reference_path(self):
+        return self.inner.reference_path()
+
     def part_path(self, part):
         if len(self.opened) == self.stop_at_call:
             raise KeyboardInterrupt
@@ -152,3 +155,24 @@ def _interrupted_table(tmp_path, source, parts):
         measure_table(parts, source, out, dict(META), QUICK, threads=1, chunk_size=4, show_progress=False)
     with open(out) as handle:
         return json.load(handle)
+
+
+def test_calibration_scales_entries_by_the_in_network_factor(tmp_path, source, parts):
+    from dfseg.bench.sources import ModelSpec
+
+    out = str(tmp_path / "table.json")
+    spec = ModelSpec(TINY_SEG.short(), TINY_SEG, SIZE)
+    measure_table(parts, source, out, dict(META), QUICK, threads=1, chunk_size=4, show_progress=False,
+                  calibration=[spec])
+    table = LatencyTable.load(out)
+    in_network = table.meta["in_network"]
+    factor, reference_ms = in_network["factor"], table.meta["reference"]["median_ms"]
+    assert factor > 0 and [n["label"] for n in in_network["networks"]] == [spec.label]
+    network = in_network["networks"][0]
+    assert network["factor"] == pytest.approx(network["measured_relative"] / network["sum_relative"], rel=1e-3)
+    for entry in table.entries.values():
+        assert entry["median_ms"] == pytest.approx(entry["relative"] * factor * reference_ms, abs=1e-4)
+    # so the calibration network is estimated as measured (beside the same reference)
+    estimate = table.estimate(TINY_SEG, SIZE)
+    measured = (network["measured_relative"] * reference_ms) + table.overhead_ms
+    assert estimate == pytest.approx(measured, rel=0.01)

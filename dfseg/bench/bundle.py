@@ -17,6 +17,7 @@ import dfseg
 from ..fileio import sha256_file, write_json_atomic
 from ..parts import Part
 from .boundary import boundary_shapes
+from .reference import REFERENCE_ID
 from .report import progress_bar
 from .sources import BUNDLE_SCHEMA, MANIFEST, HostSource, ModelSpec, safe_filename
 
@@ -27,17 +28,18 @@ def write_bundle(
     parts: Sequence[Part],
     validation: Sequence[ModelSpec] = (),
     show_progress: bool = True,
+    calibration: Sequence[ModelSpec] = (),
     extra: Optional[Dict[str, Any]] = None,
 ) -> str:
     """Export everything into ``directory`` and write its manifest; returns the manifest path."""
     source = HostSource(directory, cache=False)
     roles: Dict[str, Dict[str, Any]] = {}
-    for role, specs in (("benchmark", benchmark), ("validate", validation)):
+    for role, specs in (("benchmark", benchmark), ("validate", validation), ("calibrate", calibration)):
         for spec in specs:
             record = roles.setdefault(spec.label, {"spec": spec, "roles": []})
             record["roles"].append(role)
     probes = sorted({shape for part in parts for shape in boundary_shapes(part)})
-    total = len(roles) + len(parts) + len(probes) + 1
+    total = len(roles) + len(parts) + len(probes) + 2
     bar = progress_bar(total, show_progress, "bundle", "file")
     models: List[Dict[str, Any]] = []
     part_entries: List[Dict[str, Any]] = []
@@ -60,7 +62,8 @@ def write_bundle(
                                "sha256": sha256_file(path)})
             bar.update(1)
         overhead = source.overhead_path()
-        bar.update(1)
+        reference = source.reference_path()
+        bar.update(2)
     finally:
         bar.close()
     manifest = {
@@ -71,6 +74,8 @@ def write_bundle(
         "parts": part_entries,
         "overhead": {"file": os.path.relpath(overhead, directory), "sha256": sha256_file(overhead)},
         "boundaries": boundaries,
+        "reference": {"id": REFERENCE_ID, "file": os.path.relpath(reference, directory),
+                      "sha256": sha256_file(reference)},
     }
     if extra:
         manifest.update(extra)
@@ -89,13 +94,13 @@ def build_bundle(
     table: bool = True,
     validate_random: int = 20,
     seed: int = 0,
-    space_widths: Optional[Sequence[int]] = None,
-    space_blocks: Optional[str] = None,
+    space: Any = None,
     decoder_space: bool = False,
     show_progress: bool = True,
 ) -> str:
     """``dfseg-export --bundle DIR``: the default benchmark models and sizes, the default table suite and
-    ``validate_random`` random networks of the table's space (the same choices dfseg-bench makes)."""
+    ``validate_random`` random networks of the table's space (``space``, default ``suite.table_space()``: the
+    same choices dfseg-bench makes)."""
     from . import suite
 
     seg_sizes = suite.parse_sizes(",".join(sizes) if sizes else None, suite.DEFAULT_SEG_SIZES)
@@ -103,12 +108,14 @@ def build_bundle(
     benchmark = suite.benchmark_specs(names, seg_sizes)
     parts: List[Part] = []
     validation: List[ModelSpec] = []
+    calibration: List[ModelSpec] = []
     table_sizes = suite.parse_sizes(None, suite.DEFAULT_TABLE_SEG_SIZES)
     if table:
-        space = suite.table_space(space_widths or suite.DEFAULT_TABLE_SPACE_WIDTHS, space_blocks)
+        space = space if space is not None else suite.table_space()
         # table_parts leaves the reference models out itself.
         parts = suite.table_parts(models or suite.default_benchmark_models(), table_sizes, space, decoder_space)
         validation = suite.validation_specs(space, validate_random, seed, table_sizes)
+        calibration = suite.calibration_specs(space)
         parts = suite.dedupe_parts(list(parts) + suite.spec_parts(validation))
-    return write_bundle(directory, benchmark, parts, validation, show_progress,
+    return write_bundle(directory, benchmark, parts, validation, show_progress, calibration,
                         extra={"table_sizes": sorted({str(s) for s in table_sizes} | {"224x224"})})

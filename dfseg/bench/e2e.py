@@ -1,7 +1,9 @@
 """End-to-end model benchmarks: every (model, size) as one record, measured with the rotating protocol.
 
 Models of one input size are measured together (rotating in rounds), so their ratios come from the
-same conditions; sizes are measured one after another.  On a Jetson, rail power is sampled while each
+same conditions; sizes are measured one after another.  Every model is also timed against the drift
+reference (``dfseg.bench.reference``): ``relative`` is its time as a multiple of the reference's, which
+compares across runs and machines' speed changes where the ms do not.  On a Jetson, rail power is sampled while each
 model runs (W and mJ per frame); elsewhere those fields are None.
 
 Device side: Python 3.6, no torch.
@@ -11,8 +13,8 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..build_config import BuildConfig
-from .machine import PowerSampler
-from .protocol import COMPUTE, E2E, Protocol, Subject, noise_warnings
+from ..jetson import Reading, TelemetrySampler, total_power_w
+from .protocol import COMPUTE, E2E, Protocol, Subject, median, noise_warnings
 from .report import progress_bar
 from .sources import ModelSource, ModelSpec
 from .subjects import measure_models
@@ -26,10 +28,9 @@ def _group_by_size(specs: Sequence[ModelSpec]) -> List[List[ModelSpec]]:
 
 
 class _PowerTagger:
-    """Wraps subjects so the power sampler knows which model each sample belongs to."""
+    """Wraps subjects so that each telemetry reading's power is counted for the model being timed."""
 
-    def __init__(self, sampler: PowerSampler) -> None:
-        self.sampler = sampler
+    def __init__(self) -> None:
         self.current: Optional[str] = None
         self.samples: Dict[str, List[float]] = {}
 
@@ -41,8 +42,10 @@ class _PowerTagger:
             return run
         return Subject(subject.name, {mode: tagged(fn) for mode, fn in subject.modes.items()}, close=subject.close)
 
-    def record(self, watts: float) -> None:
-        self.samples.setdefault(self.current or "", []).append(watts)
+    def record(self, reading: Reading) -> None:
+        watts = total_power_w(reading.rails_w)
+        if watts is not None:
+            self.samples.setdefault(self.current or "", []).append(watts)
 
     def watts(self, name: str) -> Optional[float]:
         values = self.samples.get(name)
@@ -66,19 +69,19 @@ def benchmark_models(
     bar = progress_bar(len(specs), show_progress, "benchmark", "model")
     try:
         for group in groups:
-            sampler = PowerSampler()
-            tagger = _PowerTagger(sampler)
-            sampler.on_sample = tagger.record
+            tagger = _PowerTagger()
+            sampler = TelemetrySampler(interval_s=0.1, on_reading=tagger.record, power_only=True)
             # Sessions are opened (and wrapped) first; the sampler runs around the measurement only.
             artefacts: Dict[str, Optional[str]] = {}
             results = measure_models(((spec.label, source.model_path(spec)) for spec in group), protocol, backend,
                                      threads, clock, wrap=tagger.wrap, during=sampler, config=config,
-                                     artefacts=artefacts)
+                                     artefacts=artefacts, reference=source.reference_path())
             warnings.extend(noise_warnings(results, protocol))
             for spec in group:
                 result = results[spec.label]
                 e2e = result.modes[E2E]
                 compute = result.modes.get(COMPUTE)
+                relative = result.relative or {}
                 watts = tagger.watts(spec.label)
                 records.append({
                     "model": spec.name,
@@ -97,6 +100,9 @@ def benchmark_models(
                     "fps": round(1000.0 / e2e.median_ms, 2) if e2e.median_ms > 0 else None,
                     "compute_median_ms": None if compute is None else round(compute.median_ms, 4),
                     "compute_p90_ms": None if compute is None else round(compute.p90_ms, 4),
+                    "relative": round(relative[E2E].median_ms, 6) if E2E in relative else None,
+                    "compute_relative": round(relative[COMPUTE].median_ms, 6) if COMPUTE in relative else None,
+                    "reference_ms": round(median(result.reference_ms), 5) if result.reference_ms else None,
                     "runs": e2e.count,
                     "rounds": e2e.rounds,
                     "round_spread": round(e2e.round_spread, 4),

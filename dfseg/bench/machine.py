@@ -2,8 +2,8 @@
 
 On a Jetson: board, L4T/JetPack, nvpmodel power mode, whether jetson_clocks locked the clocks,
 temperatures and power rails, all from ``dfseg.jetson`` (jetson-stats' ``jtop`` when its service
-answers, else sysfs).  PowerSampler tags rail power with the model being measured.  Elsewhere: CPU
-model, cores, frequency and governor where readable.  Every reader tolerates missing files: a field
+answers, else sysfs; the one telemetry module).  Elsewhere: CPU model, cores, frequency and governor
+where readable.  ``machine_identity`` says which machines' tables are comparable.  Every reader tolerates missing files: a field
 that cannot be read is None, never an error.
 
 ``root`` lets tests point the readers at a directory laid out like ``/`` (real files, no mocks).
@@ -11,13 +11,13 @@ Device side: Python 3.6, no torch.
 """
 
 import glob
+import hashlib
 import os
 import platform
 import re
 import socket
-import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import dfseg
 
@@ -25,6 +25,9 @@ from .. import jetson as jetson_telemetry
 
 
 class MachineReader:
+    """Static facts and CPU state under ``root``, through ``dfseg.jetson``'s sysfs readers (the one place
+    that reads sysfs and decides whether clocks are locked)."""
+
     def __init__(self, root: str = "/") -> None:
         self.root = root
 
@@ -32,11 +35,7 @@ class MachineReader:
         return os.path.join(self.root, *[p.lstrip("/") for p in parts])
 
     def read(self, *parts: str) -> Optional[str]:
-        try:
-            with open(self.path(*parts)) as handle:
-                return handle.read().strip().strip("\x00")
-        except (OSError, UnicodeDecodeError):
-            return None
+        return jetson_telemetry.read_under(self.root, os.path.join(*parts))
 
     # -------------------------------------------------------------- generic Linux
     def cpu_model(self) -> Optional[str]:
@@ -51,17 +50,12 @@ class MachineReader:
         return sorted(glob.glob(self.path("sys/devices/system/cpu/cpu[0-9]*")), key=_cpu_index)
 
     def cpu_state(self) -> Dict[str, Any]:
-        governors, freqs_mhz, max_mhz, min_mhz = {}, {}, {}, {}
-        for cpu_dir in self.cpu_dirs():
-            name = os.path.basename(cpu_dir)
-            governor = jetson_telemetry.read_file(os.path.join(cpu_dir, "cpufreq/scaling_governor"))
-            if governor:
-                governors[name] = governor
-            for target, leaf in ((freqs_mhz, "scaling_cur_freq"), (max_mhz, "scaling_max_freq"),
-                                 (min_mhz, "scaling_min_freq")):
-                value = jetson_telemetry.read_file(os.path.join(cpu_dir, "cpufreq", leaf))
-                if value and value.isdigit():
-                    target[name] = int(value) // 1000
+        frequencies = jetson_telemetry.cpu_frequencies(self.root)
+
+        def column(name: str) -> Optional[Dict[str, int]]:
+            values = {cpu: f[name] for cpu, f in frequencies.items() if name in f}
+            return values or None
+
         online = self.read("sys/devices/system/cpu/online")
         return {
             "cpu_model": self.cpu_model(),
@@ -69,24 +63,18 @@ class MachineReader:
             "cpus_online": online,
             "affinity": sorted(os.sched_getaffinity(0)) if self.root == "/" and hasattr(os, "sched_getaffinity")
             else None,
-            "governors": governors or None,
-            "freq_mhz": freqs_mhz or None,
-            "freq_min_mhz": min_mhz or None,
-            "freq_max_mhz": max_mhz or None,
+            "governors": jetson_telemetry.cpu_governors(self.root) or None,
+            "freq_mhz": column("cur"),
+            "freq_min_mhz": column("min"),
+            "freq_max_mhz": column("max"),
             "loadavg": self.read("proc/loadavg"),
         }
 
-    def clocks_locked(self, cpu: Dict[str, Any], jetson: Optional[Dict[str, Any]]) -> Optional[bool]:
-        """True when the CPU cannot change frequency (performance governor or min == max), None if unknown."""
+    def clocks_locked(self, jetson: Optional[Dict[str, Any]]) -> Optional[bool]:
+        """jtop's jetson_clocks status where it answered, else ``dfseg.jetson.clocks_locked``."""
         if jetson is not None and jetson.get("jetson_clocks") is not None:
             return bool(jetson["jetson_clocks"])
-        governors = cpu.get("governors")
-        if not governors:
-            return None
-        pinned = cpu.get("freq_min_mhz") or {}
-        maxima = cpu.get("freq_max_mhz") or {}
-        return all(gov == "performance" or (name in pinned and pinned.get(name) == maxima.get(name))
-                   for name, gov in governors.items())
+        return jetson_telemetry.clocks_locked(self.root)
 
 
 def _cpu_index(path: str) -> int:
@@ -112,11 +100,93 @@ def describe_machine(root: str = "/", use_jtop: bool = True) -> Dict[str, Any]:
         "l4t": (jetson or {}).get("l4t"),
         "jetpack": (jetson or {}).get("jetpack"),
         "power_mode": (jetson or {}).get("power_mode"),
-        "clocks_locked": reader.clocks_locked(cpu, jetson),
+        "clocks_locked": reader.clocks_locked(jetson),
         "jetson": jetson,
         "cpu": cpu,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+# ---------------------------------------------------------------------- identity
+# What makes two latency tables comparable.  Speeds differ between two CPUs of one model far less
+# than between models, so the hostname, clocks and load are state, not identity.
+IDENTITY_FIELDS = ("cpu", "soc", "module", "cores", "backend", "backend_version", "threads", "precision",
+                   "dfseg_version")
+
+
+def cpu_identity(root: str = "/") -> Dict[str, Any]:
+    """The first processor's identity from /proc/cpuinfo: vendor, family, model, stepping and a hash of
+    its flags (x86), or implementer, part, variant, revision and a hash of its features (Arm)."""
+    text = MachineReader(root).read("proc/cpuinfo") or ""
+    first = text.split("\n\n")[0]
+    fields = {}
+    for line in first.splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    flags = fields.get("flags") or fields.get("Features")
+    out: Dict[str, Any] = {}
+    for name, key in (("vendor", "vendor_id"), ("family", "cpu family"), ("model", "model"),
+                      ("stepping", "stepping"), ("implementer", "CPU implementer"), ("part", "CPU part"),
+                      ("variant", "CPU variant"), ("revision", "CPU revision")):
+        if fields.get(key):
+            out[name] = fields[key]
+    if fields.get("model name"):
+        out["name"] = fields["model name"]
+    if flags:
+        out["flags_sha1"] = hashlib.sha1(" ".join(sorted(flags.split())).encode("ascii", "replace")).hexdigest()[:12]
+    return out or {"name": platform.processor() or platform.machine()}
+
+
+def machine_identity(backend: Optional[str], backend_version: Optional[str], threads: Optional[int],
+                     precision: Optional[str], root: str = "/") -> Dict[str, Any]:
+    """The identity a latency table is stored with (``meta.identity``) and compared by."""
+    jetson = jetson_telemetry.static_facts(root) if jetson_telemetry.is_jetson(root) else {}
+    reader = MachineReader(root)
+    return {
+        "cpu": cpu_identity(root),
+        "soc": jetson.get("soc"),
+        "module": jetson.get("board"),
+        "cores": os.cpu_count() if root == "/" else (len(reader.cpu_dirs()) or None),
+        "backend": backend,
+        "backend_version": backend_version,
+        "threads": threads,
+        "precision": precision,
+        "dfseg_version": dfseg.__version__,
+    }
+
+
+def identity_differences(recorded: Optional[Dict[str, Any]], current: Dict[str, Any]) -> List[str]:
+    """'field: recorded -> current' for every identity field that differs (None: nothing recorded)."""
+    if recorded is None:
+        return ["no machine identity recorded (an older dfseg)"]
+    out = []
+    for field in IDENTITY_FIELDS:
+        if recorded.get(field) != current.get(field):
+            before, now = recorded.get(field), current.get(field)
+            if field == "cpu":
+                keys = sorted(k for k in set(before or {}) | set(now or {})
+                              if (before or {}).get(k) != (now or {}).get(k))
+                before = {k: (before or {}).get(k) for k in keys}
+                now = {k: (now or {}).get(k) for k in keys}
+            out.append("{} {} -> {}".format(field, before, now))
+    return out
+
+
+def identity_warning(what: str, recorded: Optional[Dict[str, Any]], current: Dict[str, Any],
+                     strict: bool = False) -> Optional[str]:
+    """One line when ``what`` (a table) comes from another identity than ``current``; with ``strict`` a
+    UserError instead (exit 2)."""
+    differences = identity_differences(recorded, current)
+    if not differences:
+        return None
+    message = "{} comes from another machine identity ({}); its latencies may not hold here".format(
+        what, "; ".join(differences))
+    if strict:
+        from ..errors import UserError
+
+        raise UserError(message + " (--strict): measure a table on this machine with these settings, or leave out "
+                                  "--strict")
+    return message
 
 
 def machine_warnings(state: Dict[str, Any]) -> List[str]:
@@ -131,49 +201,6 @@ def machine_warnings(state: Dict[str, Any]) -> List[str]:
     elif state.get("clocks_locked") is None:
         warnings.append("cannot tell whether clocks are locked (no cpufreq information readable)")
     return warnings
-
-
-class PowerSampler:
-    """Samples total rail power in a background thread while a benchmark runs (Jetson only).
-
-    ``mean_w`` is None where no rails are readable, so callers print '-' instead of inventing a number.
-    """
-
-    def __init__(self, read_rails: Optional[Callable[[], Optional[Dict[str, float]]]] = None,
-                 interval_s: float = 0.1) -> None:
-        self.read_rails = read_rails or jetson_telemetry.power_rails
-        self.interval_s = interval_s
-        self.samples: List[float] = []
-        self.on_sample: Optional[Callable[[float], None]] = None
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    def _total(self) -> Optional[float]:
-        return jetson_telemetry.total_power_w(self.read_rails() or {})
-
-    def __enter__(self) -> "PowerSampler":
-        if self._total() is None:
-            return self
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            value = self._total()
-            if value is not None:
-                self.samples.append(value)
-                if self.on_sample is not None:
-                    self.on_sample(value)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    @property
-    def mean_w(self) -> Optional[float]:
-        return sum(self.samples) / len(self.samples) if self.samples else None
 
 
 def pin_to_cpus(spec: str) -> Optional[List[int]]:

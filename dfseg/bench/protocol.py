@@ -7,6 +7,13 @@ caches then dominate), the reported median is the median of the per-round median
 disturbed rounds), the noise seen is reported (spread of the round medians), and subjects whose rounds
 disagree too much are re-measured with extra rounds.
 
+Slow drift (a shared VM's core speeding up and slowing down over minutes, a Jetson warming up) moves
+every workload together, so it is cancelled by a *reference*: a fixed network (``dfseg.bench.reference``)
+timed before the first subject of a round and after every subject.  Each subject's round median is
+divided by the mean of the two reference blocks around it, and the median of those ratios is the
+subject's latency *relative to the reference* (``Measurement.relative``).  Two runs minutes or hours
+apart then compare by their ratios, whatever the machine's speed was in each.
+
 Everything here is pure Python with an injectable clock, so the protocol is tested with a fake clock.
 Device side: Python 3.6, no torch.
 """
@@ -101,10 +108,20 @@ class Measurement(NamedTuple):
     remeasured: int  # how many times extra rounds were added
     noisy: bool  # still above the spread limit after re-measuring
     warmup_runs: int
+    # With a reference: the same stats in units of the reference's time in the same rounds (2.0 = twice
+    # as long as the reference), and the reference's own time around this subject, one value per round.
+    relative: Optional[Dict[str, Stats]] = None
+    reference_ms: Optional[List[float]] = None
 
     def preferred(self, mode: str = COMPUTE) -> "Stats":
         """The stats of ``mode`` where it was measured, else of ``e2e`` (which every subject has)."""
         return self.modes.get(mode) or self.modes[E2E]
+
+    def preferred_relative(self, mode: str = COMPUTE) -> "Stats":
+        """Like ``preferred``, in units of the reference (only for a measurement taken with one)."""
+        if self.relative is None:
+            raise ValueError("{} was measured without a reference".format(self.name))
+        return self.relative.get(mode) or self.relative[E2E]
 
 
 class Subject:
@@ -182,8 +199,12 @@ class _Recorder:
     def __init__(self, subject: Subject) -> None:
         self.subject = subject
         self.rounds: Dict[str, List[List[float]]] = {mode: [] for mode in subject.modes}
+        self.reference_ms: List[float] = []  # per round: mean of the reference blocks before and after
         self.warmup_runs = 0
         self.remeasured = 0
+
+    def relative_rounds(self, mode: str) -> List[List[float]]:
+        return [[v / ref for v in values] for values, ref in zip(self.rounds[mode], self.reference_ms)]
 
 
 def _timed(fn: ModeFn, clock: Callable[[], float]) -> float:
@@ -202,33 +223,53 @@ def _warm(fn: ModeFn, seconds: float, min_runs: int, clock: Callable[[], float])
     return runs
 
 
+def _reference_block(reference: Subject, protocol: Protocol, clock: Callable[[], float]) -> float:
+    """The reference's median time over one block of runs (one untimed run first re-warms its caches)."""
+    fn = reference.modes.get(COMPUTE) or reference.modes[E2E]
+    fn()
+    return median([_timed(fn, clock) for _ in range(protocol.runs_per_round)])
+
+
 def _run_round(recorders: Sequence[_Recorder], protocol: Protocol, offset: int, clock: Callable[[], float],
-               on_round: Optional[Callable[[], None]]) -> None:
-    """One pass over all subjects, starting at ``offset`` so no subject always goes first."""
+               on_round: Optional[Callable[[], None]], reference: Optional[Subject] = None) -> None:
+    """One pass over all subjects, starting at ``offset`` so no subject always goes first; with a
+    reference, a reference block runs before the first subject and after each one."""
     count = len(recorders)
+    before = _reference_block(reference, protocol, clock) if reference is not None else None
     for i in range(count):
         recorder = recorders[(i + offset) % count]
         subject = recorder.subject
         recorder.warmup_runs += _warm(subject.modes[E2E], protocol.round_warmup_s, 1, clock)
         for mode, fn in subject.modes.items():
             recorder.rounds[mode].append([_timed(fn, clock) for _ in range(protocol.runs_per_round)])
+        if reference is not None:
+            after = _reference_block(reference, protocol, clock)
+            recorder.reference_ms.append((before + after) / 2.0)
+            before = after
     if on_round is not None:
         on_round()
 
 
 def measure(subjects: Sequence[Subject], protocol: Protocol = DEFAULT_PROTOCOL,
             clock: Callable[[], float] = time.perf_counter,
-            on_round: Optional[Callable[[], None]] = None) -> Dict[str, Measurement]:
-    """Measure ``subjects`` together in rotating rounds; re-measure the ones whose rounds disagree."""
+            on_round: Optional[Callable[[], None]] = None,
+            reference: Optional[Subject] = None) -> Dict[str, Measurement]:
+    """Measure ``subjects`` together in rotating rounds; re-measure the ones whose rounds disagree.
+
+    With ``reference``, every result also holds its times relative to the reference (see the module's
+    text), and whether rounds disagree is judged on those, so slow drift alone triggers no re-measure.
+    """
     protocol.validate()
     names = [s.name for s in subjects]
     if len(set(names)) != len(names):
         raise ValueError("subject names must be unique: {}".format(names))
     recorders = [_Recorder(s) for s in subjects]
+    if reference is not None:
+        _warm(reference.modes.get(COMPUTE) or reference.modes[E2E], protocol.warmup_s, 2, clock)
     for recorder in recorders:
         recorder.warmup_runs += _warm(recorder.subject.modes[E2E], protocol.warmup_s, 2, clock)
     for r in range(protocol.rounds):
-        _run_round(recorders, protocol, r, clock, on_round)
+        _run_round(recorders, protocol, r, clock, on_round, reference)
     for attempt in range(protocol.max_remeasures):
         noisy = [rec for rec in recorders if _spread(rec) > protocol.max_round_spread]
         if not noisy:
@@ -236,17 +277,22 @@ def measure(subjects: Sequence[Subject], protocol: Protocol = DEFAULT_PROTOCOL,
         for rec in noisy:
             rec.remeasured += 1
         for r in range(protocol.remeasure_rounds):
-            _run_round(noisy, protocol, r + attempt, clock, on_round)
+            _run_round(noisy, protocol, r + attempt, clock, on_round, reference)
     result = {}
     for rec in recorders:
         modes = {mode: summarize(rounds) for mode, rounds in rec.rounds.items()}
+        relative = None
+        if reference is not None:
+            relative = {mode: summarize(rec.relative_rounds(mode)) for mode in rec.rounds}
         result[rec.subject.name] = Measurement(
-            rec.subject.name, modes, rec.remeasured, _spread(rec) > protocol.max_round_spread, rec.warmup_runs)
+            rec.subject.name, modes, rec.remeasured, _spread(rec) > protocol.max_round_spread, rec.warmup_runs,
+            relative, list(rec.reference_ms) if reference is not None else None)
     return result
 
 
 def _spread(recorder: _Recorder) -> float:
-    return robust_spread([median(r) for r in recorder.rounds[E2E] if r])
+    rounds = recorder.relative_rounds(E2E) if recorder.reference_ms else recorder.rounds[E2E]
+    return robust_spread([median(r) for r in rounds if r])
 
 
 def noise_warnings(results: Dict[str, Measurement], protocol: Protocol, mode: str = E2E) -> List[str]:

@@ -12,7 +12,7 @@ import os
 import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-from ..arch import PRESETS, Arch
+from ..arch import PRESETS, REFERENCE_MODEL_NAMES, Arch
 from ..errors import UserError
 from ..fileio import read_json, sha256_file
 from ..parts import Part
@@ -67,6 +67,10 @@ class ModelSource:
         """The boundary-stub probe for a C x H x W tensor (``dfseg.bench.boundary``)."""
         raise NotImplementedError
 
+    def reference_path(self) -> str:
+        """The drift reference (``dfseg.bench.reference``) timed beside every subject."""
+        raise NotImplementedError
+
 
 class HostSource(ModelSource):
     """Exports with ``dfseg.export`` into ``work_dir`` (cached by file name; torch needed)."""
@@ -116,6 +120,14 @@ class HostSource(ModelSource):
         path = os.path.join(directory, safe_filename(probe_name(shape)) + ".onnx")
         if not os.path.exists(path):
             write_probe_model(path, shape)
+        return path
+
+    def reference_path(self) -> str:
+        from .reference import REFERENCE_ID, write_reference_model
+
+        path = os.path.join(self.work_dir, safe_filename(REFERENCE_ID.split(":")[0]) + ".onnx")
+        if not os.path.exists(path):
+            write_reference_model(path)
         return path
 
 
@@ -236,6 +248,15 @@ class BundleSource(ModelSource):
                                 self.directory, *shape))
         return self._verified(entry, "the boundary probe {}x{}x{}".format(*shape))
 
+    def reference_path(self) -> str:
+        from .reference import REFERENCE_ID
+
+        entry = self.manifest.get("reference")
+        if not entry or entry.get("id") != REFERENCE_ID:
+            raise UserError("bundle {} has {} drift reference; re-create it with this version's dfseg-export "
+                            "--bundle".format(self.directory, "another" if entry else "no"))
+        return self._verified(entry, "the drift reference")
+
 
 def resolve_model(name: str, size: Optional[Size] = None) -> ModelSpec:
     """A ModelSpec from what the user typed: preset, reference model, short form or JSON file.
@@ -244,7 +265,7 @@ def resolve_model(name: str, size: Optional[Size] = None) -> ModelSpec:
     """
     name = name.strip()
     arch: Optional[Arch] = None
-    if name in PRESETS or not _is_reference(name):
+    if name in PRESETS or name not in REFERENCE_MODEL_NAMES:
         arch = Arch.parse(name)
     if arch is None or not arch.is_segmentation:
         return ModelSpec(name, arch, CLASSIFIER_SIZE)
@@ -252,8 +273,3 @@ def resolve_model(name: str, size: Optional[Size] = None) -> ModelSpec:
         raise UserError("model {}: a segmentation model needs a size".format(name))
     return ModelSpec(name, arch, size)
 
-
-def _is_reference(name: str) -> bool:
-    from .suite import reference_model_names
-
-    return name in reference_model_names()

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from ..backends import get_runner
 from ..build_config import BuildConfig
 from .protocol import COMPUTE, DEFAULT_PROTOCOL, E2E, Measurement, ModeFn, Protocol, Subject, measure
+from .reference import REFERENCE_NAME
 
 
 def onnx_subject(name: str, model: Union[str, bytes], backend: str = "onnxruntime", threads: Optional[int] = None,
@@ -64,17 +65,26 @@ def measure_models(named_paths: Iterable[Tuple[str, Union[str, bytes]]], protoco
                    clock: Callable[[], float] = time.perf_counter,
                    wrap: Optional[Callable[[Subject], Subject]] = None,
                    during: Optional[Any] = None, config: Optional[BuildConfig] = None,
-                   artefacts: Optional[Dict[str, Optional[str]]] = None) -> Dict[str, Measurement]:
+                   artefacts: Optional[Dict[str, Optional[str]]] = None,
+                   reference: Optional[str] = None) -> Dict[str, Measurement]:
     """Open one subject per ``(name, model)``, measure them together (``protocol.measure``), close them all.
 
     ``named_paths`` is consumed lazily, one model opened after the other, and every subject opened so far
     is closed even when a later one fails to open or the measurement fails.  ``wrap`` (optional) replaces
     each subject as it is opened; ``during`` (optional) is a context manager entered around the
     measurement only (after every subject is open).  ``config`` builds every model (precision and the
-    rest); ``artefacts`` (optional) receives each subject's built file by name.
+    rest); ``artefacts`` (optional) receives each subject's built file by name.  ``reference`` (optional)
+    is the drift reference's file: it is timed beside every subject, always in FP32 (its times are a
+    measure of the machine's speed, not of a precision), and every result is also relative to it.
     """
     subjects: List[Subject] = []
+    anchor: Optional[Subject] = None
     try:
+        if reference is not None:
+            base = BuildConfig() if config is None else BuildConfig(cache_dir=config.cache_dir,
+                                                                   workspace_mb=config.workspace_mb,
+                                                                   timing_cache=config.timing_cache)
+            anchor = onnx_subject(REFERENCE_NAME, reference, backend, threads, config=base)
         for name, model in named_paths:
             subjects.append(onnx_subject(name, model, backend, threads, config=config))
             if artefacts is not None:
@@ -82,11 +92,11 @@ def measure_models(named_paths: Iterable[Tuple[str, Union[str, bytes]]], protoco
             if wrap is not None:
                 subjects[-1] = wrap(subjects[-1])
         if during is None:
-            return measure(subjects, protocol, clock=clock)
+            return measure(subjects, protocol, clock=clock, reference=anchor)
         with during:
-            return measure(subjects, protocol, clock=clock)
+            return measure(subjects, protocol, clock=clock, reference=anchor)
     finally:
-        for subject in subjects:
+        for subject in subjects + ([anchor] if anchor is not None else []):
             subject.close()
 
 

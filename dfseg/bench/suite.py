@@ -5,15 +5,16 @@ The block suite is the union of (a) every part of the chosen models at their siz
 part a search space can produce (``dfseg.space.SearchSpace.all_parts``, the one definition of the
 space), deduplicated by ``Part.key``.  The default is small enough to measure on a 2-core CPU in a
 few minutes: the presets' parts (backbones at 224x224, DF-Seg at 360p) plus the default table space
-(widths up to 512) at 224x224.  ``--space-widths``/``--space-blocks`` and ``--decoder-space`` select more.
+(widths up to 512) at 224x224.  The space options (those of dfseg-search) and ``--decoder-space`` select
+others.
 
-Device side: Python 3.6, no torch (``reference_model_names`` asks the torch registry, host only).
+Device side: Python 3.6, no torch.
 """
 
 import random
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from ..arch import BACKBONE_PRESETS, PRESETS, SEGMENTATION_PRESETS, Arch
+from ..arch import BACKBONE_PRESETS, PRESETS, REFERENCE_MODEL_NAMES, SEGMENTATION_PRESETS, Arch
 from ..parts import Part, network_parts
 from ..sizes import Size, parse_size
 from .sources import CLASSIFIER_SIZE, ModelSpec, resolve_model
@@ -22,21 +23,9 @@ DEFAULT_SEG_SIZES = ("360p", "720p", "1080p")
 DEFAULT_TABLE_SEG_SIZES = ("360p",)
 # The table's default space: the presets' widths, so it measures in minutes on a CPU.
 DEFAULT_TABLE_SPACE_WIDTHS = (64, 128, 256, 512)
-# Names of the reference backbones (Table 1) for when the torch registry cannot be asked.
-REFERENCE_MODELS = ("resnet18", "resnet50", "mobilenet_v2", "shufflenet_v2", "googlenet")
-
-
-def reference_model_names() -> List[str]:
-    try:
-        from ..models.registry import list_reference_models
-    except ImportError:
-        return list(REFERENCE_MODELS)
-    return list_reference_models() or list(REFERENCE_MODELS)
-
-
 def default_benchmark_models() -> List[str]:
     """All DF-Seg presets, the DF backbones and the reference backbones."""
-    return list(SEGMENTATION_PRESETS) + list(BACKBONE_PRESETS) + reference_model_names()
+    return list(SEGMENTATION_PRESETS) + list(BACKBONE_PRESETS) + list(REFERENCE_MODEL_NAMES)
 
 
 def benchmark_specs(models: Sequence[str], sizes: Sequence[Size]) -> List[ModelSpec]:
@@ -73,37 +62,37 @@ def spec_parts(specs: Iterable[ModelSpec]) -> List[Part]:
     return parts
 
 
-def table_space(widths: Sequence[int] = DEFAULT_TABLE_SPACE_WIDTHS, blocks: Optional[str] = None,
-                size: Size = CLASSIFIER_SIZE):
-    """The backbone search space whose parts the table covers."""
-    from ..space import DEFAULT_BLOCKS, SearchSpace, parse_block_ranges
+def table_space():
+    """The backbone search space a default table covers (dfseg-bench --table with no space options)."""
+    from ..space import SearchSpace
 
-    ranges = parse_block_ranges(blocks) if blocks else DEFAULT_BLOCKS
-    return SearchSpace(widths=widths, blocks_per_stage=ranges, input_size=size)
+    return SearchSpace(widths=DEFAULT_TABLE_SPACE_WIDTHS, input_size=CLASSIFIER_SIZE)
 
 
-def decoder_space_parts(backbones: Sequence[Arch], sizes: Sequence[Size]) -> List[Part]:
-    """Every decoder setting's parts for the given backbones at the segmentation sizes."""
+def decoder_space_parts(networks: Sequence[Arch], sizes: Sequence[Size],
+                        choices: Optional[Sequence[int]] = None) -> List[Part]:
+    """Every decoder setting's parts for the segmentation networks' backbones (and classes) at the sizes."""
     from ..space import DecoderSpace
 
     parts: List[Part] = []
-    for arch in backbones:
+    for arch in networks:
         for size in sizes:
-            parts.extend(DecoderSpace(arch, input_size=size).all_parts())
+            parts.extend(DecoderSpace(arch.backbone(), classes=arch.classes, choices=choices,
+                                      input_size=size).all_parts())
     return parts
 
 
 def table_parts(models: Sequence[str], seg_sizes: Sequence[Size], space=None,
-                decoder_space: bool = False) -> List[Part]:
+                decoder_space: bool = False, choices: Optional[Sequence[int]] = None) -> List[Part]:
     """The block suite: the models' parts at their sizes plus the space's parts (and decoder space)."""
     # The table never holds reference models; knowing their names must not need torch.
-    specs = benchmark_specs([m for m in models if m not in REFERENCE_MODELS], seg_sizes)
+    specs = benchmark_specs([m for m in models if m not in REFERENCE_MODEL_NAMES], seg_sizes)
     parts = spec_parts(specs)
     if space is not None:
         parts.extend(space.all_parts())
     if decoder_space:
-        backbones = [s.arch.backbone() for s in specs if s.arch is not None and s.arch.is_segmentation]
-        parts.extend(decoder_space_parts(backbones, seg_sizes))
+        networks = [s.arch for s in specs if s.arch is not None and s.arch.is_segmentation]
+        parts.extend(decoder_space_parts(networks, seg_sizes, choices))
     return dedupe_parts(parts)
 
 
@@ -124,6 +113,20 @@ def random_architectures(space, count: int, seed: int = 0) -> List[Arch]:
         arch = space.make(stages)
         found.setdefault(arch.short(), arch)
     return list(found.values())
+
+
+CALIBRATION_SEED = 1009  # the calibration networks' seed: other members than a validation's
+CALIBRATION_COUNT = 4
+
+
+def calibration_specs(space, count: int = CALIBRATION_COUNT) -> List[ModelSpec]:
+    """Random members of ``space`` on which a table run calibrates its in-network factor: members outside the
+    default validation's random members (``validation_specs`` with seed 0) first, others only where a small
+    space has no more."""
+    taken = {arch.short() for arch in random_architectures(space, 20, 0)}
+    drawn = random_architectures(space, count + len(taken), CALIBRATION_SEED)
+    found = [a for a in drawn if a.short() not in taken] + [a for a in drawn if a.short() in taken]
+    return [ModelSpec(arch.short(), arch, space.input_size) for arch in found[:count]]
 
 
 def validation_specs(space, count: int, seed: int, seg_sizes: Sequence[Size],

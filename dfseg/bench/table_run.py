@@ -15,24 +15,28 @@ Device side: Python 3.6, no torch.
 """
 
 import itertools
-import math
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..build_config import BuildConfig
 from ..errors import UserError
 from ..journal import Journal
-from ..latency.table import SCHEMA, LatencyTable
-from ..parts import Part
+from ..latency.table import SCHEMA, LatencyTable, is_time
+from ..parts import Part, network_parts
 from .boundary import Shape, boundary_shapes, probe_name, shape_label, stub_ms
-from .protocol import CLOCKS, COMPUTE, Measurement, Protocol, median
+from .protocol import CLOCKS, COMPUTE, Measurement, Protocol, median, robust_spread
+from .reference import REFERENCE_ID
 from .report import progress_bar
-from .sources import ModelSource
+from .sources import ModelSource, ModelSpec
 from .subjects import measure_models
 
 OVERHEAD = "overhead"
 BOUNDARY = "boundary"
-TIMING = "between boundary stubs"  # journal header: journals of bare parts (older dfseg) are not resumed
+REFERENCE = "reference"
+CALIBRATION = "calibration"
+IN_NETWORK = "in_network"
+# Journal header: journals of older dfseg (bare parts, or times not relative to the reference) are not resumed.
+TIMING = "between boundary stubs, relative to {}".format(REFERENCE_ID.split(":")[0])
 
 
 def journal_path(table_path: str) -> str:
@@ -41,15 +45,19 @@ def journal_path(table_path: str) -> str:
 
 class TableJournal:
     """A table run's progress in the one journal (``dfseg.journal``): a header with the settings,
-    then the measured boundary stubs, and per chunk its overhead and entries.  Every record is
-    checked on replay: one of the wrong shape (an edited or foreign file) is an error naming it."""
+    then the measured boundary stubs, and per chunk its overhead and entries.  Times are stored
+    relative to the drift reference, with the reference's own time in each chunk, so a table resumed
+    later (at another machine speed) still adds up.  Every record is checked on replay: one of the
+    wrong shape (an edited or foreign file) is an error naming it."""
 
     def __init__(self, path: str, header: Dict[str, Any]) -> None:
         self.path = path
         self.header = header
-        self.entries: Dict[str, Dict[str, Any]] = {}
-        self.overheads: List[float] = []
-        self.boundaries: Dict[str, float] = {}  # shape label -> one boundary stub (ms)
+        self.entries: Dict[str, Dict[str, Any]] = {}  # relative entries, see entry_from
+        self.overheads: List[float] = []  # relative to the reference
+        self.reference_ms: List[float] = []  # the reference's median in each measured chunk
+        self.boundaries: Dict[str, float] = {}  # shape label -> one boundary stub, relative to the reference
+        self.calibration: Optional[Dict[str, Any]] = None  # the in-network factor, once measured
         self._journal = Journal(path)
         try:
             records = self._journal.open()
@@ -78,17 +86,28 @@ class TableJournal:
                 if not isinstance(key, str) or not isinstance(entry, dict):
                     self._bad(position, 'an entry needs "key" (text) and "entry" (an object)')
                 for field in ENTRY_NUMBERS:
-                    if not _is_time(entry.get(field)):
-                        self._bad(position, "entry {} has {} {!r}, not a time in ms".format(key, field, entry.get(field)))
+                    if not is_time(entry.get(field)):
+                        self._bad(position, "entry {} has {} {!r}, not a non-negative number".format(
+                            key, field, entry.get(field)))
                 self.entries[key] = entry
             elif kind == OVERHEAD:
-                if not _is_time(record.get("median_ms")):
-                    self._bad(position, "overhead {!r} is not a time in ms".format(record.get("median_ms")))
-                self.overheads.append(float(record["median_ms"]))
+                if not is_time(record.get("relative")) or not _is_positive(record.get("reference_ms")):
+                    self._bad(position, 'an overhead needs "relative" (a non-negative number) and "reference_ms" '
+                                        "(a time in ms)")
+                self.overheads.append(float(record["relative"]))
+                self.reference_ms.append(float(record["reference_ms"]))
             elif kind == BOUNDARY:
-                if not isinstance(record.get("shape"), str) or not _is_time(record.get("stub_ms")):
-                    self._bad(position, 'a boundary needs "shape" (text) and "stub_ms" (a time in ms)')
-                self.boundaries[record["shape"]] = float(record["stub_ms"])
+                if not isinstance(record.get("shape"), str) or not is_time(record.get("stub")):
+                    self._bad(position, 'a boundary needs "shape" (text) and "stub" (a non-negative number)')
+                self.boundaries[record["shape"]] = float(record["stub"])
+            elif kind == CALIBRATION:
+                if not _is_positive(record.get("factor")) or not isinstance(record.get("networks"), list):
+                    self._bad(position, 'a calibration needs "factor" (a positive number) and "networks" (a list)')
+                self.calibration = {k: v for k, v in record.items() if k != "type"}
+            elif kind == REFERENCE:
+                if not _is_positive(record.get("reference_ms")):
+                    self._bad(position, 'a reference needs "reference_ms" (a time in ms)')
+                self.reference_ms.append(float(record["reference_ms"]))
             else:
                 self._bad(position, "unknown record type {!r}".format(kind))
 
@@ -96,25 +115,33 @@ class TableJournal:
         raise UserError("{}: record {}: {}; the journal was edited or is not dfseg's: delete it to measure those "
                         "parts again".format(self.path, position, problem))
 
-    def add_chunk(self, overhead_ms: float, entries: Dict[str, Dict[str, Any]]) -> None:
-        records = [{"type": OVERHEAD, "median_ms": overhead_ms}]
+    def add_chunk(self, overhead: float, reference_ms: float, entries: Dict[str, Dict[str, Any]]) -> None:
+        records = [{"type": OVERHEAD, "relative": overhead, "reference_ms": reference_ms}]
         records += [{"type": "entry", "key": key, "entry": entry} for key, entry in sorted(entries.items())]
         # Memory first: a signal that lands once the records are on disk must find them here too, or the
         # partial table written on the way out would miss what the journal already holds.
         before = dict(self.entries)
-        self.overheads.append(overhead_ms)
+        self.overheads.append(overhead)
+        self.reference_ms.append(reference_ms)
         self.entries.update(entries)
         try:
             self._journal.append_many(records)
         except OSError:
             self.overheads.pop()
+            self.reference_ms.pop()
             self.entries = before
             raise
 
-    def add_boundaries(self, stubs: Dict[str, float]) -> None:
-        self._journal.append_many([{"type": BOUNDARY, "shape": label, "stub_ms": ms}
-                                   for label, ms in sorted(stubs.items())])
+    def add_boundaries(self, stubs: Dict[str, float], reference_ms: float) -> None:
+        self._journal.append_many([{"type": REFERENCE, "reference_ms": reference_ms}]
+                                  + [{"type": BOUNDARY, "shape": label, "stub": value}
+                                     for label, value in sorted(stubs.items())])
+        self.reference_ms.append(reference_ms)
         self.boundaries.update(stubs)
+
+    def add_calibration(self, calibration: Dict[str, Any]) -> None:
+        self._journal.append(dict(calibration, type=CALIBRATION))
+        self.calibration = calibration
 
     def close(self) -> None:
         self._journal.close()
@@ -123,29 +150,42 @@ class TableJournal:
         self._journal.remove()
 
 
-ENTRY_NUMBERS = ("median_ms", "p90_ms")
+ENTRY_NUMBERS = ("relative", "p90_relative")
 
 
-def _is_time(value: Any) -> bool:
-    return (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-            and value >= 0)
+def _is_positive(value: Any) -> bool:
+    return is_time(value) and value > 0
 
 
-def entry_from(measurement: Measurement, overhead_ms: float, mode: str = COMPUTE,
-               boundary_ms: float = 0.0) -> Dict[str, Any]:
-    """A table entry: the stubbed part's time net of the per-call overhead and of its boundary stubs."""
-    stats = measurement.preferred(mode)
-    net = overhead_ms + boundary_ms
+def entry_from(measurement: Measurement, overhead: float, mode: str = COMPUTE, boundary: float = 0.0
+               ) -> Dict[str, Any]:
+    """A journal entry, relative to the reference: the stubbed part's time net of the per-call overhead and
+    of its boundary stubs (``table_entry`` turns it into ms)."""
+    stats = measurement.preferred_relative(mode)
+    net = overhead + boundary
     return {
-        "median_ms": round(max(stats.median_ms - net, 0.0), 5),
-        "p90_ms": round(max(stats.p90_ms - net, 0.0), 5),
-        "std_ms": round(stats.std_ms, 5),
+        "relative": round(max(stats.median_ms - net, 0.0), 7),
+        "p90_relative": round(max(stats.p90_ms - net, 0.0), 7),
+        "std_relative": round(stats.std_ms, 7),
         "count": stats.count,
-        "raw_median_ms": round(stats.median_ms, 5),
-        "boundary_ms": round(boundary_ms, 5),
+        "raw_relative": round(stats.median_ms, 7),
+        "boundary_relative": round(boundary, 7),
+        "measured_ms": round(measurement.preferred(mode).median_ms, 5),
         "round_spread": round(stats.round_spread, 5),
         "remeasured": measurement.remeasured,
     }
+
+
+def table_entry(entry: Dict[str, Any], reference_ms: float, factor: float = 1.0) -> Dict[str, Any]:
+    """A table entry: the journal's relative entry, with its times in ms at the reference's speed, scaled by the
+    in-network factor (``calibrate``)."""
+    out = dict(entry)
+    out["median_ms"] = round(entry["relative"] * factor * reference_ms, 5)
+    out["p90_ms"] = round(entry["p90_relative"] * factor * reference_ms, 5)
+    out["std_ms"] = round(entry.get("std_relative", 0.0) * reference_ms, 5)
+    out["boundary_ms"] = round(entry.get("boundary_relative", 0.0) * reference_ms, 5)
+    out["raw_median_ms"] = round(entry.get("raw_relative", 0.0) * reference_ms, 5)
+    return out
 
 
 def measure_table(
@@ -160,8 +200,10 @@ def measure_table(
     show_progress: bool = True,
     clock: str = "wall",
     config: Optional[BuildConfig] = None,
+    calibration: Sequence[ModelSpec] = (),
 ) -> LatencyTable:
-    """Measure every part not yet in ``out_path`` (or its journal) and write the complete table."""
+    """Measure every part not yet in ``out_path`` (or its journal), calibrate the in-network factor on the
+    ``calibration`` networks (``calibrate``), and write the complete table."""
     existing: Dict[str, Dict[str, Any]] = {}
     existing_meta: Dict[str, Any] = {}
     if os.path.exists(out_path):
@@ -174,9 +216,11 @@ def measure_table(
             if old.meta.get(field) not in (None, meta.get(field)):
                 raise UserError("{}: the existing table was measured with {} {!r}, not {!r}; write to another "
                                 "file".format(out_path, field, old.meta.get(field), meta.get(field)))
-        if old.entries and BOUNDARY not in old.meta:
-            raise UserError("{}: the existing table timed parts without boundary stubs (an older dfseg); its "
-                            "entries do not add up with new ones: write to another file".format(out_path))
+        if old.entries and (BOUNDARY not in old.meta or REFERENCE not in old.meta
+                            or (old.meta.get(REFERENCE) or {}).get("id") != REFERENCE_ID):
+            raise UserError("{}: the existing table was measured by an older dfseg (without boundary stubs or "
+                            "without the drift reference {!r}); its entries do not add up with new ones: write to "
+                            "another file".format(out_path, REFERENCE_ID))
         existing, existing_meta = old.entries, old.meta
     header = {"schema": SCHEMA, "backend": backend, "precision": meta.get("precision"), "threads": threads,
               "device": meta.get("device"), "clock": clock, "timing": TIMING}
@@ -185,41 +229,70 @@ def measure_table(
     journal = TableJournal(journal_path(out_path), header)
     try:
         return _measure_into(journal, parts, source, out_path, existing, existing_meta, meta, protocol, backend,
-                             threads, chunk_size, show_progress, clock, config)
+                             threads, chunk_size, show_progress, clock, config, calibration)
     finally:
         journal.close()
+
+
+class _Run:
+    """What one table run measures with, and what it has found so far (for the writes on the way)."""
+
+    def __init__(self, source: ModelSource, protocol: Protocol, backend: str, threads: Optional[int], clock: str,
+                 config: Optional[BuildConfig]) -> None:
+        self.source = source
+        self.protocol = protocol
+        self.backend = backend
+        self.threads = threads
+        self.clock = CLOCKS[clock]
+        self.config = config
+        self.reference_spreads: List[float] = []  # the reference's robust spread within each measurement
+        self.noise: List[float] = []
+
+    def measure(self, named: Iterable[Tuple[str, str]]) -> Tuple[Dict[str, Measurement], float]:
+        """Measure with the reference; returns the results and the reference's median time (ms) around them."""
+        results = measure_models(named, self.protocol, self.backend, self.threads, self.clock, config=self.config,
+                                 reference=self.source.reference_path())
+        around = [ms for result in results.values() for ms in (result.reference_ms or [])]
+        self.reference_spreads.append(robust_spread(around))
+        return results, median(around)
 
 
 def _measure_into(journal: "TableJournal", parts: Sequence[Part], source: ModelSource, out_path: str,
                   existing: Dict[str, Dict[str, Any]], existing_meta: Dict[str, Any], meta: Dict[str, Any],
                   protocol: Protocol, backend: str, threads: Optional[int], chunk_size: int, show_progress: bool,
-                  clock: str, config: Optional[BuildConfig]) -> LatencyTable:
+                  clock: str, config: Optional[BuildConfig], calibration: Sequence[ModelSpec]) -> LatencyTable:
+    run = _Run(source, protocol, backend, threads, clock, config)
     done = set(existing) | set(journal.entries)
     todo = [part for part in parts if part.key not in done]
-    known = dict((existing_meta.get(BOUNDARY) or {}).get("stub_ms") or {})
+    known = dict((existing_meta.get(BOUNDARY) or {}).get("stub") or {})
     known.update(journal.boundaries)
     shapes = sorted({shape for part in todo for shape in boundary_shapes(part) if shape_label(shape) not in known})
     for i in range(0, len(shapes), chunk_size):
-        journal.add_boundaries(_measure_boundaries(shapes[i:i + chunk_size], source, protocol, backend, threads,
-                                                   CLOCKS[clock], config))
+        journal.add_boundaries(*_measure_boundaries(shapes[i:i + chunk_size], run))
     known.update(journal.boundaries)
     bar = progress_bar(len(todo), show_progress, "latency table", "part")
-    noise: List[float] = []
+
+    def write(complete: bool) -> LatencyTable:
+        return _write(out_path, existing, journal, existing_meta, meta, run, known, complete=complete)
+
     try:
         chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
         if not chunks and not journal.overheads and "overhead_ms" not in existing_meta:
             chunks = [[]]  # nothing left to measure, but the overhead is: measure it alone
         for chunk in chunks:
-            entries, overhead_ms = _measure_chunk(chunk, source, protocol, backend, threads, CLOCKS[clock], known,
-                                                  config)
-            journal.add_chunk(overhead_ms, entries)
-            noise.extend(e["round_spread"] for e in entries.values())
-            _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=False)
+            entries, overhead, reference_ms = _measure_chunk(chunk, run, known)
+            journal.add_chunk(overhead, reference_ms, entries)
+            run.noise.extend(e["round_spread"] for e in entries.values())
+            write(complete=False)
             bar.update(len(chunk))
-        table = _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=True)
+        if calibration and journal.calibration is None:
+            relative = dict(existing)
+            relative.update(journal.entries)
+            journal.add_calibration(calibrate(calibration, run, relative, median(journal.overheads)))
+        table = write(complete=True)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM, even during the last write: every journalled entry is kept
         if journal.entries:
-            _write(out_path, existing, journal, existing_meta, meta, protocol, noise, known, complete=False)
+            write(complete=False)
         raise
     finally:
         bar.close()
@@ -227,52 +300,110 @@ def _measure_into(journal: "TableJournal", parts: Sequence[Part], source: ModelS
     return table
 
 
-def _measure_boundaries(shapes: Sequence[Shape], source: ModelSource, protocol: Protocol, backend: str,
-                        threads: Optional[int], clock, config: Optional[BuildConfig]) -> Dict[str, float]:
-    """One boundary stub's cost for each shape, from its probe and the overhead probe measured side by side."""
-    named = itertools.chain([(OVERHEAD, source.overhead_path())],
-                            ((probe_name(shape), source.boundary_path(shape)) for shape in shapes))
-    results = measure_models(named, protocol, backend, threads, clock, config=config)
+def _measure_boundaries(shapes: Sequence[Shape], run: _Run) -> Tuple[Dict[str, float], float]:
+    """One boundary stub's relative cost for each shape, from its probe and the overhead probe measured side
+    by side, and the reference's time around them."""
+    named = itertools.chain([(OVERHEAD, run.source.overhead_path())],
+                            ((probe_name(shape), run.source.boundary_path(shape)) for shape in shapes))
+    results, reference_ms = run.measure(named)
 
-    def median_of(name: str) -> float:
-        return results[name].preferred().median_ms
+    def relative(name: str) -> float:
+        return results[name].preferred_relative().median_ms
 
-    overhead_ms = median_of(OVERHEAD)
-    return {shape_label(shape): round(stub_ms(median_of(probe_name(shape)), overhead_ms), 5) for shape in shapes}
+    overhead = relative(OVERHEAD)
+    stubs = {shape_label(shape): round(stub_ms(relative(probe_name(shape)), overhead), 7) for shape in shapes}
+    return stubs, reference_ms
 
 
-def _measure_chunk(chunk: Sequence[Part], source: ModelSource, protocol: Protocol, backend: str,
-                   threads: Optional[int], clock, stubs: Dict[str, float], config: Optional[BuildConfig]):
-    named = itertools.chain([(OVERHEAD, source.overhead_path())],
-                            ((part.key, source.part_path(part)) for part in chunk))
-    results = measure_models(named, protocol, backend, threads, clock, config=config)
-    overhead_ms = results[OVERHEAD].preferred().median_ms
-    entries = {part.key: entry_from(results[part.key], overhead_ms,
-                                    boundary_ms=sum(stubs[shape_label(s)] for s in boundary_shapes(part)))
+def _measure_chunk(chunk: Sequence[Part], run: _Run, stubs: Dict[str, float]):
+    named = itertools.chain([(OVERHEAD, run.source.overhead_path())],
+                            ((part.key, run.source.part_path(part)) for part in chunk))
+    results, reference_ms = run.measure(named)
+    overhead = results[OVERHEAD].preferred_relative().median_ms
+    entries = {part.key: entry_from(results[part.key], overhead,
+                                    boundary=sum(stubs[shape_label(s)] for s in boundary_shapes(part)))
                for part in chunk}
-    return entries, overhead_ms
+    return entries, overhead, reference_ms
+
+
+def calibrate(specs: Sequence[ModelSpec], run: _Run, entries: Dict[str, Dict[str, Any]], overhead: float
+              ) -> Dict[str, Any]:
+    """The in-network factor: whole networks measured beside the reference, against the sum of their parts.
+
+    A part timed alone, run after run, finds the caches as it left them; inside a network the layers
+    before it have replaced them, so networks take longer than the sum of their parts (5-10% on this
+    project's CPU).  The factor is the median of measured / summed over ``specs`` (networks the table
+    covers, not the validation's), and every entry's ms are scaled by it.
+    """
+    usable = [s for s in specs if s.arch is not None
+              and all(p.key in entries for p in network_parts(s.arch, s.size.height, s.size.width))]
+    if not usable:
+        raise UserError("the calibration networks have parts the table lacks; this is a bug in dfseg, please "
+                        "report it")
+    results, reference_ms = run.measure((spec.label, run.source.model_path(spec)) for spec in usable)
+    networks = []
+    for spec in usable:
+        parts = network_parts(spec.arch, spec.size.height, spec.size.width)
+        summed = sum(entries[p.key]["relative"] for p in parts)
+        measured = results[spec.label].preferred_relative().median_ms - overhead
+        networks.append({"label": spec.label, "parts": len(parts), "measured_relative": round(measured, 6),
+                         "sum_relative": round(summed, 6), "factor": round(measured / summed, 5)})
+    factor = median([n["factor"] for n in networks])
+    return {"factor": round(factor, 5), "networks": networks, "reference_ms": reference_ms}
+
+
+def reference_summary(chunk_ms: Sequence[float], spreads: Sequence[float] = ()) -> Dict[str, Any]:
+    """meta.reference: the drift reference's stated speed (the median of its time over the run's chunks, the
+    speed every entry's ms is given at) and the drift it saw."""
+    ordered = sorted(chunk_ms)
+    center = median(ordered)
+    out = {"id": REFERENCE_ID, "median_ms": round(center, 5), "chunks_ms": [round(v, 5) for v in chunk_ms],
+           "min_ms": round(ordered[0], 5), "max_ms": round(ordered[-1], 5),
+           "drift_pct": round(100.0 * (ordered[-1] - ordered[0]) / center, 3),
+           "method": "a fixed reference network timed before and after every subject of every round; entries are "
+                     "measured as multiples of it and given in ms at meta.reference.median_ms"}
+    if spreads:
+        out["median_spread_within_chunk"] = round(median(spreads), 5)
+    return out
 
 
 def _write(out_path: str, existing: Dict[str, Dict[str, Any]], journal: TableJournal, existing_meta: Dict[str, Any],
-           meta: Dict[str, Any], protocol: Protocol, noise: List[float], stubs: Dict[str, float],
-           complete: bool) -> LatencyTable:
-    entries = dict(existing)
-    entries.update(journal.entries)
+           meta: Dict[str, Any], run: _Run, stubs: Dict[str, float], complete: bool) -> LatencyTable:
+    relative = dict(existing)
+    relative.update(journal.entries)
     merged = dict(existing_meta)
     merged.update(meta)
+    chunk_ms = list((existing_meta.get(REFERENCE) or {}).get("chunks_ms") or []) + journal.reference_ms
+    if journal.calibration is not None:
+        chunk_ms.append(journal.calibration["reference_ms"])
+    reference = reference_summary(chunk_ms, run.reference_spreads)
+    reference_ms = reference["median_ms"]
+    in_network = dict(journal.calibration) if journal.calibration is not None else existing_meta.get(IN_NETWORK)
+    factor = float((in_network or {}).get("factor", 1.0))
+    entries = {key: table_entry(entry, reference_ms, factor) for key, entry in relative.items()}
+    if in_network is not None:
+        in_network.pop("reference_ms", None)
+        merged[IN_NETWORK] = dict(in_network, method=(
+            "entries are scaled by factor = median over the networks of (measured - overhead) / sum of their parts, "
+            "measured beside the reference at the end of the table run"))
     overheads = list(journal.overheads)
     if overheads:
-        merged["overhead_ms"] = round(median(overheads), 5)
-    merged["protocol"] = dict(protocol.to_json(), threads=journal.header.get("threads"), mode=COMPUTE,
+        merged["overhead_relative"] = round(median(overheads), 7)
+    if "overhead_relative" in merged:
+        merged["overhead_ms"] = round(merged["overhead_relative"] * reference_ms, 5)
+    merged[REFERENCE] = reference
+    merged["protocol"] = dict(run.protocol.to_json(), threads=journal.header.get("threads"), mode=COMPUTE,
                               clock=journal.header.get("clock"),
                               overhead="per-call overhead probe measured with every chunk; entries are net of it "
                                        "and meta.overhead_ms is counted once per network")
-    merged[BOUNDARY] = {"stub_ms": {label: stubs[label] for label in sorted(stubs)},
+    merged[BOUNDARY] = {"stub": {label: stubs[label] for label in sorted(stubs)},
+                        "stub_ms": {label: round(stubs[label] * reference_ms, 5) for label in sorted(stubs)},
                         "method": "parts timed in context, between depthwise 1x1 stubs on every input and the output "
                                   "(so layout reorders and residual fusion are as inside a network); entries are net "
-                                  "of the stubs: one stub of a CxHxW tensor = (T(2 chained stubs) - overhead) / 2"}
-    if noise:
-        ordered = sorted(noise)
+                                  "of the stubs: one stub of a CxHxW tensor = (T(2 chained stubs) - overhead) / 2, "
+                                  "relative to the reference in stub, in ms in stub_ms"}
+    if run.noise:
+        ordered = sorted(run.noise)
         merged["noise"] = {"median_round_spread": round(median(ordered), 5), "max_round_spread": round(ordered[-1], 5),
                            "entries_measured": len(ordered)}
     table = LatencyTable(entries, merged, path=out_path)

@@ -2,6 +2,11 @@
 networks measured end to end (compute mode, the table's mode), as MAPE, largest error and the share
 within +-10%, plus a scatter plot of estimated vs measured (the paper's Fig. 3a).
 
+Networks are timed beside the drift reference, as the table's parts were, and compared at the table's
+reference speed: a network that took r times the reference's time is compared as r x the table's
+``meta.reference.median_ms``.  So a table measured an hour ago, on a machine that was 10% faster
+then, still predicts what is measured now.  The machine's speed change is reported with the figures.
+
 Networks are measured in chunks that rotate in rounds, with the same protocol and threads as the table.
 Device side: Python 3.6, no torch (the PNG needs matplotlib, optional on a device).
 """
@@ -11,7 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..build_config import BuildConfig
 from ..latency.table import LatencyTable, MissingEntriesError
 from ..parts import network_parts
-from .protocol import CLOCKS, COMPUTE, Protocol, noise_warnings
+from .protocol import CLOCKS, COMPUTE, Protocol, median, noise_warnings
+from .reference import REFERENCE_ID
 from .report import progress_bar
 from .sources import ModelSource, ModelSpec
 from .subjects import measure_models
@@ -69,34 +75,60 @@ def validate_table(
     check_coverage(table, specs)
     records: List[Dict[str, Any]] = []
     warnings: List[str] = []
+    table_reference = table.reference if (table.reference or {}).get("id") == REFERENCE_ID else None
+    if table_reference is None:
+        warnings.append("{}: the table was measured without this dfseg's drift reference ({!r}); networks are "
+                        "compared in raw ms, so the machine's drift since the table is not cancelled: re-measure "
+                        "the table with this dfseg".format(table.path or "table", REFERENCE_ID))
+    chunk_reference: List[float] = []
     bar = progress_bar(len(specs), show_progress, "validate", "net")
     try:
         for start in range(0, len(specs), chunk_size):
             chunk = specs[start:start + chunk_size]
             results = measure_models(((spec.label, source.model_path(spec)) for spec in chunk), protocol, backend,
-                                     threads, CLOCKS[clock], config=config)
+                                     threads, CLOCKS[clock], config=config, reference=source.reference_path())
             warnings.extend(noise_warnings(results, protocol, COMPUTE))
+            chunk_reference.append(median([ms for r in results.values() for ms in r.reference_ms or []]))
             for spec in chunk:
                 result = results[spec.label]
                 stats = result.preferred()
+                relative = result.preferred_relative()
+                # At the table's reference speed where the table has one, else as measured.
+                compared = relative.median_ms * table_reference["median_ms"] if table_reference else stats.median_ms
                 estimated = table.estimate(spec.arch, spec.size)
                 records.append({
                     "model": spec.name,
                     "size": str(spec.size),
                     "estimated_ms": round(estimated, 4),
-                    "measured_ms": round(stats.median_ms, 4),
+                    "measured_ms": round(compared, 4),
+                    "raw_measured_ms": round(stats.median_ms, 4),
+                    "relative": round(relative.median_ms, 6),
                     "measured_p90_ms": round(stats.p90_ms, 4),
-                    "round_spread": round(stats.round_spread, 4),
-                    "error_pct": round(100.0 * (estimated - stats.median_ms) / stats.median_ms, 3),
+                    "round_spread": round(relative.round_spread, 4),
+                    "error_pct": round(100.0 * (estimated - compared) / compared, 3),
                 })
             bar.update(len(chunk))
     finally:
         bar.close()
     summary = summarize_errors(records)
     summary["clock"] = clock
+    summary["reference"] = drift_report(table_reference, chunk_reference)
     summary["records"] = records
     summary["warnings"] = warnings
     return summary
+
+
+def drift_report(table_reference: Optional[Dict[str, Any]], chunk_ms: Sequence[float]) -> Dict[str, Any]:
+    """The reference's time in this run, and how much faster or slower the machine is than during the table."""
+    ordered = sorted(chunk_ms)
+    out: Dict[str, Any] = {"id": REFERENCE_ID, "chunks_ms": [round(v, 5) for v in chunk_ms]}
+    if ordered:
+        center = median(ordered)
+        out.update(median_ms=round(center, 5), drift_pct=round(100.0 * (ordered[-1] - ordered[0]) / center, 3))
+        if table_reference:
+            out["table_median_ms"] = table_reference["median_ms"]
+            out["slower_than_table_pct"] = round(100.0 * (center / table_reference["median_ms"] - 1.0), 3)
+    return out
 
 
 def scatter_png(records: Sequence[Dict[str, Any]], path: str, title: str = "") -> Optional[str]:

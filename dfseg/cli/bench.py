@@ -13,9 +13,11 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from ..arch import REFERENCE_MODEL_NAMES
 from ..backends import BACKENDS
+from ..bench.suite import DEFAULT_TABLE_SPACE_WIDTHS
 from ..build_config import BuildConfig
 from ..errors import UserError
 from ..fileio import check_outputs
@@ -28,6 +30,7 @@ from .common import (
     run_command,
     whole_number,
 )
+from .space_options import add_space_arguments, decoder_choices, space_from_args, space_given
 
 PROG = "dfseg-bench"
 
@@ -48,14 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--validate-table", metavar="TABLE", help="compare TABLE's estimates with measured networks")
     what.add_argument("--bundle", metavar="DIR", help="read ONNX files from a dfseg-export --bundle directory "
                                                      "(no torch needed)")
+    add_space_arguments(parser, DEFAULT_TABLE_SPACE_WIDTHS, "search space (the options of dfseg-search: a "
+                        "table measures its parts, a validation its random members)", latency_window=False)
     space = parser.add_argument_group("table block suite")
-    space.add_argument("--space-widths", default=None,
-                       help="block widths of the search space whose parts the table holds (default 64,128,256,512)")
-    space.add_argument("--space-blocks", default=None, help="blocks per stage MIN-MAX,MIN-MAX,MIN-MAX (default "
-                                                            "dfseg.space's)")
+    space.add_argument("--space-only", action="store_true",
+                       help="only the space's parts, none of the models' (what dfseg-search asks for)")
     space.add_argument("--no-space", action="store_true", help="only the models' parts, no search space")
     space.add_argument("--decoder-space", action="store_true",
-                       help="also every decoder setting [C3,C4,C5] of the segmentation models at --sizes")
+                       help="also every decoder setting [C3,C4,C5] (from --choices) of the segmentation models at "
+                            "--sizes")
     space.add_argument("--random", type=whole_number(0), default=20, help="random space members to validate (default 20)")
     space.add_argument("--seed", type=whole_number(0), default=0, help="seed for the random members (default 0)")
     how = parser.add_argument_group("how")
@@ -72,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--rounds", type=whole_number(1), default=None, help="rounds (default 5)")
     how.add_argument("--runs-per-round", type=whole_number(1), default=None, help="timed runs per round (default 8; table 5)")
     how.add_argument("--chunk", type=whole_number(1), default=8, help="parts measured together in one rotation (default 8)")
+    how.add_argument("--strict", action="store_true",
+                     help="exit 2 (instead of a warning) when a table comes from another machine identity")
     how.add_argument("--work-dir", default=None, help="where exported ONNX files are cached (default: a temp dir)")
     add_build_options(parser)
     out = parser.add_argument_group("output")
@@ -201,12 +207,23 @@ def _main(argv: Optional[List[str]]) -> int:
         sources.close()
 
 
-def _environment(backend: str, config: BuildConfig) -> Dict[str, Any]:
-    from ..bench.machine import describe_machine
+def _environment(backend: str, config: BuildConfig, threads: Optional[int] = None) -> Dict[str, Any]:
+    from ..bench.machine import describe_machine, machine_identity
 
     machine = describe_machine()
-    return {"machine": machine, "backend": backend, "backend_version": backend_version(backend),
-            "precision": config.precision, "build_config": config.to_dict()}
+    version = backend_version(backend)
+    return {"machine": machine, "backend": backend, "backend_version": version,
+            "precision": config.precision, "build_config": config.to_dict(),
+            "identity": machine_identity(backend, version, threads, config.precision)}
+
+
+def _check_identity(args: argparse.Namespace, path: str, recorded: Optional[Dict[str, Any]],
+                    current: Dict[str, Any]) -> List[str]:
+    """One warning line (or, with --strict, exit 2) when the table at ``path`` has another identity."""
+    from ..bench.machine import identity_warning
+
+    warning = identity_warning(path, recorded, current, strict=args.strict)
+    return [warning] if warning else []
 
 
 def _print_warnings(warnings: List[str]) -> None:
@@ -253,46 +270,71 @@ def _run_benchmark(args: argparse.Namespace, backend: str, source: Any) -> int:
 
 
 # ---------------------------------------------------------------------- latency table
-def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
+def table_suite(args: argparse.Namespace, source: Any = None) -> Tuple[List[Any], List[str], List[Any]]:
+    """The parts ``dfseg-bench --table`` measures with these options, the input sizes they are at, and the
+    networks it calibrates its in-network factor on (random members of the space; none without one)."""
     from ..bench import suite
-    from ..bench.machine import describe_machine, machine_warnings
-    from ..bench.table_run import measure_table
 
     seg_sizes = suite.parse_sizes(args.sizes, suite.DEFAULT_TABLE_SEG_SIZES)
+    calibration: List[Any] = []
     if args.bundle:
         parts = source.parts()
         sizes = list(source.manifest.get("table_sizes") or [])
+        calibration = source.model_specs("calibrate")
     else:
         models = [m for m in args.models.split(",") if m.strip()] if args.models else suite.default_benchmark_models()
+        if args.space_only:
+            models = []
         space = None
         # --models alone measures just those models' parts (what a missing-entries hint asks for).
-        if not args.no_space and (not args.models or args.space_widths or args.space_blocks):
+        if not args.no_space and (not args.models or space_given(args)):
             space = _space(args)
-        parts = suite.table_parts(models, seg_sizes, space, args.decoder_space)
-        sizes = sorted({str(s) for s in seg_sizes} | ({str(space.input_size)} if space is not None else set()))
-        if any(s.arch is not None and not s.arch.is_segmentation
-               for s in suite.benchmark_specs([m for m in models if m not in suite.REFERENCE_MODELS], seg_sizes)):
-            sizes = sorted(set(sizes) | {"224x224"})
+        parts = suite.table_parts(models, seg_sizes, space, args.decoder_space, _choices(args, models, seg_sizes))
+        if space is not None:
+            calibration = suite.calibration_specs(space)
+        specs = suite.benchmark_specs([m for m in models if m not in REFERENCE_MODEL_NAMES], seg_sizes)
+        sizes = sorted({str(s.size) for s in specs if s.arch is not None}
+                       | ({str(space.input_size)} if space is not None else set()))
     if not parts:
         raise UserError("--table: nothing to measure (no DF models selected and --no-space)")
+    return parts, sizes, calibration
+
+
+def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
+    from ..bench.machine import describe_machine, machine_warnings
+    from ..bench.table_run import measure_table
+
+    parts, sizes, calibration = table_suite(args, source)
     threads = 1 if args.threads is None else args.threads
     config = args.build_config
-    env = _environment(backend, config)
+    env = _environment(backend, config, threads)
     machine = env["machine"]
-    _print_warnings(machine_warnings(machine))
+    warnings = machine_warnings(machine)
+    if not calibration:
+        warnings.append("{}: no search space, so no networks to calibrate the in-network factor on; its estimates "
+                        "are plain sums of the parts (5-10% low on a CPU): add space options to calibrate".format(
+                            args.table))
+    if os.path.exists(args.table):
+        from ..latency.table import LatencyTable
+
+        existing = LatencyTable.load(args.table, allow_incomplete=True)
+        if existing.entries:
+            warnings += _check_identity(args, args.table, existing.meta.get("identity"), env["identity"])
+    _print_warnings(warnings)
     meta = {
         "device": machine["device"], "soc": machine["soc"], "os": machine["os"], "l4t": machine["l4t"],
         "jetpack": machine["jetpack"], "backend": backend, "backend_version": env["backend_version"],
         "precision": config.precision, "batch": 1, "power_mode": machine["power_mode"],
         "clocks_locked": machine["clocks_locked"], "date": machine["time"],
         "dfseg_version": machine["dfseg_version"], "sizes": sizes, "machine_before": machine,
-        "build_config": config.to_dict(),
+        "build_config": config.to_dict(), "identity": env["identity"],
     }
     clock = _clock(args, backend, threads)
     print("measuring {} parts into {} ({} thread(s), backend {}, {} clock)".format(
         len(parts), args.table, threads, backend, clock), file=sys.stderr)
     table = measure_table(parts, source, args.table, meta, _protocol(args, table_like=True), backend, threads,
-                          chunk_size=args.chunk, show_progress=not args.no_progress, clock=clock, config=config)
+                          chunk_size=args.chunk, show_progress=not args.no_progress, clock=clock, config=config,
+                          calibration=calibration)
     table.meta["machine_after"] = describe_machine()
     table.save(args.table, complete=True)
     noise = table.meta.get("noise") or {}
@@ -304,14 +346,20 @@ def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
 def _space(args: argparse.Namespace):
     from ..bench import suite
 
-    widths = suite.DEFAULT_TABLE_SPACE_WIDTHS
-    if args.space_widths:
-        try:
-            widths = tuple(int(w) for w in args.space_widths.split(","))
-        except ValueError:
-            raise UserError("--space-widths {!r}: use comma-separated integers such as 64,128,256,512".format(
-                args.space_widths)) from None
-    return suite.table_space(widths, args.space_blocks)
+    return space_from_args(args, suite.DEFAULT_TABLE_SPACE_WIDTHS)
+
+
+def _choices(args: argparse.Namespace, models: List[str], seg_sizes: List[Any]) -> Optional[List[int]]:
+    """--choices for --decoder-space, K taken from the segmentation models' classes."""
+    if not args.choices:
+        return None
+    if not args.decoder_space:
+        raise UserError("--choices: applies to --decoder-space (the decoder settings whose parts are measured)")
+    from ..bench import suite
+
+    classes = {s.arch.classes for s in suite.benchmark_specs([m for m in models if m not in REFERENCE_MODEL_NAMES],
+                                                             seg_sizes) if s.arch is not None and s.arch.is_segmentation}
+    return decoder_choices(args, classes.pop() if len(classes) == 1 else 19)
 
 
 # ---------------------------------------------------------------------- validation
@@ -330,8 +378,9 @@ def _run_validate(args: argparse.Namespace, backend: str, source: Any) -> int:
 
     table = LatencyTable.load(args.validate_table)
     config = args.build_config
-    env = _environment(backend, config)
-    warnings = table.compatibility_warnings(backend, config.precision, env["machine"]["device"])
+    threads = 1 if args.threads is None else args.threads
+    env = _environment(backend, config, threads)
+    warnings = _check_identity(args, args.validate_table, table.meta.get("identity"), env["identity"])
     warnings += machine_warnings(env["machine"])
     _print_warnings(warnings)
     if args.bundle:
@@ -340,7 +389,6 @@ def _run_validate(args: argparse.Namespace, backend: str, source: Any) -> int:
         seg_sizes = suite.parse_sizes(args.sizes, suite.DEFAULT_TABLE_SEG_SIZES)
         presets = [m for m in args.models.split(",") if m.strip()] if args.models else None
         specs = suite.validation_specs(_space(args), args.random, args.seed, seg_sizes, presets)
-    threads = 1 if args.threads is None else args.threads
     protocol = _protocol(args, table_like=True)
     clock = _clock(args, backend, threads)
     table_clock = (table.meta.get("protocol") or {}).get("clock")

@@ -260,14 +260,14 @@ def _resolve_model(args: argparse.Namespace, size: Optional[Size], scratch: str)
         print(UNTRAINED_WARNING.format(model), file=sys.stderr, flush=True)
     elif not os.path.isfile(args.weights):
         raise UserError("--weights {}: file not found".format(args.weights))
-    else:
-        from ..weights import read_weights
+    from ..models.registry import create_model
 
-        read_weights(args.weights)  # unreadable weights are an error before the export is announced
+    # Built (and its weights read, once) before the export is announced: unreadable weights are an error first.
+    network = create_model(arch, pretrained_weights=args.weights)
     export_size = size or Size(640, 360)
     path = os.path.join(scratch, "model.onnx")
     print("dfseg-run: exporting {} at {} to ONNX".format(model, export_size), file=sys.stderr, flush=True)
-    export_onnx(arch, export_size, path, output="classmap", weights=args.weights)
+    export_onnx(network, export_size, path, output="classmap")
     return path, backend_for(backend, path)
 
 

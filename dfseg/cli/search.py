@@ -17,13 +17,19 @@ import os
 import sys
 from typing import Any, Callable, List, Optional
 
-from ..arch import CITYSCAPES_CLASSES, PRESETS, Arch
+from ..arch import PRESETS, Arch
 from ..errors import UserError
 from ..fileio import atomic_output, check_outputs
 from ..search.selection import SELECTIONS
-from ..sizes import parse_size
-from ..space import DEFAULT_DECODER_INPUT, DEFAULT_WIDTHS, DecoderSpace, SearchSpace
+from ..space import DEFAULT_WIDTHS, DecoderSpace
 from .common import ArgumentParser, number, run_command, whole_number
+from .space_options import (
+    add_space_arguments,
+    decoder_space_argv,
+    decoder_space_from_args,
+    space_argv,
+    space_from_args,
+)
 
 PROG = "dfseg-search"
 EXIT_FAILED = 1
@@ -33,11 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True, help="latency table JSON from dfseg-bench --table")
     parser.add_argument("--out", default=None, help="output directory (default search-<table name>)")
-    SearchSpace.add_arguments(parser)
+    add_space_arguments(parser, DEFAULT_WIDTHS, "search space", latency_window=True)
     decoder = parser.add_argument_group("decoder search (section 3.5)")
     decoder.add_argument("--decoder-search", action="store_true", help="search [C3,C4,C5] for a fixed --backbone")
     decoder.add_argument("--backbone", default=None, help="backbone preset, short form or JSON (e.g. df1)")
-    decoder.add_argument("--choices", default=None, help="width-controller choices (default K,32,64,128,256,512)")
     pop = parser.add_argument_group("search")
     pop.add_argument("--seed", type=whole_number(0), default=0, help="random seed (default 0)")
     pop.add_argument("--patience", type=whole_number(1), default=30,
@@ -52,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     pop.add_argument("--explore", type=number(0.0), default=0.5,
                      help="with --select guided: share of uniformly random draws (default 0.5)")
     pop.add_argument("--resume", action="store_true", help="continue the search journalled in --out")
+    pop.add_argument("--strict", action="store_true",
+                     help="exit 2 (instead of a warning) when --resume is given a table of another machine identity")
     pop.add_argument("--retry-failed", action="store_true",
                      help="with --resume: train the journal's failed trials again (after fixing the evaluator)")
     pop.add_argument("--max-failures", type=whole_number(1), default=5,
@@ -84,27 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _decoder_space(args: argparse.Namespace) -> DecoderSpace:
     if not args.backbone:
         raise UserError("--decoder-search needs --backbone (a preset such as df1, a short form or JSON)")
-    backbone = Arch.parse(args.backbone)
-    classes = args.classes or CITYSCAPES_CLASSES
-    choices = None
-    if args.choices:
-        choices = [classes if c.strip().upper() == "K" else _int(c, "--choices") for c in args.choices.split(",")]
-    size = parse_size(args.size) if args.size else DEFAULT_DECODER_INPUT
-    return DecoderSpace(backbone, classes=classes, choices=choices, input_size=size, t_min=args.t_min, t_max=args.t_max)
+    return decoder_space_from_args(args, Arch.parse(args.backbone))
 
 
-def _int(text: str, option: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise UserError("{}: {!r} is not an integer".format(option, text)) from None
-
-
-def _widths_given(argv: List[str]) -> bool:
-    return any(a == "--widths" or a.startswith("--widths=") for a in argv)
-
-
-def build_space(args: argparse.Namespace, table: Any, argv: List[str]) -> Any:
+def build_space(args: argparse.Namespace, table: Any) -> Any:
     """The space from the options; default widths shrink to those the table covers (with a note)."""
     from ..search.candidates import require_parts
 
@@ -112,13 +102,13 @@ def build_space(args: argparse.Namespace, table: Any, argv: List[str]) -> Any:
         space = _decoder_space(args)
         require_parts(space, table)
         return space
-    space = SearchSpace.from_args(args)
-    if _widths_given(argv) or tuple(space.widths) != DEFAULT_WIDTHS:
+    space = space_from_args(args, DEFAULT_WIDTHS)
+    if args.widths is not None:
         require_parts(space, table)
         return space
     widths = list(space.widths)
     while True:
-        candidate = SearchSpace.from_args(argparse.Namespace(**dict(vars(args), widths=",".join(map(str, widths)))))
+        candidate = space_from_args(args, DEFAULT_WIDTHS, widths=widths)
         if not table.missing_parts(candidate.all_parts()) or len(widths) == 1:
             break
         widths.pop()
@@ -141,7 +131,9 @@ def describe_space(candidates: Any, table: Any, out: Optional[str]) -> None:
 
     info = describe(candidates)
     space = candidates.space
-    print("search space: {}".format(" ".join(space.cli_args())))
+    argv = decoder_space_argv(space) + ["--backbone", space.backbone.short()] if isinstance(space, DecoderSpace) \
+        else space_argv(space)
+    print("search space: {}".format(" ".join(argv)))
     if "size_without_window" in info:
         print("|S| = {:,} architectures; |S^| = {:,} in the latency window [{}, {}] ms ({:.1f} MB in memory)".format(
             info["size_without_window"], info["size"], _ms(space.t_min, "-inf"), _ms(space.t_max, "inf"), info["bytes"] / 1e6))
@@ -235,7 +227,7 @@ def check_evaluator(args: argparse.Namespace) -> None:
     if args.train_cmd is not None:
         evaluators.CommandEvaluator(args.train_cmd, timeout_s=args.timeout)
     if args.replay is not None:
-        evaluators.load_accuracies(args.replay)
+        args.replay_accuracy = evaluators.load_accuracies(args.replay)
     if args.trainer is not None:
         from ..search.trainer import check_dataset
 
@@ -252,7 +244,7 @@ def make_evaluator(args: argparse.Namespace, space: Any) -> Any:
     if args.train_cmd is not None:
         return evaluators.CommandEvaluator(args.train_cmd, timeout_s=args.timeout)
     if args.replay is not None:
-        return evaluators.ReplayEvaluator(args.replay)
+        return evaluators.ReplayEvaluator(args.replay, getattr(args, "replay_accuracy", None))
     if args.trainer is not None:
         from ..search.trainer import TrainerConfig, TrainerEvaluator
 
@@ -294,7 +286,7 @@ def _main(argv: Optional[List[str]] = None) -> int:
 
             check_ray_address(args.ray_address)
     table = LatencyTable.load(args.table)
-    space = build_space(args, table, argv)
+    space = build_space(args, table)
     evaluator = None if args.dry_run else make_evaluator(args, space)
     candidates = enumerate_candidates(space, table, progress=not args.quiet)
     if evaluator is None:
@@ -308,11 +300,23 @@ def _main(argv: Optional[List[str]] = None) -> int:
 
     journal = Journal(os.path.join(out, "journal.jsonl"))
     records = journal.open()
+    identity = table.meta.get("identity")
+    if records and "table_identity" in records[0] and records[0]["table_identity"] != identity:
+        from ..bench.machine import identity_warning
+
+        try:
+            warning = identity_warning("{} (resuming the search in {}, begun with another table)".format(
+                args.table, out), records[0]["table_identity"], identity or {}, strict=args.strict)
+        except UserError:
+            journal.close()
+            raise
+        if warning:
+            print("{}: warning: {}".format(PROG, warning), file=sys.stderr)
     executor = None
     try:
         study = Study(candidates, seed=args.seed, patience=args.patience, eps=args.eps, max_trials=args.max_trials,
                       journal=journal, select=args.select, explore=args.explore, max_failures=args.max_failures)
-        study.start_journal(records)
+        study.start_journal(records, {"table_identity": identity})
         if args.retry_failed:
             retried = study.retry_failed()
             print("{}: retrying {} failed trial(s)".format(PROG, retried), file=sys.stderr)

@@ -27,6 +27,12 @@ from ..sizes import Size
 SCHEMA = "dfseg.latency-table/1"
 
 
+def is_time(value: Any) -> bool:
+    """A non-negative, finite number (a time in ms, or a time relative to the drift reference)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            and value >= 0)
+
+
 class MissingEntriesError(UserError):
     """The table lacks parts an architecture needs; the message lists them and how to measure them."""
 
@@ -71,22 +77,24 @@ class LatencyTable:
             raise UserError('{}: "entries" must be an object mapping part keys to measurements'.format(path))
         for key, entry in entries.items():
             median = entry.get("median_ms") if isinstance(entry, dict) else None
-            if not isinstance(median, (int, float)) or isinstance(median, bool) or not math.isfinite(median) \
-                    or median < 0:
+            if not is_time(median):
                 raise UserError('{}: entries["{}"].median_ms must be a non-negative number, got {!r}'.format(
                     path, key, median))
         meta = data.get("meta") or {}
         if not isinstance(meta, dict):
             raise UserError('{}: "meta" must be an object'.format(path))
         overhead = meta.get("overhead_ms", 0.0)
-        if overhead is not None and (not isinstance(overhead, (int, float)) or isinstance(overhead, bool)
-                                     or not math.isfinite(overhead) or overhead < 0):
+        if overhead is not None and not is_time(overhead):
             raise UserError("{}: meta.overhead_ms must be a non-negative number of ms, got {!r}; re-measure the "
                             "table with dfseg-bench --table".format(path, overhead))
-        for field in ("protocol", "boundary", "noise"):
+        for field in ("protocol", "boundary", "noise", "reference"):
             if field in meta and not isinstance(meta[field], dict):
                 raise UserError("{}: meta.{} must be an object, got {!r}; re-measure the table with dfseg-bench "
                                 "--table".format(path, field, meta[field]))
+        reference = (meta.get("reference") or {}).get("median_ms", 1.0)
+        if not is_time(reference) or reference <= 0:
+            raise UserError("{}: meta.reference.median_ms must be a positive number of ms, got {!r}; re-measure the "
+                            "table with dfseg-bench --table".format(path, reference))
         return cls(entries, meta, path=path)
 
     def to_dict(self, complete: bool = True) -> Dict[str, Any]:
@@ -110,6 +118,12 @@ class LatencyTable:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    @property
+    def reference(self) -> Optional[Dict[str, Any]]:
+        """meta.reference: the drift reference's id and the speed (its median ms) the entries are given at;
+        None for a table measured without one."""
+        return self.meta.get("reference")
 
     @property
     def overhead_ms(self) -> float:
@@ -142,14 +156,3 @@ class LatencyTable:
         if size is not None:
             argv += ["--sizes", str(size)]
         return " ".join(argv)
-
-    def compatibility_warnings(self, backend: Optional[str] = None, precision: Optional[str] = None,
-                               device: Optional[str] = None) -> List[str]:
-        """Warnings when the table was measured on another backend, precision or device than asked."""
-        warnings = []
-        for field, wanted in (("backend", backend), ("precision", precision), ("device", device)):
-            have = self.meta.get(field)
-            if wanted is not None and have is not None and str(have) != str(wanted):
-                warnings.append("{}: table measured with {} {!r}, but {!r} was asked for; its latencies may not "
-                                "transfer".format(self.path or "table", field, have, wanted))
-        return warnings

@@ -15,6 +15,8 @@ from typing import Callable, Dict, List, Optional, Type, Union
 import torch
 from torch import Tensor, nn
 
+from ..arch import REFERENCE_MODEL_NAMES
+
 __all__ = [
     "REFERENCE_FACTS",
     "REFERENCE_MODELS",
@@ -368,13 +370,9 @@ def _init_weights(model: nn.Module, linear_std: Optional[float] = None) -> None:
             nn.init.zeros_(module.bias)
 
 
-REFERENCE_MODELS: Dict[str, Callable[..., nn.Module]] = {
-    "resnet18": resnet18,
-    "resnet50": resnet50,
-    "mobilenet_v2": mobilenet_v2,
-    "shufflenet_v2": shufflenet_v2_x1_0,
-    "googlenet": googlenet,
-}
+shufflenet_v2 = shufflenet_v2_x1_0  # the registry's name for it
+# One builder per name of dfseg.arch.REFERENCE_MODEL_NAMES (the one list of names), looked up by that name.
+REFERENCE_MODELS: Dict[str, Callable[..., nn.Module]] = {name: globals()[name] for name in REFERENCE_MODEL_NAMES}
 
 
 @dataclass(frozen=True)

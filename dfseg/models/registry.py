@@ -26,6 +26,7 @@ def list_models() -> List[str]:
 
 
 def list_reference_models() -> List[str]:
+    """``dfseg.arch.REFERENCE_MODEL_NAMES`` where their builders are installed (else none)."""
     return list(_reference_models())
 
 

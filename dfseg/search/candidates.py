@@ -72,7 +72,9 @@ def require_parts(space: Space, table: LatencyTable) -> None:
     """Raise ``MissingEntriesError`` (a UserError) listing every part of the space the table lacks."""
     missing = table.missing_parts(space.all_parts())
     if missing:
-        hint = " ".join(space.bench_command(table.path or "TABLE.json"))
+        from ..cli.space_options import bench_command
+
+        hint = " ".join(bench_command(space, table.path or "TABLE.json"))
         raise MissingEntriesError(missing, hint)
 
 

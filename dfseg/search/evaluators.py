@@ -113,13 +113,11 @@ def run_process_group(argv: List[str], log: Any, timeout_s: Optional[float], log
     try:
         returncode = process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        end_process_group(process)
         raise EvaluationError("timed out after {} s (log {})".format(timeout_s, log_path)) from None
-    except BaseException:
-        end_process_group(process)
-        raise
     finally:
-        end_process_group(process)  # also what a finished command left running in the background
+        # One place ends the group, whatever ended the wait (a finish, a timeout, a signal to us): also
+        # what a finished command left running in the background.
+        end_process_group(process)
         copier.join(timeout=10.0)
         process.stdout.close()
     return returncode
@@ -184,9 +182,9 @@ def _group_alive(process: "subprocess.Popen[bytes]") -> bool:
 class ReplayEvaluator:
     """Accuracies known in advance, keyed by canonical architecture."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, accuracy: Optional[Dict[str, float]] = None) -> None:
         self.path = path
-        self.accuracy = load_accuracies(path)
+        self.accuracy = load_accuracies(path) if accuracy is None else accuracy  # read once, when checked
 
     def __call__(self, trial: Any, trial_dir: str) -> float:
         try:

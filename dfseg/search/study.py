@@ -85,11 +85,12 @@ class Study:
                 "select": self.select, "explore": self.explore if self.guide else None,
                 "size": len(self.candidates), "candidates_sha256": digest.hexdigest()[:16]}
 
-    def start_journal(self, records: List[Dict[str, Any]]) -> None:
-        """Write the start record to a new journal, or replay an existing one (``--resume``)."""
+    def start_journal(self, records: List[Dict[str, Any]], note: Optional[Dict[str, Any]] = None) -> None:
+        """Write the start record to a new journal, or replay an existing one (``--resume``).  ``note`` is
+        kept in a new start record for the record's readers (the table's identity) and not compared."""
         config = self.config()
         if not records:
-            self._write(dict(config, time=time.time()))
+            self._write(dict(config, time=time.time(), **(note or {})))
             return
         head = records[0]
         if head.get("type") != "start":
