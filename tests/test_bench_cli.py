@@ -118,7 +118,7 @@ def test_bundle_runs_without_torch(work):
     benchmark = [resolve_model(TINY_SEG, Size(64, 64))]
     validation = benchmark + [ModelSpec(TINY_NET, resolve_model(TINY_NET).arch, Size(224, 224))]
     write_bundle(bundle, benchmark, spec_parts(validation), validation, show_progress=False,
-                 extra={"table_sizes": ["64x64", "224x224"]})
+                 calibration=validation[1:], extra={"table_sizes": ["64x64", "224x224"]})
     with open(os.path.join(bundle, MANIFEST)) as handle:
         manifest = json.load(handle)
     assert manifest["boundaries"]  # the boundary-stub probes the device's table needs
@@ -134,6 +134,11 @@ def test_bundle_runs_without_torch(work):
     assert TINY_SEG in result.stdout
     result = run("--bundle", bundle, "--table", table)
     assert result.returncode == 0, result.stderr
+    with open(table) as handle:
+        meta = json.load(handle)["meta"]
+    assert [n["label"] for n in meta["in_network"]["networks"]] == [validation[1].label]
+    assert set(meta["in_network"]["factors"]) == {"other", "bottleneck"}
+    assert meta["reference"]["id"] == manifest["reference"]["id"] and meta["identity"]["backend"] == "onnxruntime"
     result = run("--bundle", bundle, "--validate-table", table, "--json", str(work / "device-v.json"))
     assert result.returncode == 0, result.stderr
     with open(str(work / "device-v.json")) as handle:

@@ -40,3 +40,20 @@ def test_random_architectures_are_distinct_members_of_the_space():
     assert [a.short() for a in suite.random_architectures(space, 20, seed=3)] == [a.short() for a in archs]
     specs = suite.validation_specs(space, 20, 3, [Size(640, 360)])
     assert len(specs) == len(PRESETS) + 20
+
+
+def test_depth_variants_calibrate_with_the_models_parts_only():
+    from dfseg.arch import PRESETS
+    from dfseg.parts import network_parts
+
+    for name in ("df1", "df2", "df2a", "df1-seg"):
+        arch = PRESETS[name]
+        variant = suite.depth_variant(arch)
+        size = (360, 640) if arch.is_segmentation else (224, 224)
+        keys = {p.key for p in network_parts(arch, *size)}
+        assert variant is not None and variant != arch
+        assert {p.key for p in network_parts(variant, *size)} <= keys
+        assert [len(s) for s in variant.stages] != [len(s) for s in arch.stages]
+    specs = suite.benchmark_specs(["df1", "df2"], [suite.CLASSIFIER_SIZE])
+    calibration = suite.calibration_specs(suite.table_space(), models=specs)
+    assert len(calibration) == 6 and not {s.label for s in calibration} & {s.label for s in specs}

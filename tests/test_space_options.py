@@ -39,7 +39,7 @@ def test_the_printed_bench_command_measures_exactly_the_space(name):
     parts, sizes, calibration = table_suite(bench_parser().parse_args(command[1:]))
     assert sorted(p.key for p in parts) == sorted(p.key for p in space.all_parts())
     assert sizes == [str(space.input_size)]
-    assert len(calibration) == min(4, space.size_without_window())
+    assert len(calibration) == min(4, space.size_without_window())  # --space-only: no models to vary
     assert all(space.contains(spec.arch) for spec in calibration)
 
 

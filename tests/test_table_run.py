@@ -166,7 +166,8 @@ def test_calibration_scales_entries_by_the_in_network_factor(tmp_path, source, p
                   calibration=[spec])
     table = LatencyTable.load(out)
     in_network = table.meta["in_network"]
-    factor, reference_ms = in_network["factor"], table.meta["reference"]["median_ms"]
+    factor, reference_ms = in_network["factors"]["other"], table.meta["reference"]["median_ms"]
+    assert in_network["factors"]["bottleneck"] == factor  # a network of one kind: one factor for all
     assert factor > 0 and [n["label"] for n in in_network["networks"]] == [spec.label]
     network = in_network["networks"][0]
     assert network["factor"] == pytest.approx(network["measured_relative"] / network["sum_relative"], rel=1e-3)
@@ -176,3 +177,18 @@ def test_calibration_scales_entries_by_the_in_network_factor(tmp_path, source, p
     estimate = table.estimate(TINY_SEG, SIZE)
     measured = (network["measured_relative"] * reference_ms) + table.overhead_ms
     assert estimate == pytest.approx(measured, rel=0.01)
+
+
+def test_two_kinds_of_network_fit_a_factor_per_kind():
+    from dfseg.bench.table_run import _fit_factors
+
+    def network(other, bottleneck, f_other=1.1, f_bottleneck=0.95):
+        measured = f_other * other + f_bottleneck * bottleneck
+        return {"measured_relative": measured, "factor": measured / (other + bottleneck),
+                "bottleneck_share": bottleneck / (other + bottleneck),
+                "sums": {"other": other, "bottleneck": bottleneck}}
+
+    fitted = _fit_factors([network(10, 0), network(2, 8), network(3, 12), network(20, 1)])
+    assert fitted["other"] == pytest.approx(1.1) and fitted["bottleneck"] == pytest.approx(0.95)
+    one_kind = _fit_factors([network(10, 0), network(20, 1, f_other=1.2)])
+    assert one_kind["other"] == one_kind["bottleneck"]

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import dfseg
 
+from ..arch import REFERENCE_MODEL_NAMES
 from ..fileio import sha256_file, write_json_atomic
 from ..parts import Part
 from .boundary import boundary_shapes
@@ -115,7 +116,8 @@ def build_bundle(
         # table_parts leaves the reference models out itself.
         parts = suite.table_parts(models or suite.default_benchmark_models(), table_sizes, space, decoder_space)
         validation = suite.validation_specs(space, validate_random, seed, table_sizes)
-        calibration = suite.calibration_specs(space)
+        calibration = suite.calibration_specs(space, models=suite.benchmark_specs(
+            [m for m in (models or suite.default_benchmark_models()) if m not in REFERENCE_MODEL_NAMES], table_sizes))
         parts = suite.dedupe_parts(list(parts) + suite.spec_parts(validation))
     return write_bundle(directory, benchmark, parts, validation, show_progress, calibration,
                         extra={"table_sizes": sorted({str(s) for s in table_sizes} | {"224x224"})})

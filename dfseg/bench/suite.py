@@ -119,14 +119,45 @@ CALIBRATION_SEED = 1009  # the calibration networks' seed: other members than a 
 CALIBRATION_COUNT = 4
 
 
-def calibration_specs(space, count: int = CALIBRATION_COUNT) -> List[ModelSpec]:
-    """Random members of ``space`` on which a table run calibrates its in-network factor: members outside the
-    default validation's random members (``validation_specs`` with seed 0) first, others only where a small
-    space has no more."""
-    taken = {arch.short() for arch in random_architectures(space, 20, 0)}
-    drawn = random_architectures(space, count + len(taken), CALIBRATION_SEED)
-    found = [a for a in drawn if a.short() not in taken] + [a for a in drawn if a.short() in taken]
-    return [ModelSpec(arch.short(), arch, space.input_size) for arch in found[:count]]
+def calibration_specs(space, count: int = CALIBRATION_COUNT, models: Sequence[ModelSpec] = ()) -> List[ModelSpec]:
+    """The networks on which a table run calibrates its in-network factors.
+
+    Random members of ``space``, outside the default validation's random members (``validation_specs``
+    with seed 0) first, others only where a small space has no more; and for each DF model of the table
+    a depth variant (``depth_variant``: the same parts, other block counts), so that block kinds the
+    space lacks (basic presets beside a bottleneck space) are calibrated too, never on a validated network.
+    """
+    found: List[ModelSpec] = []
+    if space is not None:
+        taken = {arch.short() for arch in random_architectures(space, 20, 0)}
+        drawn = random_architectures(space, count + len(taken), CALIBRATION_SEED)
+        members = [a for a in drawn if a.short() not in taken] + [a for a in drawn if a.short() in taken]
+        found = [ModelSpec(arch.short(), arch, space.input_size) for arch in members[:count]]
+    seen = {spec.label for spec in found}
+    for spec in models:
+        variant = depth_variant(spec.arch) if spec.arch is not None else None
+        if variant is not None and "{}@{}".format(variant.short(), spec.size) not in seen:
+            seen.add("{}@{}".format(variant.short(), spec.size))
+            found.append(ModelSpec(variant.short(), variant, spec.size))
+    return found
+
+
+def depth_variant(arch: Arch) -> Optional[Arch]:
+    """``arch`` with one repeated block more in stages 3 and 5 and one less in stage 4 (where a stage repeats
+    a block): its parts are ``arch``'s, its depth is not.  None when no stage repeats a block."""
+    stages = []
+    changed = False
+    for index, stage in enumerate(arch.stages):
+        blocks = list(stage)
+        repeat = next((j for j in range(len(blocks) - 1, 0, -1) if blocks[j] == blocks[j - 1]), None)
+        if repeat is not None:
+            if index == 1:
+                del blocks[repeat]
+            else:
+                blocks.insert(repeat, blocks[repeat])
+            changed = True
+        stages.append(tuple(blocks))
+    return arch._replace(stages=tuple(stages)) if changed else None
 
 
 def validation_specs(space, count: int, seed: int, seg_sizes: Sequence[Size],

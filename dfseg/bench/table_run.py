@@ -101,8 +101,11 @@ class TableJournal:
                     self._bad(position, 'a boundary needs "shape" (text) and "stub" (a non-negative number)')
                 self.boundaries[record["shape"]] = float(record["stub"])
             elif kind == CALIBRATION:
-                if not _is_positive(record.get("factor")) or not isinstance(record.get("networks"), list):
-                    self._bad(position, 'a calibration needs "factor" (a positive number) and "networks" (a list)')
+                factors = record.get("factors")
+                if not isinstance(factors, dict) or not all(_is_positive(v) for v in factors.values()) \
+                        or not isinstance(record.get("networks"), list):
+                    self._bad(position, 'a calibration needs "factors" (positive numbers by kind) and "networks" '
+                                        "(a list)")
                 self.calibration = {k: v for k, v in record.items() if k != "type"}
             elif kind == REFERENCE:
                 if not _is_positive(record.get("reference_ms")):
@@ -326,14 +329,25 @@ def _measure_chunk(chunk: Sequence[Part], run: _Run, stubs: Dict[str, float]):
     return entries, overhead, reference_ms
 
 
+BOTTLENECK_CLASS = "bottleneck"
+OTHER_CLASS = "other"
+
+
+def factor_class(key: str) -> str:
+    """Which in-network factor a part gets: bottleneck blocks have their own (their 1x1 convolutions keep
+    less in the caches than basic blocks' 3x3 ones), every other part shares one."""
+    return BOTTLENECK_CLASS if key.split(":", 1)[0] == BOTTLENECK_CLASS else OTHER_CLASS
+
+
 def calibrate(specs: Sequence[ModelSpec], run: _Run, entries: Dict[str, Dict[str, Any]], overhead: float
               ) -> Dict[str, Any]:
-    """The in-network factor: whole networks measured beside the reference, against the sum of their parts.
+    """The in-network factors: whole networks measured beside the reference, against the sums of their parts.
 
     A part timed alone, run after run, finds the caches as it left them; inside a network the layers
-    before it have replaced them, so networks take longer than the sum of their parts (5-10% on this
-    project's CPU).  The factor is the median of measured / summed over ``specs`` (networks the table
-    covers, not the validation's), and every entry's ms are scaled by it.
+    before it have replaced them, so networks take longer than the sum of their parts (2-9% on this
+    project's CPU, less for bottleneck blocks).  Measured = f_other x (sum of the other parts) +
+    f_bottleneck x (sum of the bottleneck blocks) is fitted by least squares over ``specs`` (networks
+    the table covers, never the validation's); with one kind only, f is the median of measured / summed.
     """
     usable = [s for s in specs if s.arch is not None
               and all(p.key in entries for p in network_parts(s.arch, s.size.height, s.size.width))]
@@ -343,13 +357,37 @@ def calibrate(specs: Sequence[ModelSpec], run: _Run, entries: Dict[str, Dict[str
     results, reference_ms = run.measure((spec.label, run.source.model_path(spec)) for spec in usable)
     networks = []
     for spec in usable:
+        sums = {BOTTLENECK_CLASS: 0.0, OTHER_CLASS: 0.0}
         parts = network_parts(spec.arch, spec.size.height, spec.size.width)
-        summed = sum(entries[p.key]["relative"] for p in parts)
+        for part in parts:
+            sums[factor_class(part.key)] += entries[part.key]["relative"]
         measured = results[spec.label].preferred_relative().median_ms - overhead
+        summed = sums[BOTTLENECK_CLASS] + sums[OTHER_CLASS]
         networks.append({"label": spec.label, "parts": len(parts), "measured_relative": round(measured, 6),
-                         "sum_relative": round(summed, 6), "factor": round(measured / summed, 5)})
-    factor = median([n["factor"] for n in networks])
-    return {"factor": round(factor, 5), "networks": networks, "reference_ms": reference_ms}
+                         "sum_relative": round(summed, 6), "bottleneck_share": round(sums[BOTTLENECK_CLASS] / summed, 4),
+                         "factor": round(measured / summed, 5), "sums": sums})
+    factors = _fit_factors(networks)
+    for network in networks:
+        del network["sums"]
+    return {"factors": {k: round(v, 5) for k, v in factors.items()}, "networks": networks,
+            "reference_ms": reference_ms}
+
+
+def _fit_factors(networks: List[Dict[str, Any]]) -> Dict[str, float]:
+    import numpy as np
+
+    overall = median([n["factor"] for n in networks])
+    shares = [n["bottleneck_share"] for n in networks]
+    # Both kinds need networks where each dominates, or the fit is not determined: then one factor for all.
+    if max(shares) < 0.5 or min(shares) > 0.5:
+        return {OTHER_CLASS: overall, BOTTLENECK_CLASS: overall}
+    sums = np.array([[n["sums"][OTHER_CLASS], n["sums"][BOTTLENECK_CLASS]] for n in networks])
+    measured = np.array([n["measured_relative"] for n in networks])
+    weights = 1.0 / measured  # relative errors count alike, whatever a network's length
+    solution = np.linalg.lstsq(sums * weights[:, None], measured * weights, rcond=None)[0]
+    if not np.all(np.isfinite(solution)) or np.any(solution < 0.5) or np.any(solution > 2.0):
+        return {OTHER_CLASS: overall, BOTTLENECK_CLASS: overall}
+    return {OTHER_CLASS: float(solution[0]), BOTTLENECK_CLASS: float(solution[1])}
 
 
 def reference_summary(chunk_ms: Sequence[float], spreads: Sequence[float] = ()) -> Dict[str, Any]:
@@ -379,13 +417,14 @@ def _write(out_path: str, existing: Dict[str, Dict[str, Any]], journal: TableJou
     reference = reference_summary(chunk_ms, run.reference_spreads)
     reference_ms = reference["median_ms"]
     in_network = dict(journal.calibration) if journal.calibration is not None else existing_meta.get(IN_NETWORK)
-    factor = float((in_network or {}).get("factor", 1.0))
-    entries = {key: table_entry(entry, reference_ms, factor) for key, entry in relative.items()}
+    factors = (in_network or {}).get("factors") or {}
+    entries = {key: table_entry(entry, reference_ms, float(factors.get(factor_class(key), 1.0)))
+               for key, entry in relative.items()}
     if in_network is not None:
         in_network.pop("reference_ms", None)
         merged[IN_NETWORK] = dict(in_network, method=(
-            "entries are scaled by factor = median over the networks of (measured - overhead) / sum of their parts, "
-            "measured beside the reference at the end of the table run"))
+            "entries are scaled by their kind's factor (bottleneck blocks, other parts), fitted on whole networks "
+            "measured beside the reference at the end of the table run: measured - overhead = sum of factor x parts"))
     overheads = list(journal.overheads)
     if overheads:
         merged["overhead_relative"] = round(median(overheads), 7)

@@ -290,9 +290,8 @@ def table_suite(args: argparse.Namespace, source: Any = None) -> Tuple[List[Any]
         if not args.no_space and (not args.models or space_given(args)):
             space = _space(args)
         parts = suite.table_parts(models, seg_sizes, space, args.decoder_space, _choices(args, models, seg_sizes))
-        if space is not None:
-            calibration = suite.calibration_specs(space)
         specs = suite.benchmark_specs([m for m in models if m not in REFERENCE_MODEL_NAMES], seg_sizes)
+        calibration = suite.calibration_specs(space, models=[s for s in specs if s.arch is not None])
         sizes = sorted({str(s.size) for s in specs if s.arch is not None}
                        | ({str(space.input_size)} if space is not None else set()))
     if not parts:
@@ -311,9 +310,9 @@ def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
     machine = env["machine"]
     warnings = machine_warnings(machine)
     if not calibration:
-        warnings.append("{}: no search space, so no networks to calibrate the in-network factor on; its estimates "
-                        "are plain sums of the parts (5-10% low on a CPU): add space options to calibrate".format(
-                            args.table))
+        warnings.append("{}: no network to calibrate the in-network factor on (no search space, no model with a "
+                        "repeated block); its estimates are plain sums of the parts (5-10% low on a CPU): add space "
+                        "options to calibrate".format(args.table))
     if os.path.exists(args.table):
         from ..latency.table import LatencyTable
 
