@@ -49,3 +49,21 @@ def write_reference_model(path: str) -> None:
     model.ir_version = 7  # readable by the ONNX Runtime builds of JetPack 4.6
     model.doc_string = REFERENCE_ID
     write_atomic(path, model.SerializeToString())
+
+
+def reference_times(results) -> list:
+    """Every reference time (ms) measured around the subjects of one ``protocol.measure`` call."""
+    return [ms for result in results.values() for ms in (result.reference_ms or [])]
+
+
+def drift_summary(chunk_ms) -> dict:
+    """The reference's median over a run's chunks (the speed its ms are given at) and the drift it saw."""
+    from .protocol import median
+
+    ordered = sorted(chunk_ms)
+    if not ordered:
+        return {"id": REFERENCE_ID, "chunks_ms": []}
+    center = median(ordered)
+    return {"id": REFERENCE_ID, "median_ms": round(center, 5), "chunks_ms": [round(v, 5) for v in chunk_ms],
+            "min_ms": round(ordered[0], 5), "max_ms": round(ordered[-1], 5),
+            "drift_pct": round(100.0 * (ordered[-1] - ordered[0]) / center, 3)}

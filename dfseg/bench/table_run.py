@@ -25,7 +25,7 @@ from ..latency.table import SCHEMA, LatencyTable, is_time
 from ..parts import Part, network_parts
 from .boundary import Shape, boundary_shapes, probe_name, shape_label, stub_ms
 from .protocol import CLOCKS, COMPUTE, Measurement, Protocol, median, robust_spread
-from .reference import REFERENCE_ID
+from .reference import REFERENCE_ID, drift_summary, reference_times
 from .report import progress_bar
 from .sources import ModelSource, ModelSpec
 from .subjects import measure_models
@@ -255,7 +255,7 @@ class _Run:
         """Measure with the reference; returns the results and the reference's median time (ms) around them."""
         results = measure_models(named, self.protocol, self.backend, self.threads, self.clock, config=self.config,
                                  reference=self.source.reference_path())
-        around = [ms for result in results.values() for ms in (result.reference_ms or [])]
+        around = reference_times(results)
         self.reference_spreads.append(robust_spread(around))
         return results, median(around)
 
@@ -291,7 +291,8 @@ def _measure_into(journal: "TableJournal", parts: Sequence[Part], source: ModelS
         if calibration and journal.calibration is None:
             relative = dict(existing)
             relative.update(journal.entries)
-            journal.add_calibration(calibrate(calibration, run, relative, median(journal.overheads)))
+            overhead = median(journal.overheads) if journal.overheads else existing_meta["overhead_relative"]
+            journal.add_calibration(calibrate(calibration, run, relative, overhead))
         table = write(complete=True)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM, even during the last write: every journalled entry is kept
         if journal.entries:
@@ -391,15 +392,11 @@ def _fit_factors(networks: List[Dict[str, Any]]) -> Dict[str, float]:
 
 
 def reference_summary(chunk_ms: Sequence[float], spreads: Sequence[float] = ()) -> Dict[str, Any]:
-    """meta.reference: the drift reference's stated speed (the median of its time over the run's chunks, the
-    speed every entry's ms is given at) and the drift it saw."""
-    ordered = sorted(chunk_ms)
-    center = median(ordered)
-    out = {"id": REFERENCE_ID, "median_ms": round(center, 5), "chunks_ms": [round(v, 5) for v in chunk_ms],
-           "min_ms": round(ordered[0], 5), "max_ms": round(ordered[-1], 5),
-           "drift_pct": round(100.0 * (ordered[-1] - ordered[0]) / center, 3),
-           "method": "a fixed reference network timed before and after every subject of every round; entries are "
-                     "measured as multiples of it and given in ms at meta.reference.median_ms"}
+    """meta.reference: the drift reference's stated speed (the speed every entry's ms are given at) and the
+    drift it saw (``reference.drift_summary``), with how it is used."""
+    out = dict(drift_summary(chunk_ms),
+               method="a fixed reference network timed before and after every subject of every round; entries are "
+                      "measured as multiples of it and given in ms at meta.reference.median_ms")
     if spreads:
         out["median_spread_within_chunk"] = round(median(spreads), 5)
     return out

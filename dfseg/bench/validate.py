@@ -17,7 +17,7 @@ from ..build_config import BuildConfig
 from ..latency.table import LatencyTable, MissingEntriesError
 from ..parts import network_parts
 from .protocol import CLOCKS, COMPUTE, Protocol, median, noise_warnings
-from .reference import REFERENCE_ID
+from .reference import REFERENCE_ID, drift_summary, reference_times
 from .report import progress_bar
 from .sources import ModelSource, ModelSpec
 from .subjects import measure_models
@@ -88,7 +88,7 @@ def validate_table(
             results = measure_models(((spec.label, source.model_path(spec)) for spec in chunk), protocol, backend,
                                      threads, CLOCKS[clock], config=config, reference=source.reference_path())
             warnings.extend(noise_warnings(results, protocol, COMPUTE))
-            chunk_reference.append(median([ms for r in results.values() for ms in r.reference_ms or []]))
+            chunk_reference.append(median(reference_times(results)))
             for spec in chunk:
                 result = results[spec.label]
                 stats = result.preferred()
@@ -120,14 +120,10 @@ def validate_table(
 
 def drift_report(table_reference: Optional[Dict[str, Any]], chunk_ms: Sequence[float]) -> Dict[str, Any]:
     """The reference's time in this run, and how much faster or slower the machine is than during the table."""
-    ordered = sorted(chunk_ms)
-    out: Dict[str, Any] = {"id": REFERENCE_ID, "chunks_ms": [round(v, 5) for v in chunk_ms]}
-    if ordered:
-        center = median(ordered)
-        out.update(median_ms=round(center, 5), drift_pct=round(100.0 * (ordered[-1] - ordered[0]) / center, 3))
-        if table_reference:
-            out["table_median_ms"] = table_reference["median_ms"]
-            out["slower_than_table_pct"] = round(100.0 * (center / table_reference["median_ms"] - 1.0), 3)
+    out = drift_summary(chunk_ms)
+    if table_reference and "median_ms" in out:
+        out["table_median_ms"] = table_reference["median_ms"]
+        out["slower_than_table_pct"] = round(100.0 * (out["median_ms"] / table_reference["median_ms"] - 1.0), 3)
     return out
 
 
