@@ -52,6 +52,7 @@ UNTRAINED_WARNING = (
 
 def build_parser() -> argparse.ArgumentParser:
     from ..live.render import OVERLAY_MODES
+    from ..live.scheduling import IDLE, POLICIES
 
     parser = ArgumentParser(
         prog="dfseg-run",
@@ -83,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "work time and its waits for input and for the next stage (also on the status page)")
     parser.add_argument("--input-loop", type=whole_number(-1), default=0, metavar="N",
                         help="replay a file or folder N more times (-1: forever), e.g. to demo a stream")
+    parser.add_argument("--helper-priority", choices=POLICIES, default=IDLE,
+                        help="how decoding, preprocessing and drawing share the CPU with inference: idle (Linux "
+                             "SCHED_IDLE: only on cores that inference leaves free; moved to nice if they starve) "
+                             "or nice (+5 nicer); default idle")
     parser.add_argument("--queue-size", type=whole_number(1), default=2, help="frames buffered between stages (default 2)")
     parser.add_argument("--output-fps", type=number(0.0, above=True), help="frame rate of video outputs (default: the input's, else 30)")
     parser.add_argument("--camera-size", default="1280x720", help="capture size for cameras (default 1280x720)")
@@ -174,7 +179,8 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
 
     segmenter = Segmenter(runner, size)
     renderer = Renderer(args.overlay, args.alpha, legend=not args.no_legend)
-    pipeline = Pipeline(source, segmenter, renderer, sinks, args.queue_size, args.max_frames, not args.no_status)
+    pipeline = Pipeline(source, segmenter, renderer, sinks, args.queue_size, args.max_frames, not args.no_status,
+                        helper_policy=args.helper_priority)
     running["pipeline"] = pipeline
     if args.output_fps is None:
         _follow_source_fps(source, sinks)
@@ -192,7 +198,8 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
         file=sys.stderr, flush=True,
     )
     if args.profile:
-        print(format_profile(result.profile, result.process_cpu_ms_per_frame), file=sys.stderr, flush=True)
+        print(format_profile(result.profile, result.process_cpu_ms_per_frame, result.helper_policy), file=sys.stderr,
+              flush=True)
     if result.end_reason == INTERRUPTED:
         return EXIT_INTERRUPTED
     if result.end_reason == TERMINATED:

@@ -16,7 +16,6 @@ Device side: Python 3.6, no torch.
 """
 
 import collections
-import os
 import queue
 import signal
 import sys
@@ -27,15 +26,13 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, NamedTuple, Optio
 from ..errors import Terminated
 from ..uri import redact
 from .render import Renderer
+from .scheduling import HELPER_NICENESS, IDLE, NICE, HelperThreads, StarvationGuard
 from .segmenter import Segmenter
 from .sinks import Sink
 from .sources import Frame, Source
 
 _END = object()  # end-of-stream marker passed down the queues
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "output")
-# Stages other than inference run this much nicer, so on a small CPU the runtime's threads get the
-# cores first and the light stages fill the gaps (they still run whenever inference waits for them).
-HELPER_NICENESS = 5
 INTERRUPTED = "interrupted"  # end reasons of a run stopped by SIGINT or SIGTERM
 TERMINATED = "terminated"
 _POLL_S = 0.05
@@ -51,6 +48,7 @@ class RunResult(NamedTuple):
     end_reason: str
     profile: Dict[str, Dict[str, float]]  # per stage, per frame: see StageClock.summary
     process_cpu_ms_per_frame: Optional[float]  # every thread of the process, the runtime's pool included
+    helper_policy: str  # how the stages other than inference ran at the end: scheduling.IDLE or NICE
 
 
 def thread_cpu_s() -> float:
@@ -76,26 +74,8 @@ class StageClock:
                 "wait_in_ms": round(self.wait_in_s * per, 3), "wait_out_ms": round(self.wait_out_s * per, 3)}
 
 
-def lower_thread_priority(niceness: int) -> None:
-    """Make the calling thread ``niceness`` nicer (Linux threads have their own nice value); a no-op
-    where that is not possible."""
-    try:
-        native_id = getattr(threading, "get_native_id", None)  # Python 3.8+
-        tid = native_id() if native_id is not None else None
-        if tid is None:  # Python 3.6/3.7 (JetPack 4.6): the gettid system call
-            import ctypes
-            import platform
-
-            number = {"x86_64": 186, "aarch64": 178}.get(platform.machine())
-            if number is None:
-                return
-            tid = ctypes.CDLL(None, use_errno=True).syscall(number)
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
-    except (AttributeError, OSError, ValueError):
-        pass
-
-
-def format_profile(profile: Dict[str, Dict[str, float]], process_cpu_ms: Optional[float]) -> str:
+def format_profile(profile: Dict[str, Dict[str, float]], process_cpu_ms: Optional[float],
+                   helper_policy: Optional[str] = None) -> str:
     """The per-stage profile as a small table (``dfseg-run --profile``)."""
     lines = ["{:<12} {:>8} {:>8} {:>11} {:>12}".format("stage", "cpu ms", "work ms", "wait in ms", "wait out ms")]
     for name in STAGES:
@@ -106,6 +86,10 @@ def format_profile(profile: Dict[str, Dict[str, float]], process_cpu_ms: Optiona
     if process_cpu_ms is not None:
         lines.append("process CPU {:.2f} ms per frame (all threads; the inference stage's cpu ms leaves out the "
                      "runtime's own threads)".format(process_cpu_ms))
+    if helper_policy is not None:
+        lines.append("stages other than inference ran {}".format(
+            "as SCHED_IDLE (on cores that inference leaves free)" if helper_policy == IDLE
+            else "at nice +{}".format(HELPER_NICENESS)))
     return "\n".join(lines)
 
 
@@ -165,6 +149,7 @@ class Pipeline:
         max_frames: Optional[int] = None,
         status_line: bool = True,
         log: Optional[Callable[[str], None]] = None,
+        helper_policy: str = IDLE,
     ) -> None:
         self.source = source
         self.segmenter = segmenter
@@ -181,6 +166,9 @@ class Pipeline:
         self.end_reason = "end of input"
         self.clocks = {name: StageClock() for name in STAGES}
         self.output_times = []  # type: List[float]  perf_counter() of every frame written
+        # The light stages yield the cores to inference (see scheduling); the guard undoes it if they starve.
+        self.helpers = HelperThreads(helper_policy)
+        self.guard = StarvationGuard()
 
     # ---------------------------------------------------------------- public
     def request_stop(self, reason: str) -> None:
@@ -245,12 +233,13 @@ class Pipeline:
             end_reason=self.end_reason,
             profile={name: clock.summary() for name, clock in self.clocks.items() if clock.items},
             process_cpu_ms_per_frame=1000.0 * cpu / self.stats.written if self.stats.written else None,
+            helper_policy=self.helpers.policy,
         )
 
     # ---------------------------------------------------------------- stages
     def _capture(self, out: "queue.Queue[Any]") -> None:
         clock = self.clocks["capture"]
-        lower_thread_priority(HELPER_NICENESS)
+        self.helpers.enter()
         try:
             self.source.open()
             while not self.stop_event.is_set():
@@ -312,13 +301,22 @@ class Pipeline:
             self.stats.add_output(frame.captured)
             self.output_times.append(time.perf_counter())
 
+    def _guard_helpers(self) -> None:
+        if self.helpers.policy != IDLE:
+            return
+        inference, pre = self.clocks["inference"], self.clocks["preprocess"]
+        if self.guard.observe(inference.wait_in_s, inference.work_s, pre.cpu_s, pre.work_s):
+            self.helpers.move_to(NICE)
+            self.log("inference was waiting for frames that the low-priority stages could not prepare "
+                     "(the CPU is busy): they now run at normal priority, nice +{}".format(HELPER_NICENESS))
+
     # ---------------------------------------------------------------- plumbing
     def _stage(self, name: str, work: Callable[[Any], Any], inbox: "queue.Queue[Any]", outbox: "queue.Queue[Any]") -> threading.Thread:
         clock = self.clocks[name]
 
         def loop() -> None:
             if name != "inference":
-                lower_thread_priority(HELPER_NICENESS)
+                self.helpers.enter()
             try:
                 for item in self._items(inbox, clock):
                     if self.abort_event.is_set():
@@ -328,6 +326,8 @@ class Pipeline:
                     clock.cpu_s += thread_cpu_s() - cpu
                     clock.work_s += time.perf_counter() - wall
                     clock.items += 1
+                    if name == "inference":
+                        self._guard_helpers()
                     self._put(outbox, result, clock)
             except BaseException as exc:
                 self._fail(exc)
