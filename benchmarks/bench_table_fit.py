@@ -176,6 +176,7 @@ def main() -> int:
         "worst": compensated["worst"], "within_7pct_share": compensated["within_7pct_share"],
         "within_10pct_share": compensated["within_10pct_share"], "mean_error_pct": compensated["mean_error_pct"],
         "raw_ms": {k: raw[k] for k in ("mape_pct", "max_abs_error_pct", "worst", "within_7pct_share")},
+        "in_network": {k: v for k, v in (table_meta.get("in_network") or {}).items() if k in ("factors", "cache")},
         "table_reference_drift_pct": (table_meta.get("reference") or {}).get("drift_pct"),
         "validation_reference_drift_pct": reference.get("drift_pct"),
         "validation_slower_than_table_pct": reference.get("slower_than_table_pct"),
@@ -191,6 +192,7 @@ def main() -> int:
         print("{:<26} {:>10} {:>10}".format(name, compensated[key], raw[key]))
     print("reference drift in the table run: {}%; validation vs table: {:+}% slower".format(
         summary["table_reference_drift_pct"], summary["validation_slower_than_table_pct"] or 0))
+    print("in-network model fitted by the table run: {}".format(summary["in_network"]))
     print("goal (MAPE <= {}%, all within +-{}%): {}".format(GOAL_MAPE, GOAL_MAX,
                                                          "met" if summary["goal_met"] else "NOT met"))
     print("wrote {}".format(out))

@@ -12,9 +12,10 @@ skip tensor it is fused with, the decoder crops it (see ``dfseg.models``).
 Device side: Python 3.6, no torch.
 """
 
+import re
 from typing import List, NamedTuple, Optional, Tuple
 
-from .arch import BOTTLENECK, Arch, Block
+from .arch import BASIC, BOTTLENECK, Arch, Block
 
 STEM = "stem"
 CLASSIFIER = "classifier"
@@ -144,3 +145,50 @@ def network_parts(arch: Arch, height: int, width: int) -> List[Part]:
         h_out, w_out = height, width
     parts.append(Part(HEAD, HEAD, c3, s3.h_out, s3.w_out, arch.classes, h_out, w_out))
     return parts
+
+
+_KEY = re.compile(r"^(?P<kind>[a-z]+):(?P<c_in>\d+)x(?P<h_in>\d+)x(?P<w_in>\d+)->(?P<c_out>\d+)x(?P<h_out>\d+)x"
+                  r"(?P<w_out>\d+)/s(?P<stride>\d+)(?:/i(?P<inner>\d+))?(?P<p>/p)?$")
+
+
+def parse_part_key(key: str) -> Part:
+    """The part that ``key`` names (``Part.key``'s inverse; the module path is not in the key: name "")."""
+    found = _KEY.match(key)
+    if found is None:
+        raise ValueError("{!r} is not a latency-table part key (kind:CxHxW->CxHxW/sN[/iK][/p])".format(key))
+    n = {k: int(v) for k, v in found.groupdict().items() if k not in ("kind", "p") and v is not None}
+    stride, c_in, c_out = n["stride"], n["c_in"], n["c_out"]
+    kind = found.group("kind")
+    projection = kind in (BASIC, BOTTLENECK) and (found.group("p") is not None or stride != 1 or c_in != c_out)
+    return Part("", kind, c_in, n["h_in"], n["w_in"], c_out, n["h_out"], n["w_out"], stride,
+                n.get("inner", 0), projection)
+
+
+def _conv(c_in: int, c_out: int, kernel: int) -> int:
+    return c_in * c_out * kernel * kernel + c_out  # batch norm folded into a bias
+
+
+def part_weight_count(part: Part) -> int:
+    """The numbers a part reads besides its input: its weights (batch norm folded into biases, as exported)
+    and the fixed upsampling kernels.  What it cannot keep in a cache inside a network (``dfseg.bench``)."""
+    projection = part.projection or part.stride != 1 or part.c_in != part.c_out
+    shortcut = _conv(part.c_in, part.c_out, 1) if projection else 0  # blocks only
+    kind, c_in, c_out = part.kind, part.c_in, part.c_out
+    if kind == STEM:
+        return _conv(c_in, c_out, 3)
+    if kind == BASIC:
+        return _conv(c_in, c_out, 3) + _conv(c_out, c_out, 3) + shortcut
+    if kind == BOTTLENECK:
+        return _conv(c_in, part.inner, 1) + _conv(part.inner, part.inner, 3) + _conv(part.inner, c_out, 1) + shortcut
+    if kind == CLASSIFIER:
+        return c_in * c_out + c_out
+    if kind == PYRAMID_POOLING:
+        return len(PPM_BINS) * _conv(c_in, PPM_BRANCH_WIDTH, 1) + _conv(c_in + len(PPM_BINS) * PPM_BRANCH_WIDTH, c_out, 3)
+    if kind == WIDTH_CONTROLLER:
+        return _conv(c_in, c_out, 1)
+    if kind == FUSION:
+        return _conv(c_in, c_out, 1) + c_out * 4 * 4 + _conv(2 * c_out, c_out, 3)  # x2 deconvolution kernel 4x4
+    if kind == HEAD:
+        upsampled = part.h_out != part.h_in or part.w_out != part.w_in
+        return _conv(c_in, c_out, 3) + (c_out * 16 * 16 if upsampled else 0)  # x8 deconvolution kernel 16x16
+    raise ValueError("no weight count for part kind {!r}".format(kind))

@@ -56,4 +56,4 @@ def test_depth_variants_calibrate_with_the_models_parts_only():
         assert [len(s) for s in variant.stages] != [len(s) for s in arch.stages]
     specs = suite.benchmark_specs(["df1", "df2"], [suite.CLASSIFIER_SIZE])
     calibration = suite.calibration_specs(suite.table_space(), models=specs)
-    assert len(calibration) == 6 and not {s.label for s in calibration} & {s.label for s in specs}
+    assert len(calibration) == suite.CALIBRATION_COUNT + 2 and not {s.label for s in calibration} & {s.label for s in specs}

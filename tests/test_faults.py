@@ -231,6 +231,8 @@ def test_two_table_runs_on_one_file_do_not_both_measure(tmp_path):
     ('5', r"line 2: unreadable journal record \(not an object\)"),
     ('{"type": "boundary", "shape": "x"}', 'a boundary needs "shape"'),
     ('{"type": "calibration", "factors": {"other": -1}, "networks": []}', 'a calibration needs "factors"'),
+    ('{"type": "calibration", "factors": {"other": 1.1}, "networks": [], "cache": {"capacity_mb": 1}}',
+     'a calibration\'s "cache" needs "capacity_mb" and "relative_per_mb"'),
 ])
 def test_a_table_journal_record_of_the_wrong_shape_is_named(tmp_path, record, message):
     from dfseg.bench.table_run import TIMING, TableJournal

@@ -75,3 +75,47 @@ def test_df2a_projection_on_an_inner_width_change_is_part_of_the_key():
     assert parts["stage5.4"].projection and parts["stage5.4"].key.endswith("/i512/p")
     assert not parts["stage5.5"].projection and parts["stage5.5"].key.endswith("/i512")
     assert parts["stage4.0"].projection and not parts["stage4.0"].key.endswith("/p")  # implied by stride
+
+
+def _every_kind_of_part():
+    """Parts of every kind: DF2A (stem, basic, bottleneck with the inner-width projection, classifier), DF1-Seg
+    and its d8 variant (pyramid pooling, width controllers, fusions, both heads)."""
+    found = {}
+    for arch, size in ((PRESETS["df2a"], "224x224"), (PRESETS["df1-seg"], "200x104"),
+                       (PRESETS["df1-seg-d8"], "200x104")):
+        size = parse_size(size)
+        for part in network_parts(arch, size.height, size.width):
+            found.setdefault(part.key, part)
+    return list(found.values())
+
+
+def test_part_keys_parse_back_to_the_same_part():
+    from dfseg.parts import parse_part_key
+
+    for part in _every_kind_of_part():
+        again = parse_part_key(part.key)
+        assert again.key == part.key and again._replace(name=part.name) == part
+    with pytest.raises(ValueError, match="not a latency-table part key"):
+        parse_part_key("basic:64x28x28")
+
+
+def test_weight_count_is_what_the_exported_part_holds(tmp_path):
+    """The count (weights with batch norm folded, fixed upsampling kernels) against the initializers of the
+    part's real ONNX export."""
+    import onnx
+    from onnx import numpy_helper
+
+    from dfseg.export import export_part_onnx
+    from dfseg.parts import part_weight_count
+
+    kinds = set()
+    for i, part in enumerate(_every_kind_of_part()):
+        path = export_part_onnx(part, str(tmp_path / "part{}.onnx".format(i)))
+        graph = onnx.load(path).graph
+        numbers = [numpy_helper.to_array(t).size for t in graph.initializer]
+        numbers += [numpy_helper.to_array(a.t).size for n in graph.node if n.op_type == "Constant"
+                    for a in n.attribute if a.name == "value"]
+        held = sum(n for n in numbers if n > 8)  # shape and index constants are not weights
+        assert part_weight_count(part) == pytest.approx(held, rel=0.002), part.key
+        kinds.add(part.kind)
+    assert kinds == {"stem", "basic", "bottleneck", "classifier", "ppm", "wc", "fuse", "head"}

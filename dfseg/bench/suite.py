@@ -116,7 +116,7 @@ def random_architectures(space, count: int, seed: int = 0) -> List[Arch]:
 
 
 CALIBRATION_SEED = 1009  # the calibration networks' seed: other members than a validation's
-CALIBRATION_COUNT = 4
+CALIBRATION_COUNT = 6
 
 
 def calibration_specs(space, count: int = CALIBRATION_COUNT, models: Sequence[ModelSpec] = ()) -> List[ModelSpec]:

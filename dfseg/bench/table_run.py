@@ -22,7 +22,7 @@ from ..build_config import BuildConfig
 from ..errors import UserError
 from ..journal import Journal
 from ..latency.table import SCHEMA, LatencyTable, is_time
-from ..parts import Part, network_parts
+from ..parts import Part, network_parts, parse_part_key, part_weight_count
 from .boundary import Shape, boundary_shapes, probe_name, shape_label, stub_ms
 from .protocol import CLOCKS, COMPUTE, Measurement, Protocol, median, robust_spread
 from .reference import REFERENCE_ID, drift_summary, reference_times
@@ -106,6 +106,11 @@ class TableJournal:
                         or not isinstance(record.get("networks"), list):
                     self._bad(position, 'a calibration needs "factors" (positive numbers by kind) and "networks" '
                                         "(a list)")
+                cache = record.get("cache")
+                if cache is not None and not (isinstance(cache, dict) and _is_positive(cache.get("capacity_mb"))
+                                              and _is_positive(cache.get("relative_per_mb"))):
+                    self._bad(position, 'a calibration\'s "cache" needs "capacity_mb" and "relative_per_mb" (positive '
+                                        "numbers)")
                 self.calibration = {k: v for k, v in record.items() if k != "type"}
             elif kind == REFERENCE:
                 if not _is_positive(record.get("reference_ms")):
@@ -179,12 +184,13 @@ def entry_from(measurement: Measurement, overhead: float, mode: str = COMPUTE, b
     }
 
 
-def table_entry(entry: Dict[str, Any], reference_ms: float, factor: float = 1.0) -> Dict[str, Any]:
+def table_entry(entry: Dict[str, Any], reference_ms: float, factor: float = 1.0, extra: float = 0.0
+                ) -> Dict[str, Any]:
     """A table entry: the journal's relative entry, with its times in ms at the reference's speed, scaled by the
-    in-network factor (``calibrate``)."""
+    in-network factor and with the in-network extra time added (``calibrate``)."""
     out = dict(entry)
-    out["median_ms"] = round(entry["relative"] * factor * reference_ms, 5)
-    out["p90_ms"] = round(entry["p90_relative"] * factor * reference_ms, 5)
+    out["median_ms"] = round((entry["relative"] * factor + extra) * reference_ms, 5)
+    out["p90_ms"] = round((entry["p90_relative"] * factor + extra) * reference_ms, 5)
     out["std_ms"] = round(entry.get("std_relative", 0.0) * reference_ms, 5)
     out["boundary_ms"] = round(entry.get("boundary_relative", 0.0) * reference_ms, 5)
     out["raw_median_ms"] = round(entry.get("raw_relative", 0.0) * reference_ms, 5)
@@ -292,7 +298,7 @@ def _measure_into(journal: "TableJournal", parts: Sequence[Part], source: ModelS
             relative = dict(existing)
             relative.update(journal.entries)
             overhead = median(journal.overheads) if journal.overheads else existing_meta["overhead_relative"]
-            journal.add_calibration(calibrate(calibration, run, relative, overhead))
+            journal.add_calibration(calibrate(calibration, run, relative, overhead, meta.get("precision")))
         table = write(complete=True)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM, even during the last write: every journalled entry is kept
         if journal.entries:
@@ -332,6 +338,10 @@ def _measure_chunk(chunk: Sequence[Part], run: _Run, stubs: Dict[str, float]):
 
 BOTTLENECK_CLASS = "bottleneck"
 OTHER_CLASS = "other"
+# Cache capacities (MB) the in-network fit tries: a part's weights up to this size are read again from a cache
+# when it is timed alone, run after run, but not inside a network.
+CACHE_CAPACITIES_MB = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8": 1}
 
 
 def factor_class(key: str) -> str:
@@ -340,15 +350,31 @@ def factor_class(key: str) -> str:
     return BOTTLENECK_CLASS if key.split(":", 1)[0] == BOTTLENECK_CLASS else OTHER_CLASS
 
 
-def calibrate(specs: Sequence[ModelSpec], run: _Run, entries: Dict[str, Dict[str, Any]], overhead: float
-              ) -> Dict[str, Any]:
-    """The in-network factors: whole networks measured beside the reference, against the sums of their parts.
+def cached_mb(key: str, capacity_mb: float, precision: Optional[str]) -> float:
+    """The part's weights (MB at the table's precision) that fit a cache of ``capacity_mb``."""
+    count = part_weight_count(parse_part_key(key))
+    return min(count * BYTES_PER_WEIGHT.get(precision or "fp32", 4) / 1e6, capacity_mb)
 
-    A part timed alone, run after run, finds the caches as it left them; inside a network the layers
-    before it have replaced them, so networks take longer than the sum of their parts (2-9% on this
-    project's CPU, less for bottleneck blocks).  Measured = f_other x (sum of the other parts) +
-    f_bottleneck x (sum of the bottleneck blocks) is fitted by least squares over ``specs`` (networks
-    the table covers, never the validation's); with one kind only, f is the median of measured / summed.
+
+def in_network_extra(key: str, in_network: Optional[Dict[str, Any]], precision: Optional[str]) -> float:
+    """The time (relative to the reference) that ``key`` takes inside a network beyond its scaled entry: the
+    fitted cost per MB of weights that were cached when it was timed alone (``calibrate``)."""
+    cache = (in_network or {}).get("cache")
+    if not cache:
+        return 0.0
+    return cache["relative_per_mb"] * cached_mb(key, cache["capacity_mb"], precision)
+
+
+def calibrate(specs: Sequence[ModelSpec], run: _Run, entries: Dict[str, Dict[str, Any]], overhead: float,
+              precision: Optional[str] = None) -> Dict[str, Any]:
+    """The in-network model: whole networks measured beside the reference, against the sums of their parts.
+
+    A part timed alone, run after run, finds its weights in the caches as it left them; inside a network
+    the layers before it have replaced them, so networks take longer than the sum of their parts (2-15% on
+    this project's CPUs, most for networks of many small basic blocks).  Fitted by weighted least squares
+    over ``specs`` (networks the table covers, never the validation's): measured = f_other x (the other
+    parts) + f_bottleneck x (the bottleneck blocks) + c x (the weights, in MB, of each part up to a cache
+    capacity L), L taken from ``CACHE_CAPACITIES_MB`` by the smallest residual (``_fit_in_network``).
     """
     usable = [s for s in specs if s.arch is not None
               and all(p.key in entries for p in network_parts(s.arch, s.size.height, s.size.width))]
@@ -362,33 +388,82 @@ def calibrate(specs: Sequence[ModelSpec], run: _Run, entries: Dict[str, Dict[str
         parts = network_parts(spec.arch, spec.size.height, spec.size.width)
         for part in parts:
             sums[factor_class(part.key)] += entries[part.key]["relative"]
+        cached = {capacity: sum(cached_mb(p.key, capacity, precision) for p in parts)
+                  for capacity in CACHE_CAPACITIES_MB}
         measured = results[spec.label].preferred_relative().median_ms - overhead
         summed = sums[BOTTLENECK_CLASS] + sums[OTHER_CLASS]
         networks.append({"label": spec.label, "parts": len(parts), "measured_relative": round(measured, 6),
                          "sum_relative": round(summed, 6), "bottleneck_share": round(sums[BOTTLENECK_CLASS] / summed, 4),
-                         "factor": round(measured / summed, 5), "sums": sums})
-    factors = _fit_factors(networks)
+                         "factor": round(measured / summed, 5), "sums": sums, "cached_mb": cached})
+    fit = _fit_in_network(networks)
     for network in networks:
-        del network["sums"]
-    return {"factors": {k: round(v, 5) for k, v in factors.items()}, "networks": networks,
-            "reference_ms": reference_ms}
+        network["fitted_relative"] = round(_predict(fit, network), 6)
+        del network["sums"], network["cached_mb"]
+    out = {"factors": {k: round(v, 5) for k, v in fit["factors"].items()}, "networks": networks,
+           "reference_ms": reference_ms}
+    if fit.get("cache"):
+        out["cache"] = {"capacity_mb": fit["cache"]["capacity_mb"],
+                        "relative_per_mb": round(fit["cache"]["relative_per_mb"], 7)}
+    return out
 
 
-def _fit_factors(networks: List[Dict[str, Any]]) -> Dict[str, float]:
+def _predict(fit: Dict[str, Any], network: Dict[str, Any]) -> float:
+    factors, cache = fit["factors"], fit.get("cache")
+    value = sum(factors[kind] * network["sums"][kind] for kind in (OTHER_CLASS, BOTTLENECK_CLASS))
+    if cache:
+        value += cache["relative_per_mb"] * network["cached_mb"][cache["capacity_mb"]]
+    return value
+
+
+def _fit_in_network(networks: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """``calibrate``'s fit: {"factors": {kind: f}, "cache": {"capacity_mb", "relative_per_mb"} or None}.
+
+    Each kind gets its own factor only where networks dominated by each were measured; the cache term only
+    where there are two networks more than unknowns, it comes out positive with factors in 0.5-2, and it
+    takes at least a tenth off the residual of the factors alone.  Otherwise the fit falls back to the
+    factors alone, and then to the median of measured / summed."""
     import numpy as np
 
-    overall = median([n["factor"] for n in networks])
-    shares = [n["bottleneck_share"] for n in networks]
-    # Both kinds need networks where each dominates, or the fit is not determined: then one factor for all.
-    if max(shares) < 0.5 or min(shares) > 0.5:
-        return {OTHER_CLASS: overall, BOTTLENECK_CLASS: overall}
-    sums = np.array([[n["sums"][OTHER_CLASS], n["sums"][BOTTLENECK_CLASS]] for n in networks])
     measured = np.array([n["measured_relative"] for n in networks])
     weights = 1.0 / measured  # relative errors count alike, whatever a network's length
-    solution = np.linalg.lstsq(sums * weights[:, None], measured * weights, rcond=None)[0]
-    if not np.all(np.isfinite(solution)) or np.any(solution < 0.5) or np.any(solution > 2.0):
-        return {OTHER_CLASS: overall, BOTTLENECK_CLASS: overall}
-    return {OTHER_CLASS: float(solution[0]), BOTTLENECK_CLASS: float(solution[1])}
+    shares = [n["bottleneck_share"] for n in networks]
+    both_kinds = max(shares) >= 0.5 and min(shares) <= 0.5
+    kinds = [[n["sums"][OTHER_CLASS], n["sums"][BOTTLENECK_CLASS]] if both_kinds
+             else [n["sums"][OTHER_CLASS] + n["sums"][BOTTLENECK_CLASS]] for n in networks]
+
+    def solve(columns: List[List[float]]) -> Optional[Tuple[Any, float]]:
+        matrix = np.array(columns, dtype=float)
+        if len(networks) < matrix.shape[1] + 2:
+            return None
+        solution = np.linalg.lstsq(matrix * weights[:, None], measured * weights, rcond=None)[0]
+        factors = solution[:len(kinds[0])]
+        if not np.all(np.isfinite(solution)) or np.any(factors < 0.5) or np.any(factors > 2.0):
+            return None
+        if matrix.shape[1] > len(kinds[0]) and solution[-1] <= 0:
+            return None
+        residual = float(np.sum(((matrix @ solution - measured) * weights) ** 2))
+        return solution, residual
+
+    def as_fit(solution: Any, capacity: Optional[float] = None) -> Dict[str, Any]:
+        other = float(solution[0])
+        bottleneck = float(solution[1]) if both_kinds else other
+        fit: Dict[str, Any] = {"factors": {OTHER_CLASS: other, BOTTLENECK_CLASS: bottleneck}, "cache": None}
+        if capacity is not None:
+            fit["cache"] = {"capacity_mb": capacity, "relative_per_mb": float(solution[-1])}
+        return fit
+
+    best: Optional[Tuple[float, Dict[str, Any]]] = None
+    for capacity in CACHE_CAPACITIES_MB:
+        found = solve([row + [n["cached_mb"][capacity]] for row, n in zip(kinds, networks)])
+        if found is not None and (best is None or found[1] < best[0]):
+            best = (found[1], as_fit(found[0], capacity))
+    plain = solve(kinds)
+    if best is not None and (plain is None or best[0] <= 0.9 * plain[1]):
+        return best[1]
+    if plain is not None:
+        return as_fit(plain[0])
+    overall = median([n["factor"] for n in networks])
+    return {"factors": {OTHER_CLASS: overall, BOTTLENECK_CLASS: overall}, "cache": None}
 
 
 def reference_summary(chunk_ms: Sequence[float], spreads: Sequence[float] = ()) -> Dict[str, Any]:
@@ -415,13 +490,16 @@ def _write(out_path: str, existing: Dict[str, Dict[str, Any]], journal: TableJou
     reference_ms = reference["median_ms"]
     in_network = dict(journal.calibration) if journal.calibration is not None else existing_meta.get(IN_NETWORK)
     factors = (in_network or {}).get("factors") or {}
-    entries = {key: table_entry(entry, reference_ms, float(factors.get(factor_class(key), 1.0)))
+    precision = merged.get("precision")
+    entries = {key: table_entry(entry, reference_ms, float(factors.get(factor_class(key), 1.0)),
+                                in_network_extra(key, in_network, precision))
                for key, entry in relative.items()}
     if in_network is not None:
         in_network.pop("reference_ms", None)
         merged[IN_NETWORK] = dict(in_network, method=(
-            "entries are scaled by their kind's factor (bottleneck blocks, other parts), fitted on whole networks "
-            "measured beside the reference at the end of the table run: measured - overhead = sum of factor x parts"))
+            "fitted on whole networks measured beside the reference at the end of the table run: measured - "
+            "overhead = sum over parts of (factor of its kind x entry + cache.relative_per_mb x its weights in MB "
+            "up to cache.capacity_mb); each entry's median_ms and p90_ms include both"))
     overheads = list(journal.overheads)
     if overheads:
         merged["overhead_relative"] = round(median(overheads), 7)
