@@ -85,8 +85,9 @@ class HelperThreads:
         with self._lock:
             self._tids.append(tid)
             policy = self.policy
-        if not set_policy(tid, policy) and policy == IDLE:
-            set_policy(tid, NICE)
+        if not set_policy(tid, policy) and policy == IDLE and set_policy(tid, NICE):
+            with self._lock:
+                self.policy = NICE  # no SCHED_IDLE here: say what the helpers really run as
 
     def tids(self) -> List[int]:
         with self._lock:
