@@ -4,6 +4,7 @@ search prints for missing parts, which must measure exactly the space's parts.""
 import pytest
 
 from dfseg.arch import PRESETS
+from dfseg.bench.suite import CALIBRATION_COUNT
 from dfseg.cli.bench import build_parser as bench_parser
 from dfseg.cli.bench import table_suite
 from dfseg.cli.search import build_parser as search_parser
@@ -39,7 +40,7 @@ def test_the_printed_bench_command_measures_exactly_the_space(name):
     parts, sizes, calibration = table_suite(bench_parser().parse_args(command[1:]))
     assert sorted(p.key for p in parts) == sorted(p.key for p in space.all_parts())
     assert sizes == [str(space.input_size)]
-    assert len(calibration) == min(4, space.size_without_window())  # --space-only: no models to vary
+    assert len(calibration) == min(CALIBRATION_COUNT, space.size_without_window())  # --space-only: no models to vary
     assert all(space.contains(spec.arch) for spec in calibration)
 
 
