@@ -370,8 +370,9 @@ def calibrate(specs: Sequence[ModelSpec], run: _Run, entries: Dict[str, Dict[str
     """The in-network model: whole networks measured beside the reference, against the sums of their parts.
 
     A part timed alone, run after run, finds its weights in the caches as it left them; inside a network
-    the layers before it have replaced them, so networks take longer than the sum of their parts (2-15% on
-    this project's CPUs, most for networks of many small basic blocks).  Fitted by weighted least squares
+    the layers before it have replaced them, so a network's time is not the sum of its parts (2-15% more on
+    an Intel VM, most for networks of many small basic blocks; kind factors of 0.90-0.96 plus the cache term
+    on an AMD EPYC VM).  Fitted by weighted least squares
     over ``specs`` (networks the table covers, never the validation's): measured = f_other x (the other
     parts) + f_bottleneck x (the bottleneck blocks) + c x (the weights, in MB, of each part up to a cache
     capacity L), L taken from ``CACHE_CAPACITIES_MB`` by the smallest residual (``_fit_in_network``).
