@@ -24,13 +24,14 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from typing import Any, Dict, List, Optional
+
+from background import Stress
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -40,22 +41,6 @@ GOAL_MAX = 7.0
 
 def bench_argv(*args: str) -> List[str]:
     return [sys.executable, "-m", "dfseg.cli.bench", "--no-progress"] + list(args)
-
-
-class Stress:
-    """``stress-ng --cpu N`` in its own process group, stopped (with its workers) on close."""
-
-    def __init__(self, workers: int) -> None:
-        if shutil.which("stress-ng") is None:
-            raise SystemExit("--stress needs stress-ng (Debian: apt-get install stress-ng)")
-        self.process = subprocess.Popen(["stress-ng", "--cpu", str(workers), "--quiet"], start_new_session=True,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.started = time.time()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait()
 
 
 def measure_table(table: str, work_dir: str, stress_workers: int, space: List[str]) -> Dict[str, Any]:
