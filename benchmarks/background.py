@@ -4,7 +4,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 
 class Stress:
@@ -16,7 +15,6 @@ class Stress:
         self.workers = workers
         self.process = subprocess.Popen(["stress-ng", "--cpu", str(workers), "--quiet"], start_new_session=True,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.started = time.time()
 
     def describe(self) -> str:
         return "stress-ng --cpu {}".format(self.workers)

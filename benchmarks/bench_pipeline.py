@@ -22,7 +22,6 @@ thread CPU, work, waits).  Goal: >= 0.95 idle, >= 0.90 under ``stress-ng --cpu 1
 """
 
 import argparse
-import math
 import os
 import statistics
 import subprocess
@@ -54,12 +53,13 @@ def median_interval(values: List[float], confidence: float = CONFIDENCE) -> Tupl
     in each tail.  Needs no assumption about how the machine's noise is distributed."""
     ordered = sorted(values)
     n = len(ordered)
-    tail, k, cumulative = (1.0 - confidence) / 2.0, 0, 0.0
-    while True:
-        cumulative += math.factorial(n) / (math.factorial(k) * math.factorial(n - k)) / 2.0 ** n  # P(X <= k)
-        if cumulative > tail:
-            break
+    tail, k = (1.0 - confidence) / 2.0, 0
+    probability = 0.5 ** n  # P(X = k), stepped by the ratio of binomial coefficients
+    cumulative = probability  # P(X <= k)
+    while cumulative <= tail:
+        probability *= (n - k) / (k + 1)
         k += 1
+        cumulative += probability
     if k == 0:
         return ordered[0], ordered[-1]  # too few pairs for this confidence: the whole range
     return ordered[k - 1], ordered[n - k]
@@ -167,21 +167,18 @@ def main() -> int:
         parser.error("--pairs: at least 6 (fewer cannot bound the median with {:.0%} confidence)".format(CONFIDENCE))
     goal = args.goal if args.goal is not None else (GOAL_STRESS if args.stress else GOAL_IDLE)
     out = args.out or os.path.join(HERE, "results", "pipeline_stress.json" if args.stress else "pipeline.json")
-    stress: Optional[Stress] = Stress(1) if args.stress else None
-    try:
+    if not args.stress:
+        return run(args, goal, out, None)
+    with Stress(1) as stress:
         return run(args, goal, out, stress)
-    finally:
-        if stress is not None:
-            stress.close()
 
 
 def run(args: argparse.Namespace, goal: float, out: str, stress: Optional[Stress]) -> int:
     label = args.label or (stress.describe() if stress is not None else "idle")
 
-    import onnxruntime
-
     from dfseg.backends import get_runner
     from dfseg.bench.machine import describe_machine, machine_identity
+    from dfseg.cli.bench import backend_version
     from dfseg.fileio import write_json_atomic
     from dfseg.live.pipeline import format_profile
     from dfseg.live.segmenter import Segmenter
@@ -246,7 +243,7 @@ def run(args: argparse.Namespace, goal: float, out: str, stress: Optional[Stress
         "interval_confidence": CONFIDENCE, "ratio_range": [min(ratios), max(ratios)],
         "bare_fps_spread": round(bare_spread, 4),
         "median_ratio_to_plain_bare": round(median_to_plain, 4), "awake_bare_gain": round(awake_gain, 4), "verdict": verdict, "pairs": pairs,
-        "identity": machine_identity("onnxruntime", onnxruntime.__version__, args.threads, "fp32"),
+        "identity": machine_identity("onnxruntime", backend_version("onnxruntime"), args.threads, "fp32"),
         "machine_before": before, "machine_after": describe_machine(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

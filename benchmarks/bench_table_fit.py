@@ -62,13 +62,17 @@ def measure_table(table: str, work_dir: str, stress_workers: int, space: List[st
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
     stress: Optional[Stress] = None
-    while process.poll() is None:
-        time.sleep(2.0)
-        if stress_workers and stress is None and total and _entries(table) * 2 >= total[0]:
-            stress = Stress(stress_workers)
-            print("stress-ng --cpu {} started at {} of {} parts".format(stress_workers, _entries(table), total[0]),
-                  file=sys.stderr)
-    reader.join()
+    try:
+        while process.poll() is None:
+            time.sleep(2.0)
+            if stress_workers and stress is None and total and _entries(table) * 2 >= total[0]:
+                stress = Stress(stress_workers)
+                print("{} started at {} of {} parts".format(stress.describe(), _entries(table), total[0]), file=sys.stderr)
+        reader.join()
+    except BaseException:
+        if stress is not None:
+            stress.close()  # its own session: an interrupt would not reach it
+        raise
     if process.returncode:
         if stress is not None:
             stress.close()
