@@ -72,6 +72,20 @@ def test_console_10_3():
     assert set(summary.metrics) == {"Latency", "Enqueue Time", "H2D Latency", "GPU Compute Time", "D2H Latency"}
 
 
+@pytest.mark.parametrize("line, expected", [
+    ("[I] Created input binding for input with dimensions 1x3x4x4", ("input", True, (1, 3, 4, 4), None)),
+    ("[I] Created output binding for out:0 with dimensions 1x19x8x8", ("out:0", False, (1, 19, 8, 8), None)),
+    ("[I] Input binding for input with dimensions 1x3x4x4 is created.", ("input", True, (1, 3, 4, 4), None)),
+    ("[I] Output binding for output with dimensions 1x4x4 and type int32 is created.",
+     ("output", False, (1, 4, 4), "int32")),
+    ("Input binding for x with dimensions 2x3 and type fp16 is created.", ("x", True, (2, 3), "fp16")),
+])
+def test_binding_lines_of_every_release(line, expected):
+    """8.2-8.5, 8.6/10.3 and 10.16/11 word the binding line differently (sampleInference.cpp per tag, item 2)."""
+    name, is_input, shape, dtype = expected
+    assert parse_console("[12/04/2026-18:00:00] " + line + "\n").bindings == {name: Binding(is_input, shape, dtype)}
+
+
 def test_version_tags():
     assert version_from_tag("8201") == "8.2.1"
     assert version_from_tag("8601") == "8.6.1"

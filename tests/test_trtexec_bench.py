@@ -90,7 +90,7 @@ def test_trtexec_round_figures_are_the_stand_ins(stand_in, tmp_path, monkeypatch
     assert result.modes[E2E].median_ms == pytest.approx(3.0 + H2D_MS + D2H_MS)
 
 
-@pytest.mark.parametrize("version", ["8.5.2", "11.0.0"])
+@pytest.mark.parametrize("version", RELEASES)
 def test_dfseg_bench_with_trtexec(stand_in, tmp_path, monkeypatch, version):
     """dfseg-bench --backend trtexec end to end: records the stand-in's figures and its release."""
     pytest.importorskip("torch")

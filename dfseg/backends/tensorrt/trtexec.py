@@ -139,7 +139,7 @@ _METRIC_LINE = re.compile(
 _PERCENTILE = re.compile(r"percentile\((\d+(?:\.\d+)?)%\) = " + _NUMBER + r" ms")
 # 8.2-8.5: "Created input binding for X with dimensions D"; 8.6, 10.3: "Input binding for X with dimensions D
 # is created."; 10.16, 11: "... with dimensions D and type T is created."
-_BINDING = re.compile(r"\] (?:Created (?P<old>input|output)|(?P<new>Input|Output)) binding for (?P<name>.+?) with "
+_BINDING = re.compile(r"(?:^|\] )(?:Created (?P<old>input|output)|(?P<new>Input|Output)) binding for (?P<name>.+?) with "
                       r"dimensions (?P<dims>-?\d+(?:x-?\d+)*)?(?: and type (?P<type>\w+))?(?: is created\.)?\s*$", re.M)
 
 
