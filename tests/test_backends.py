@@ -1,4 +1,10 @@
-"""Runner interface against real ONNX Runtime sessions and a real torch module."""
+"""Runner interface against real ONNX Runtime sessions and a real torch module, and which backends a
+machine offers (real imports in a subprocess, with importable stand-in packages for what is not installed)."""
+
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -125,7 +131,7 @@ def test_provider_names_resolve_or_explain():
 
 def test_backend_selection(model_path):
     assert "onnxruntime" in available_backends()
-    assert best_backend() == available_backends()[0]
+    assert best_backend() == ("tensorrt" if "tensorrt" in available_backends() else "onnxruntime")
     runner = get_runner("onnxruntime", model_path, threads=1)
     assert isinstance(runner, OnnxRuntimeRunner)
     with pytest.raises(UserError, match="unknown backend 'caffe'"):
@@ -147,3 +153,56 @@ def test_torch_runner_agrees_with_onnxruntime(model_path):
         ort_out = runner.infer({"input": x})["output"]
     np.testing.assert_allclose(torch_out, ort_out, rtol=1e-4, atol=1e-4)
     assert len(timing.e2e_ms) == 3
+
+
+# ------------------------------------------------------------------------------------------ discovery
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROBE = ("import json, sys; from dfseg.backends import available_backends, resolve_backend; "
+         "auto = resolve_backend('auto', sys.argv[1]); print(json.dumps([available_backends(), auto.backend, auto.note]))")
+# Packages that only need to import: discovery asks whether a module imports, never what it does.
+PACKAGES = {"tensorrt": ["tensorrt/__init__.py"], "pycuda": ["pycuda/__init__.py", "pycuda/driver.py"],
+            "cuda-python": ["cuda/__init__.py", "cuda/bindings/__init__.py", "cuda/bindings/runtime.py"]}
+
+
+def discover(tmp_path, packages, trtexec=False, model="m.onnx"):
+    site = tmp_path / "site"
+    for package in packages:
+        for relative in PACKAGES[package]:
+            (site / relative).parent.mkdir(parents=True, exist_ok=True)
+            (site / relative).write_text("")
+    env = {"PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin",
+           "PYTHONPATH": str(site) + os.pathsep + REPO, "HOME": str(tmp_path)}
+    if trtexec:
+        tool = tmp_path / "tools" / "trtexec"  # off PATH: found through $TRTEXEC only
+        tool.parent.mkdir(exist_ok=True)
+        tool.write_text("#!/bin/sh\nexit 0\n")
+        tool.chmod(0o755)
+        env["TRTEXEC"] = str(tool)
+    done = subprocess.run([sys.executable, "-c", PROBE, model], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_tensorrt_needs_cuda_bindings_and_trtexec_comes_from_the_environment(tmp_path):
+    """tensorrt is offered only where tensorrt and pycuda or cuda-python import; $TRTEXEC is honoured; auto
+    picks onnxruntime then and says how to make TensorRT's module importable (issue 24, items 5 and 9)."""
+    if any(os.path.exists(p) for p in ("/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")):
+        pytest.skip("a real trtexec is installed here")
+    offered, auto, note = discover(tmp_path, ["tensorrt"], trtexec=True)
+    assert offered == ["trtexec", "onnxruntime"] and auto == "onnxruntime"
+    assert "--system-site-packages" in note and "pycuda" in note and str(tmp_path) in note
+
+
+def test_auto_is_tensorrt_for_onnx_models_where_it_imports(tmp_path):
+    for bindings in ("pycuda", "cuda-python"):
+        offered, auto, note = discover(tmp_path / bindings, ["tensorrt", bindings])
+        assert offered[0] == "tensorrt" and auto == "tensorrt" and note is None
+
+
+def test_auto_without_tensorrt(tmp_path):
+    if any(os.path.exists(p) for p in ("/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")):
+        pytest.skip("a real trtexec is installed here")
+    assert discover(tmp_path, []) == [["onnxruntime"], "onnxruntime", None]
+    offered, auto, note = discover(tmp_path, [], trtexec=True)
+    assert offered == ["trtexec", "onnxruntime"] and auto == "onnxruntime" and "the tensorrt module" in note
+    assert discover(tmp_path, [], model="m.engine")[1] == "tensorrt"  # an engine needs TensorRT whatever is found

@@ -36,11 +36,11 @@ class _PowerTagger:
 
     def wrap(self, subject: Subject) -> Subject:
         def tagged(fn):
-            def run():
+            def run(*args):
                 self.current = subject.name
-                return fn()
+                return fn(*args)
             return run
-        return Subject(subject.name, {mode: tagged(fn) for mode, fn in subject.modes.items()}, close=subject.close)
+        return subject.wrapped(tagged)
 
     def record(self, reading: Reading) -> None:
         watts = total_power_w(reading.rails_w)

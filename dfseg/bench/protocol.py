@@ -20,13 +20,18 @@ Device side: Python 3.6, no torch.
 
 import math
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import UserError
 
 # A mode callable runs the subject once.  It may return a duration in ms measured by the backend
 # itself (e.g. CUDA events for compute only); when it returns None the protocol's clock is used.
 ModeFn = Callable[[], Optional[float]]
+# A block callable times the subject itself, for backends whose timing loop runs in another process
+# (trtexec): ``block(runs, warmup_s)`` warms up for ``warmup_s`` (each call starts cold), times about
+# ``runs`` queries and returns each mode's per-query times in ms and how many warm-up queries it ran.
+# The protocol calls it once per round instead of calling the mode callables once per run.
+BlockFn = Callable[[int, float], Tuple[Dict[str, List[float]], int]]
 E2E = "e2e"
 COMPUTE = "compute"
 
@@ -125,15 +130,27 @@ class Measurement(NamedTuple):
 
 
 class Subject:
-    """Something to time: a name and one callable per mode (``e2e`` always, ``compute`` where split)."""
+    """Something to time: a name and one callable per mode (``e2e`` always, ``compute`` where split), or
+    the mode names (callables None) and a ``block`` that times whole rounds (``BlockFn``)."""
 
-    def __init__(self, name: str, modes: Dict[str, ModeFn], close: Optional[Callable[[], None]] = None) -> None:
+    def __init__(self, name: str, modes: Dict[str, Optional[ModeFn]], close: Optional[Callable[[], None]] = None,
+                 block: Optional[BlockFn] = None) -> None:
         if E2E not in modes:
             raise ValueError("a subject needs an 'e2e' mode")
+        if block is None and not all(callable(fn) for fn in modes.values()):
+            raise ValueError("a subject without a block needs a callable per mode")
         self.name = name
         self.modes = modes
+        self.block = block
         self._close = close
         self.artefact = None  # type: Optional[str]  the built file being timed, where there is one
+
+    def wrapped(self, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> "Subject":
+        """The same subject with ``wrap`` around every callable that runs it (modes and block)."""
+        modes = {mode: (wrap(fn) if fn is not None else None) for mode, fn in self.modes.items()}
+        subject = Subject(self.name, modes, close=self._close, block=wrap(self.block) if self.block else None)
+        subject.artefact = self.artefact
+        return subject
 
     def close(self) -> None:
         if self._close is not None:
@@ -225,9 +242,27 @@ def _warm(fn: ModeFn, seconds: float, min_runs: int, clock: Callable[[], float])
 
 def _reference_block(reference: Subject, protocol: Protocol, clock: Callable[[], float]) -> float:
     """The reference's median time over one block of runs (one untimed run first re-warms its caches)."""
+    if reference.block is not None:
+        times, _ = reference.block(protocol.runs_per_round, protocol.warmup_s)
+        return median(times.get(COMPUTE) or times[E2E])
     fn = reference.modes.get(COMPUTE) or reference.modes[E2E]
     fn()
     return median([_timed(fn, clock) for _ in range(protocol.runs_per_round)])
+
+
+def _time_round(recorder: "_Recorder", protocol: Protocol, clock: Callable[[], float]) -> None:
+    """One round of one subject: a short re-warm, then ``runs_per_round`` timed runs of every mode; a
+    subject with a block times the round itself (cold each time, so with the full warm-up)."""
+    subject = recorder.subject
+    if subject.block is not None:
+        times, warmups = subject.block(protocol.runs_per_round, protocol.warmup_s)
+        recorder.warmup_runs += warmups
+        for mode in subject.modes:
+            recorder.rounds[mode].append(list(times[mode]))
+        return
+    recorder.warmup_runs += _warm(subject.modes[E2E], protocol.round_warmup_s, 1, clock)
+    for mode, fn in subject.modes.items():
+        recorder.rounds[mode].append([_timed(fn, clock) for _ in range(protocol.runs_per_round)])
 
 
 def _run_round(recorders: Sequence[_Recorder], protocol: Protocol, offset: int, clock: Callable[[], float],
@@ -238,10 +273,7 @@ def _run_round(recorders: Sequence[_Recorder], protocol: Protocol, offset: int, 
     before = _reference_block(reference, protocol, clock) if reference is not None else None
     for i in range(count):
         recorder = recorders[(i + offset) % count]
-        subject = recorder.subject
-        recorder.warmup_runs += _warm(subject.modes[E2E], protocol.round_warmup_s, 1, clock)
-        for mode, fn in subject.modes.items():
-            recorder.rounds[mode].append([_timed(fn, clock) for _ in range(protocol.runs_per_round)])
+        _time_round(recorder, protocol, clock)
         if reference is not None:
             after = _reference_block(reference, protocol, clock)
             recorder.reference_ms.append((before + after) / 2.0)
@@ -264,10 +296,12 @@ def measure(subjects: Sequence[Subject], protocol: Protocol = DEFAULT_PROTOCOL,
     if len(set(names)) != len(names):
         raise ValueError("subject names must be unique: {}".format(names))
     recorders = [_Recorder(s) for s in subjects]
-    if reference is not None:
+    # Subjects with a block warm up inside every block.
+    if reference is not None and reference.block is None:
         _warm(reference.modes.get(COMPUTE) or reference.modes[E2E], protocol.warmup_s, 2, clock)
     for recorder in recorders:
-        recorder.warmup_runs += _warm(recorder.subject.modes[E2E], protocol.warmup_s, 2, clock)
+        if recorder.subject.block is None:
+            recorder.warmup_runs += _warm(recorder.subject.modes[E2E], protocol.warmup_s, 2, clock)
     for r in range(protocol.rounds):
         _run_round(recorders, protocol, r, clock, on_round, reference)
     for attempt in range(protocol.max_remeasures):

@@ -6,15 +6,22 @@ bound once up front (the graph's execution alone).  Latency tables and their val
 ``compute``.  Sessions get ``threads`` intra-op threads and no spinning, so idle sessions measured in
 the same rotation do not steal cores.
 
+trtexec times in its own process: its subject runs trtexec's timing loop once per round (warm-up,
+the round's queries, spin waiting, data transfers on) and hands the per-query times trtexec measured to
+the protocol -- ``e2e`` is trtexec's latency (H2D + GPU compute + D2H), ``compute`` its GPU compute time.
+
 Device side: Python 3.6, no torch.
 """
 
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..backends import get_runner
 from ..build_config import BuildConfig
 from .protocol import COMPUTE, DEFAULT_PROTOCOL, E2E, Measurement, ModeFn, Protocol, Subject, measure
+
+if TYPE_CHECKING:
+    from ..backends.tensorrt.trtexec import TrtexecRunner
 from .reference import REFERENCE_NAME
 
 
@@ -32,6 +39,8 @@ def onnx_subject(name: str, model: Union[str, bytes], backend: str = "onnxruntim
             raise ValueError("backend {} needs a model file".format(backend))
         runner = get_runner(backend, model, threads=threads, config=config)
     runner.activate()
+    if backend == "trtexec":
+        return _trtexec_subject(name, runner)
     try:
         feed = runner.make_feed(seed)
         runner.infer(feed)  # checks the feed once; timed calls skip the check
@@ -56,6 +65,18 @@ def onnx_subject(name: str, model: Union[str, bytes], backend: str = "onnxruntim
         runner.deactivate()
         raise
     subject = Subject(name, modes, close=runner.deactivate)
+    subject.artefact = runner.artefact
+    return subject
+
+
+def _trtexec_subject(name: str, runner: "TrtexecRunner") -> Subject:
+    """A subject timed by trtexec itself: one trtexec process per round (``protocol.BlockFn``)."""
+
+    def block(runs: int, warmup_s: float) -> Tuple[Dict[str, List[float]], int]:
+        times, _ = runner.measure(warmup_s, runs)
+        return {E2E: times.latency_ms, COMPUTE: times.compute_ms}, times.warmup_queries
+
+    subject = Subject(name, {E2E: None, COMPUTE: None}, close=runner.deactivate, block=block)
     subject.artefact = runner.artefact
     return subject
 

@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("--random", type=whole_number(0), default=20, help="random space members to validate (default 20)")
     space.add_argument("--seed", type=whole_number(0), default=0, help="seed for the random members (default 0)")
     how = parser.add_argument_group("how")
-    how.add_argument("--backend", default="auto", help="auto (TensorRT when present, else onnxruntime), "
-                                                       "onnxruntime, tensorrt, trtexec")
+    how.add_argument("--backend", default="auto", help="auto (tensorrt where its Python module imports, else "
+                                                       "onnxruntime), onnxruntime, tensorrt, trtexec (times engines "
+                                                       "with trtexec's own loop, one process per round)")
     how.add_argument("--threads", type=whole_number(1), default=None,
                      help="intra-op threads (default: 1 for --table/--validate-table, backend default otherwise)")
     how.add_argument("--clock", default="auto", choices=("auto", "wall", "thread"),
@@ -103,10 +104,12 @@ def _protocol(args: argparse.Namespace, table_like: bool):
 
 
 def _backend(args: argparse.Namespace) -> str:
-    from ..backends import best_backend
+    from ..backends import resolve_backend
 
-    backend = best_backend() if args.backend == "auto" else args.backend
-    return backend
+    choice = resolve_backend(args.backend)
+    if choice.note:
+        print("dfseg-bench: {}".format(choice.note), file=sys.stderr)
+    return choice.backend
 
 
 def _clock(args: argparse.Namespace, backend: str, threads: Optional[int]) -> str:
@@ -125,7 +128,15 @@ def _clock(args: argparse.Namespace, backend: str, threads: Optional[int]) -> st
 
 
 def backend_version(backend: str) -> Optional[str]:
-    module = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "trtexec": "tensorrt"}.get(backend)
+    if backend == "trtexec":
+        # The binary's own release (its banner): the tensorrt module may be absent or another install.
+        from ..backends.tensorrt.trtexec import TrtexecError, find_trtexec, trtexec_version
+
+        try:
+            return trtexec_version(find_trtexec())[2]
+        except (UserError, TrtexecError):
+            return None
+    module = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}.get(backend)
     if module is None:
         return None
     try:

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--predictions", metavar="DIR", help="score saved label PNGs named CITY_SEQ_FRAME*.png")
     parser.add_argument("--prediction-ids", default="trainids", choices=evaluation.PREDICTION_ENCODINGS,
                         help="what the saved PNGs hold (default trainids)")
-    parser.add_argument("--backend", default="auto", help="auto, onnxruntime, tensorrt, trtexec")
+    parser.add_argument("--backend", default="auto", help="auto, onnxruntime or tensorrt (default: auto: tensorrt "
+                        "for engines and where its Python module imports, else onnxruntime)")
     parser.add_argument("--providers", help="ONNX Runtime providers, comma separated (cpu, cuda, tensorrt)")
     add_build_options(parser)
     parser.add_argument("--size", help="network input size for a dynamic-shape ONNX model (WIDTHxHEIGHT)")
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
+    from ..backends import refuse_trtexec
+
+    refuse_trtexec(args.backend)
     args.build_config = build_config_from_args(args)
     check_build_files(args.build_config, [args.data, args.model, args.predictions])
     check_outputs([("--json", args.json), ("--plot", args.plot)],
@@ -79,12 +83,15 @@ def _main(argv: Optional[List[str]]) -> int:
 
 
 def _evaluate_model(args: argparse.Namespace, samples: List[evaluation.Sample], progress: bool):
-    from ..backends import backend_for, get_runner
+    from ..backends import get_runner, resolve_backend
     from ..live.segmenter import Segmenter
 
     if not os.path.isfile(args.model):
         raise UserError("--model {}: file not found; export one with dfseg-export".format(args.model))
-    backend = backend_for(args.backend, args.model)
+    choice = resolve_backend(args.backend, args.model)
+    if choice.note:
+        print("dfseg-eval: {}".format(choice.note), file=sys.stderr)
+    backend = choice.backend
     providers = args.providers.split(",") if args.providers else None
     with get_runner(backend, args.model, providers=providers, config=args.build_config) as runner:
         segmenter = Segmenter(runner, parse_size(args.size) if args.size else None)

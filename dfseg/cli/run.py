@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True,
                         help="ONNX file, TensorRT engine, or (host) a model name such as df1-seg to export")
     parser.add_argument("--weights", help="weights for a model name (safetensors from dfseg-convert or training)")
-    parser.add_argument("--backend", default="auto", help="auto, onnxruntime, tensorrt, trtexec (default: auto; "
-                        "engines use tensorrt)")
+    parser.add_argument("--backend", default="auto", help="auto, onnxruntime or tensorrt (default: auto: tensorrt "
+                        "for engines and where its Python module imports, else onnxruntime)")
     parser.add_argument("--providers", help="ONNX Runtime providers, comma separated (cpu, cuda, tensorrt)")
     parser.add_argument("--threads", type=whole_number(1), help="ONNX Runtime intra-op threads")
     add_build_options(parser)
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
+    from ..backends import refuse_trtexec
+
+    refuse_trtexec(args.backend)
     config = args.build_config = build_config_from_args(args)
     input_uri = _input_uri(args)
     size = parse_size(args.size) if args.size else None
@@ -239,14 +242,14 @@ def _input_uri(args: argparse.Namespace) -> str:
 
 def _resolve_model(args: argparse.Namespace, size: Optional[Size], scratch: str) -> Tuple[str, str]:
     """(model file, backend): an existing ONNX file or engine as is; a model name is exported (host)."""
-    from ..backends import ENGINE_SUFFIXES, backend_for
+    from ..backends import ENGINE_SUFFIXES
 
     model = args.model
     backend = args.backend
     if os.path.isfile(model):
         if args.weights:
             raise UserError("--weights: {} is already a model file; --weights goes with a model name such as df1-seg".format(model))
-        return model, backend_for(backend, model)
+        return model, _auto(backend, model)
     if os.path.isdir(model):
         raise UserError("--model {}: is a folder; give an .onnx file, a TensorRT engine or a model name".format(model))
     if model.endswith((".onnx",) + ENGINE_SUFFIXES):
@@ -275,7 +278,16 @@ def _resolve_model(args: argparse.Namespace, size: Optional[Size], scratch: str)
     path = os.path.join(scratch, "model.onnx")
     print("dfseg-run: exporting {} at {} to ONNX".format(model, export_size), file=sys.stderr, flush=True)
     export_onnx(network, export_size, path, output="classmap")
-    return path, backend_for(backend, path)
+    return path, _auto(backend, path)
+
+
+def _auto(backend: str, model_path: str) -> str:
+    from ..backends import resolve_backend
+
+    choice = resolve_backend(backend, model_path)
+    if choice.note:
+        print("dfseg-run: {}".format(choice.note), file=sys.stderr, flush=True)
+    return choice.backend
 
 
 def main(argv: Optional[List[str]] = None) -> int:

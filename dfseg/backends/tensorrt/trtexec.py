@@ -4,15 +4,28 @@ for its system Python 3.6 only).
 
 Commands are argv lists (never a shell).  Results come from trtexec's own files:
 ``--exportTimes`` (per-inference trace), ``--exportProfile`` (per-layer times) and
-``--exportOutput`` (output values), plus its console summary.  Their formats differ between
-releases and the parsers accept both (see ``tests/data/trtexec/README.md`` for where each format
-comes from):
+``--exportOutput`` (output values), plus its console summary.  What each release accepts and writes
+differs (NVIDIA's ``samples/common/sampleOptions.cpp``, ``sampleReporting.cpp`` and
+``sampleInference.cpp`` at each tag; ``tests/fake_trtexec/facts.py`` cites each fact):
 
-* exportTimes: 8.2 writes every query including warm-up ones and an ``endToEndMs`` field; 10.x
-  writes only the timed queries, without ``endToEndMs``.
-* exportProfile: 8.2 has ``timeMs``/``averageMs``/``percentage`` per layer; 10.x adds ``medianMs``.
-* console: 8.2 prints one ``percentile(99%)`` per metric and an ``End-to-End Host Latency`` line;
-  10.x prints ``percentile(90%)``, ``(95%)`` and ``(99%)`` and no end-to-end line.
+* build without inference: ``--buildOnly`` up to 8.5, ``--skipInference`` from 8.6 (8.6 takes both,
+  10.x only the new name); an option a release does not know fails the whole run.
+* binding lines: ``Created input binding for X with dimensions D`` (8.2-8.5), ``Input binding for X
+  with dimensions D is created.`` (8.6, 10.3), ``... with dimensions D and type T is created.``
+  (10.16, 11).
+* exportTimes: 8.2 and 8.4 write every query, warm-up ones included (8.2 with ``endToEndMs``); from
+  8.5 only the timed queries.  Which it is comes from the release, not from the fields.
+* exportProfile: 8.2 has ``timeMs``/``averageMs``/``percentage`` per layer; from 8.4 ``medianMs`` too.
+* console: up to 8.4 one ``percentile(99%)`` per metric (8.2 also an ``End-to-End Host Latency``
+  line); from 8.5 ``percentile(90%)``, ``(95%)`` and ``(99%)``.
+* 11.0 turns data transfers off and spin waiting and CUDA graphs on by default: the timing command
+  asks for transfers (``--includeDataTransfers``) and no graphs (``--noCudaGraph``), so its figures
+  mean what they mean on every other release.
+
+trtexec is a benchmarking tool: each run is a new process that loads the engine and times a loop of
+queries on random inputs.  dfseg uses it to build engines and to time them (``measure``: one process
+per timed block); ``infer`` works but costs a process and a text dump per call, so nothing that runs
+frames (``dfseg-run``, ``dfseg-eval``) uses it.
 
 Device side: Python 3.6, no torch.
 """
@@ -34,8 +47,7 @@ from ..base import ModelFileRunner, TensorMeta, TimingResult
 from .builder import check_engine_precision, checked_source
 from .compat import supported, typing_for
 from .engines import EngineCache, EngineSpec
-
-DEFAULT_LOCATIONS = ("/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
+from .trtexec_path import DEFAULT_LOCATIONS, locate_trtexec
 
 
 class TrtexecError(RuntimeError):
@@ -45,20 +57,21 @@ class TrtexecError(RuntimeError):
 # ---------------------------------------------------------------------------------------- discovery
 def find_trtexec(explicit: Optional[str] = None) -> str:
     """Path of the trtexec binary: ``explicit``, $TRTEXEC, PATH, then JetPack's install location."""
-    candidates = [explicit] if explicit else [os.environ.get("TRTEXEC"), shutil.which("trtexec")]
-    if not explicit:
-        candidates += list(DEFAULT_LOCATIONS)
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
     if explicit:
+        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
+            return explicit
         raise UserError("trtexec {!r}: not an executable file; pass the path of TensorRT's trtexec".format(explicit))
+    found = locate_trtexec()
+    if found:
+        return found
     raise UserError("trtexec not found on PATH or in {}: install TensorRT (JetPack ships it in "
                     "/usr/src/tensorrt/bin) or set TRTEXEC=/path/to/trtexec".format(", ".join(DEFAULT_LOCATIONS)))
 
 
 # ---------------------------------------------------------------------------------------- parsers
-class Stats(NamedTuple):
+class MetricSummary(NamedTuple):
+    """One metric line of trtexec's performance summary (``GPU Compute Time: min = ...``), in ms."""
+
     min: float
     max: float
     mean: float
@@ -70,12 +83,18 @@ class ConsoleSummary(NamedTuple):
     tensorrt_version: Optional[str]
     passed: bool
     throughput_qps: Optional[float]
-    metrics: Dict[str, Stats]  # "Latency", "GPU Compute Time", "H2D Latency", ... as printed
+    metrics: Dict[str, MetricSummary]  # "Latency", "GPU Compute Time", "H2D Latency", ... as printed
     warmup_queries: Optional[int]
     timed_queries: Optional[int]
     device: Optional[str]
     compute_capability: Optional[str]
-    bindings: Dict[str, Tuple[bool, Tuple[int, ...]]]  # name -> (is_input, shape)
+    bindings: Dict[str, "Binding"]
+
+
+class Binding(NamedTuple):
+    is_input: bool
+    shape: Tuple[int, ...]
+    dtype: Optional[str]  # as trtexec names it (fp32, fp16, int32, ...); printed by 10.16 and newer only
 
 
 class TraceTimes(NamedTuple):
@@ -88,7 +107,7 @@ class TraceTimes(NamedTuple):
     enqueue_ms: List[float]
     end_to_end_ms: Optional[List[float]]  # 8.2 only
     warmup_queries: int
-    format: str  # "8.2" or "10"
+    format: str  # "8.2" (with endToEndMs) or "8.4+"
 
 
 class LayerTime(NamedTuple):
@@ -118,7 +137,10 @@ _METRIC_LINE = re.compile(
     r"\]\s*(?P<metric>[A-Za-z][A-Za-z0-9 \-]*?):\s*min = " + _NUMBER + r" ms, max = " + _NUMBER + r" ms, mean = "
     + _NUMBER + r" ms, median = " + _NUMBER + r" ms(?P<rest>.*)$")
 _PERCENTILE = re.compile(r"percentile\((\d+(?:\.\d+)?)%\) = " + _NUMBER + r" ms")
-_BINDING = re.compile(r"Created (input|output) binding for (.+?) with dimensions ([\dx]+)")
+# 8.2-8.5: "Created input binding for X with dimensions D"; 8.6, 10.3: "Input binding for X with dimensions D
+# is created."; 10.16, 11: "... with dimensions D and type T is created."
+_BINDING = re.compile(r"(?:^|\] )(?:Created (?P<old>input|output)|(?P<new>Input|Output)) binding for (?P<name>.+?) with "
+                      r"dimensions (?P<dims>-?\d+(?:x-?\d+)*)?(?: and type (?P<type>\w+))?(?: is created\.)?\s*$", re.M)
 
 
 def version_from_tag(tag: str) -> str:
@@ -137,23 +159,26 @@ def parse_console(text: str) -> ConsoleSummary:
     else:
         tag = re.search(r"\[TensorRT v(\d+)\]", text)
         version = version_from_tag(tag.group(1)) if tag else None
-    metrics = {}  # type: Dict[str, Stats]
+    metrics = {}  # type: Dict[str, MetricSummary]
     summary_at = text.find("=== Performance summary ===")
     for line in (text[summary_at:] if summary_at >= 0 else text).splitlines():
         found = _METRIC_LINE.search(line)
         if not found:
             continue
         percentiles = {float(p): float(v) for p, v in _PERCENTILE.findall(found.group("rest"))}
-        metrics[found.group("metric").strip()] = Stats(
+        metrics[found.group("metric").strip()] = MetricSummary(
             float(found.group(2)), float(found.group(3)), float(found.group(4)), float(found.group(5)), percentiles)
     throughput = re.search(r"Throughput: " + _NUMBER + " qps", text)
     warmup = re.search(r"Warmup completed (\d+) queries", text)
     timed = re.search(r"Timing trace has (\d+) queries", text)
     device = re.search(r"Selected Device: (.+?)\s*$", text, re.M)
     capability = re.search(r"Compute Capability: (\d+\.\d+)", text)
-    bindings = {}  # type: Dict[str, Tuple[bool, Tuple[int, ...]]]
-    for kind, name, dims in _BINDING.findall(text):
-        bindings[name] = (kind == "input", tuple(int(d) for d in dims.split("x")))
+    bindings = {}  # type: Dict[str, Binding]
+    for found in _BINDING.finditer(text):
+        kind = (found.group("old") or found.group("new")).lower()
+        dims = found.group("dims")
+        bindings[found.group("name")] = Binding(kind == "input", tuple(int(d) for d in dims.split("x")) if dims else (),
+                                                found.group("type"))
     return ConsoleSummary(
         tensorrt_version=version,
         passed="&&&& PASSED TensorRT.trtexec" in text,
@@ -184,15 +209,28 @@ def _load_json(text_or_path: str, what: str) -> Any:
             source, what, exc)) from None
 
 
-def parse_times(text_or_path: str, warmup_ms: float = 0.0) -> TraceTimes:
-    """An ``--exportTimes`` file.  8.2 files include the warm-up queries: those whose compute started
-    before ``warmup_ms`` (trtexec's own rule) are dropped; 10.x files hold timed queries only."""
+def trace_has_warmups(version: Tuple[int, int]) -> bool:
+    """Whether trtexec ``version``'s ``--exportTimes`` holds the warm-up queries too: 8.2 and 8.4 do;
+    from 8.5 ``exportJSONTrace`` skips them (NVIDIA ``samples/common/sampleReporting.cpp``)."""
+    return tuple(version) < (8, 5)
+
+
+def parse_times(text_or_path: str, warmup_ms: float = 0.0, has_warmups: Optional[bool] = None) -> TraceTimes:
+    """An ``--exportTimes`` file.  Where it holds the warm-up queries (``has_warmups``; see
+    ``trace_has_warmups``), those before the first whose compute started at ``warmup_ms`` or later are
+    dropped (trtexec's own rule, ``printPerformanceReport``).  ``has_warmups`` None: only a file with
+    ``endToEndMs`` (8.2) is taken to hold them -- an 8.4 file cannot be told from an 8.5 one, so pass it."""
     data = _load_json(text_or_path, "exportTimes")
     if not isinstance(data, list) or not all(isinstance(q, dict) and "computeMs" in q for q in data):
         raise UserError("trtexec exportTimes: expected a list of queries with computeMs, got {}".format(
             type(data).__name__))
     old_format = bool(data) and "endToEndMs" in data[0]
-    queries = [q for q in data if q.get("startComputeMs", 0.0) >= warmup_ms] if old_format else list(data)
+    if has_warmups is None:
+        has_warmups = old_format
+    queries = list(data)
+    if has_warmups:
+        first = next((i for i, q in enumerate(data) if float(q.get("startComputeMs", 0.0)) >= warmup_ms), len(data))
+        queries = queries[first:]
 
     def column(field: str) -> List[float]:
         return [float(q[field]) for q in queries]
@@ -205,7 +243,7 @@ def parse_times(text_or_path: str, warmup_ms: float = 0.0) -> TraceTimes:
         enqueue_ms=[float(q["endEnqMs"]) - float(q["startEnqMs"]) for q in queries],
         end_to_end_ms=column("endToEndMs") if old_format else None,
         warmup_queries=len(data) - len(queries),
-        format="8.2" if old_format else "10",
+        format="8.2" if old_format else "8.4+",
     )
 
 
@@ -225,13 +263,20 @@ def parse_profile(text_or_path: str) -> LayerProfile:
     return LayerProfile(int(data[0]["count"]), layers, "10" if has_median else "8.2")
 
 
-def parse_output(text_or_path: str) -> Dict[str, np.ndarray]:
-    """An ``--exportOutput`` file: ``[{"name": .., "dimensions": "1x19x64x64", "values": [...]}, ...]``."""
+# trtexec's names of tensor types (``operator<<(std::ostream&, nvinfer1::DataType)``) as numpy types.
+TRT_DTYPES = {"fp32": np.float32, "fp16": np.float16, "int8": np.int8, "int32": np.int32, "int64": np.int64,
+              "bool": np.bool_, "uint8": np.uint8}
+
+
+def parse_output(text_or_path: str, dtypes: Optional[Dict[str, np.dtype]] = None) -> Dict[str, np.ndarray]:
+    """An ``--exportOutput`` file: ``[{"name": .., "dimensions": "1x19x64x64", "values": [...]}, ...]``;
+    each output as ``dtypes[name]`` (float32 where not given)."""
     data = _load_json(text_or_path, "exportOutput")
     outputs = {}
     for entry in data:
         shape = tuple(int(d) for d in str(entry["dimensions"]).split("x") if d)
-        outputs[str(entry["name"])] = np.asarray(entry["values"], dtype=np.float32).reshape(shape)
+        dtype = (dtypes or {}).get(str(entry["name"]), np.dtype(np.float32))
+        outputs[str(entry["name"])] = np.asarray(entry["values"], dtype=dtype).reshape(shape)
     return outputs
 
 
@@ -242,9 +287,9 @@ def build_command(trtexec: str, onnx: str, save_engine: str, config: BuildConfig
     trtexec ``version`` has.  On 11.x (and on 10.x unless ``config.network_typing`` is weak) ``onnx`` must
     already be the FP16/Q-DQ graph (``dfseg.precision.graph_for``): the precision is in the graph."""
     config = config.checked()
-    # --skipInference replaced --buildOnly in 8.4 (8.2's trtexec rejects the newer name).
+    # --skipInference first exists in 8.6; 8.2-8.5 know only --buildOnly, which 10.x no longer accepts.
     argv = [trtexec, "--onnx={}".format(onnx), "--saveEngine={}".format(save_engine),
-            "--skipInference" if version >= (8, 4) else "--buildOnly", "--profilingVerbosity=detailed"]
+            "--skipInference" if version >= (8, 6) else "--buildOnly", "--profilingVerbosity=detailed"]
     if version >= (8, 4):
         argv.append("--memPoolSize=workspace:{}".format(int(config.workspace_mb)))
     else:
@@ -282,20 +327,31 @@ def graph_typed(version: Tuple[int, int], config: BuildConfig) -> bool:
 
 
 def time_command(trtexec: str, engine: str, warmup_ms: int, iterations: int, export_times: str,
-                 export_profile: Optional[str] = None) -> List[str]:
-    """argv that times ``engine``: a fixed number of queries after a time-based warm-up."""
+                 export_profile: Optional[str] = None, version: Tuple[int, int] = (10, 0)) -> List[str]:
+    """argv that times ``engine``: a fixed number of queries after a time-based warm-up, with the data
+    transfers, spin waiting and no CUDA graphs on every release (11.0 changed all three defaults)."""
     argv = [trtexec, "--loadEngine={}".format(engine), "--warmUp={}".format(int(warmup_ms)),
-            "--iterations={}".format(int(iterations)), "--duration=0", "--useSpinWait",
-            "--exportTimes={}".format(export_times)]
+            "--iterations={}".format(int(iterations)), "--duration=0", "--exportTimes={}".format(export_times)]
+    if version >= (11, 0):
+        # Spin waiting is the default; --useSpinWait and --separateProfileRun are deprecated no-ops.
+        argv += ["--includeDataTransfers", "--noCudaGraph"]
+    else:
+        argv.append("--useSpinWait")  # transfers on and CUDA graphs off are these releases' defaults
     if export_profile:
-        # A separate profiling pass: the per-layer profiler's synchronisation does not slow the timed run.
-        argv += ["--exportProfile={}".format(export_profile), "--separateProfileRun"]
+        argv.append("--exportProfile={}".format(export_profile))
+        if version < (11, 0):
+            # A separate profiling pass: the per-layer profiler's synchronisation does not slow the timed run.
+            argv.append("--separateProfileRun")
     return argv
 
 
+def probe_command(trtexec: str, engine: str) -> List[str]:
+    """argv that loads ``engine`` and runs one query: its console names every binding."""
+    return [trtexec, "--loadEngine={}".format(engine), "--warmUp=0", "--iterations=1", "--duration=0"]
+
+
 def infer_command(trtexec: str, engine: str, inputs: Dict[str, str], export_output: str) -> List[str]:
-    argv = [trtexec, "--loadEngine={}".format(engine), "--warmUp=0", "--iterations=1", "--duration=0",
-            "--exportOutput={}".format(export_output)]
+    argv = probe_command(trtexec, engine) + ["--exportOutput={}".format(export_output)]
     if inputs:
         argv.append("--loadInputs={}".format(",".join("{}:{}".format(n, p) for n, p in sorted(inputs.items()))))
     return argv
@@ -335,9 +391,10 @@ def trtexec_version(trtexec: str) -> Tuple[int, int, str]:
 class TrtexecRunner(ModelFileRunner):
     """An ONNX model (built once into the engine cache) or a ready ``.engine``, run through trtexec.
 
-    ``infer`` writes the inputs as raw files and reads ``--exportOutput``; ``time_inference`` runs
-    trtexec's own timing loop and reads ``--exportTimes`` (end to end = H2D + compute + D2H, compute
-    = GPU compute time), so host-side Python overhead is not part of the numbers.
+    ``measure`` (and ``time_inference``) runs trtexec's own timing loop in one process and reads
+    ``--exportTimes`` (end to end = H2D + compute + D2H, compute = GPU compute time), so neither
+    process start-up nor host-side Python overhead is part of the numbers.  ``infer`` writes the
+    inputs as raw files and reads ``--exportOutput``: one process per call, for checks, not frames.
     """
 
     backend = "trtexec"
@@ -351,6 +408,7 @@ class TrtexecRunner(ModelFileRunner):
         self.timeout_s = timeout_s
         self.trtexec = None  # type: Optional[str]
         self.version = None  # type: Optional[str]
+        self.version_key = (0, 0)  # (major, minor) of the trtexec in use
         self.console = None  # type: Optional[ConsoleSummary]
         self._inputs = {}  # type: Dict[str, TensorMeta]
         self._outputs = {}  # type: Dict[str, TensorMeta]
@@ -359,21 +417,22 @@ class TrtexecRunner(ModelFileRunner):
         self.trtexec = find_trtexec(self.explicit_trtexec)
         major, minor, self.version = trtexec_version(self.trtexec)
         supported((major, minor))
+        self.version_key = (major, minor)
         if self.model_path.endswith((".engine", ".plan", ".trt")):
             check_engine_precision(self.model_path, self.config)
             self.engine_path, self.cache_hit = self.model_path, True
         else:
             self.engine_path = self._build_cached((major, minor))
-        # One query to learn the I/O bindings (and check the engine loads on this GPU).
-        with tempfile.TemporaryDirectory(prefix="dfseg-trtexec-") as work:
-            out = os.path.join(work, "out.json")
-            self.console = parse_console(run_trtexec(infer_command(self.trtexec, self.engine_path, {}, out),
-                                                     self.timeout_s))
-        if not self.console.bindings:
-            raise TrtexecError("{}: trtexec reported no 'Created input binding' lines; cannot learn the engine's "
-                               "inputs".format(self.engine_path))
-        for name, (is_input, shape) in self.console.bindings.items():
-            (self._inputs if is_input else self._outputs)[name] = TensorMeta(shape, np.dtype(np.float32))
+        # One query to learn the I/O bindings (and check the engine loads on this GPU); no outputs are
+        # exported, which for a segmentation network would be millions of numbers as text.
+        self.console = parse_console(run_trtexec(probe_command(self.trtexec, self.engine_path), self.timeout_s))
+        if not any(binding.is_input for binding in self.console.bindings.values()):
+            raise TrtexecError("{}: trtexec {} printed no input binding line; cannot learn the engine's inputs".format(
+                self.engine_path, self.version))
+        for name, binding in self.console.bindings.items():
+            # trtexec before 10.16 does not print tensor types: float32, which dfseg's inputs always are.
+            dtype = np.dtype(TRT_DTYPES.get(binding.dtype or "fp32", np.float32))
+            (self._inputs if binding.is_input else self._outputs)[name] = TensorMeta(binding.shape, dtype)
 
     def _build_cached(self, version: Tuple[int, int]) -> str:
         config = self.config
@@ -414,15 +473,12 @@ class TrtexecRunner(ModelFileRunner):
             paths = {}
             for name, array in feed.items():
                 paths[name] = os.path.join(work, "input-{}.bin".format(len(paths)))
-                np.ascontiguousarray(array, dtype=np.float32).tofile(paths[name])
+                np.ascontiguousarray(array, dtype=self._inputs[name].dtype).tofile(paths[name])
             out = os.path.join(work, "out.json")
-            text = run_trtexec(infer_command(self.trtexec or "trtexec", self.engine_path or "", paths, out),
-                               self.timeout_s)
-            outputs = parse_output(out)
-        summary = parse_console(text)
-        compute = summary.metrics.get("GPU Compute Time")
-        self.last_compute_ms = compute.median if compute else None
-        return outputs
+            run_trtexec(infer_command(self.trtexec or "trtexec", self.engine_path or "", paths, out), self.timeout_s)
+            # One cold query in a fresh process: its time says nothing about the engine's speed, so
+            # last_compute_ms stays None (``measure`` times it).
+            return parse_output(out, {name: meta.dtype for name, meta in self._outputs.items()})
 
     def time_inference(self, feed: Dict[str, np.ndarray], warmup_s: float = 1.0, runs: int = 50,
                        min_warmup_runs: int = 2, clock: Any = None) -> TimingResult:
@@ -436,16 +492,22 @@ class TrtexecRunner(ModelFileRunner):
 
     def measure(self, warmup_s: float = 1.0, runs: int = 50,
                 profile: bool = False) -> Tuple[TraceTimes, Optional[LayerProfile]]:
-        """Trace of ``runs`` timed queries and, with ``profile``, a per-layer profile (separate pass)."""
+        """Trace of about ``runs`` timed queries (trtexec may time one more or fewer: its warm-up ends on a
+        query boundary) from one trtexec process and, with ``profile``, a per-layer profile."""
         self._require_active()
+        warmup_ms = int(round(warmup_s * 1000))
         with tempfile.TemporaryDirectory(prefix="dfseg-trtexec-") as work:
             times_path = os.path.join(work, "times.json")
             profile_path = os.path.join(work, "profile.json") if profile else None
-            text = run_trtexec(time_command(self.trtexec or "trtexec", self.engine_path or "",
-                                            int(warmup_s * 1000), runs, times_path, profile_path), self.timeout_s)
-            times = parse_times(times_path, warmup_ms=warmup_s * 1000.0)
+            text = run_trtexec(time_command(self.trtexec or "trtexec", self.engine_path or "", warmup_ms, runs,
+                                            times_path, profile_path, self.version_key), self.timeout_s)
+            times = parse_times(times_path, warmup_ms=float(warmup_ms), has_warmups=trace_has_warmups(self.version_key))
             layers = parse_profile(profile_path) if profile_path else None
         self.console = parse_console(text)
+        if self.console.timed_queries is not None and self.console.timed_queries != len(times.compute_ms):
+            raise TrtexecError("trtexec {} timed {} queries but its --exportTimes file holds {} after the warm-up: "
+                               "its trace format is not the one dfseg reads".format(
+                                   self.version, self.console.timed_queries, len(times.compute_ms)))
         if self.console.warmup_queries is not None:
             times = times._replace(warmup_queries=self.console.warmup_queries)
         return times, layers
