@@ -40,7 +40,7 @@ WHEELS = {
 }
 # The code path's version -> the wheel whose names it is checked against.  8.2 has no wheel: 8.6.1 still
 # has the 8.2 path's names (bindings, max_workspace_size), but a name added after 8.2 would pass unseen.
-CODE_PATHS = {"8.2.1": "8.6.1", "8.6.1": "8.6.1", "10.16.1.11": "10.16.1.11", "11.4.0.106": "11.4.0.106"}
+CODE_PATHS = {"8.2.1": "8.6.1", "8.5.2": "8.6.1", "8.6.1": "8.6.1", "10.16.1.11": "10.16.1.11", "11.4.0.106": "11.4.0.106"}
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
 
 

@@ -20,6 +20,18 @@ VALUES = {
     "nptype": np.float32,
 }
 ATTRIBUTE_VALUES = {"name": "/head/conv/Conv"}
+# TensorRT 8.2 to 8.5.2 build nptype's mapping with ``np.bool`` (python/packaging/tensorrt/__init__.py at
+# tags 8.2.1..8.5.2; ``np.bool_`` from 8.5.3), an alias numpy 1.24-1.26 no longer has: on a JetPack 5
+# with pip's numpy 1.24.4 every call raises (NVIDIA/TensorRT#2557).  The recorder raises for those
+# versions whatever numpy runs the test, so a call of trt.nptype on those code paths is caught.
+NPTYPE_BROKEN_THROUGH = (8, 5, 2)
+NPTYPE_ERROR = ("module 'numpy' has no attribute 'bool' (tensorrt {}'s nptype reads np.bool, which numpy "
+                "1.24-1.26 lack)")
+
+
+def nptype_breaks(version: str) -> bool:
+    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+    return parts <= NPTYPE_BROKEN_THROUGH
 
 
 class Recorder:
@@ -66,6 +78,8 @@ class Node:
         self._recorder.names.add(name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._call_name == "nptype" and nptype_breaks(self._recorder.version):
+            raise AttributeError(NPTYPE_ERROR.format(self._recorder.version))
         if self._call_name in VALUES:
             return VALUES[self._call_name]
         if self._call_name == "parse":

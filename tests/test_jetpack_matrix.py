@@ -1,0 +1,177 @@
+"""dfseg's real device commands on each JetPack's (and desktop's) Python-side NVIDIA stack, simulated by the
+fakes in ``tests/fakes`` (TensorRT per version, pycuda, cuda-python, a CUDA driver with per-thread
+contexts; see their docstrings for the NVIDIA and pycuda sources of each behaviour).
+
+Every command runs as a subprocess of the device side (torch blocked) with ``tests/fakes`` first on
+PYTHONPATH.  The assertions are outcomes: exit 0, the TensorRT outputs equal ONNX Runtime's class
+maps, the records and tables written.  Nothing is timed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_eval import make_cityscapes, random_label_ids
+from test_live_pipeline import assert_labels_match, tiny_onnx, write_video
+
+from dfseg.live.cityscapes import label_to_train_lut
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+FAKES = os.path.join(HERE, "fakes")
+
+# What each target ships.  numpy: JetPack 4.6.1's Python 3.6 stops at 1.19; on JetPack 5 (Python 3.8)
+# `pip install numpy` gives 1.24.4, the newest for 3.8.  CUDA bindings: JetPack 4.6/5 users have pycuda
+# (python3-pycuda / pip), JetPack 6 and desktop wheels cuda-python (12.2 has only cuda.cudart; 12.6+
+# cuda.bindings.runtime).
+TARGETS = {
+    "jetpack-4.6.1": {"FAKE_TENSORRT_VERSION": "8.2.1.8", "FAKE_CUDA_DEVICE": "tx2", "FAKE_CUDA_LIBS": "pycuda",
+                      "FAKE_NUMPY_VERSION": "1.19.5"},
+    "jetpack-5.1": {"FAKE_TENSORRT_VERSION": "8.5.2.2", "FAKE_CUDA_DEVICE": "orin", "FAKE_CUDA_LIBS": "pycuda",
+                    "FAKE_NUMPY_VERSION": "1.24.4"},
+    "jetpack-6.0": {"FAKE_TENSORRT_VERSION": "8.6.2.3", "FAKE_CUDA_DEVICE": "orin", "FAKE_CUDA_LIBS": "cuda-python",
+                    "FAKE_CUDA_PYTHON_LAYOUT": "legacy", "FAKE_NUMPY_VERSION": "1.24.4"},
+    "jetpack-6.2": {"FAKE_TENSORRT_VERSION": "10.3.0.30", "FAKE_CUDA_DEVICE": "orin", "FAKE_CUDA_LIBS": "cuda-python"},
+    "desktop-10.16": {"FAKE_TENSORRT_VERSION": "10.16.1.11", "FAKE_CUDA_DEVICE": "rtx4090",
+                      "FAKE_CUDA_LIBS": "cuda-python"},
+    "desktop-11": {"FAKE_TENSORRT_VERSION": "11.0.0.114", "FAKE_CUDA_DEVICE": "rtx4090",
+                   "FAKE_CUDA_LIBS": "cuda-python"},
+}
+QUICK = ["--rounds", "1", "--runs-per-round", "1", "--warmup", "0", "--no-progress"]
+WIDTH, HEIGHT, FRAMES = 48, 32, 4
+# Device-side wrapper: torch cannot be imported, and a command that imported it anyway fails.
+DEVICE = ("import sys, runpy; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
+          "runpy.run_module(sys.argv[0], run_name='__main__')")
+
+
+def device_run(target, module, *args, cwd, code=None, extra_env=None, timeout=180):
+    """``python -m module args`` (or ``python -c code args``) as on ``target``, with torch blocked."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FAKE_")}
+    env.update(TARGETS[target], PYTHONPATH=os.pathsep.join([FAKES, ROOT]), **(extra_env or {}))
+    argv = ["-c", "import sys; sys.modules['torch'] = None\n" + code] if code else ["-c", DEVICE, module]
+    return subprocess.run([sys.executable] + argv + [str(a) for a in args], cwd=str(cwd), env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def explain(proc):
+    return "exit {}\n--- stdout\n{}\n--- stderr\n{}".format(proc.returncode, proc.stdout[-3000:], proc.stderr[-6000:])
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("matrix")
+    model = tiny_onnx(str(root / "tiny.onnx"), WIDTH, HEIGHT)
+    video = write_video(str(root / "clip.avi"), FRAMES, WIDTH, HEIGHT)
+    data = str(root / "cityscapes")
+    labels = {("aachen", "aachen_000000_000019"): random_label_ids(10),
+              ("bremen", "bremen_000000_000019"): random_label_ids(11)}
+    make_cityscapes(data, labels)
+    return {"model": model, "video": video, "data": data, "labels": list(labels.values())}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """A device bundle (what dfseg-export --bundle writes) with one tiny DF-Seg and a 2-member space."""
+    from dfseg.bench.bundle import write_bundle
+    from dfseg.bench.sources import resolve_model
+    from dfseg.bench.suite import spec_parts
+    from dfseg.sizes import Size
+
+    path = str(tmp_path_factory.mktemp("bundle") / "bundle")
+    models = [resolve_model("s16.16-16x1_16x1_16x1-wc19.19.19", Size(32, 32))]
+    write_bundle(path, models, spec_parts(models), models, show_progress=False, extra={"table_sizes": ["32x32"]})
+    return path
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_bench_end_to_end(target, bundle, tmp_path):
+    out = tmp_path / "bench.json"
+    proc = device_run(target, "dfseg.cli.bench", "--bundle", bundle, "--backend", "tensorrt", "--json", out,
+                      *QUICK, cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    records = json.loads(out.read_text())["records"]
+    assert len(records) == 1 and records[0]["backend"] == "tensorrt"
+    assert records[0]["median_ms"] > 0 and records[0]["compute_median_ms"] > 0
+    engines = [name for name in os.listdir(tmp_path / "engines") if name.endswith(".engine")]
+    assert engines and all("trt" + TARGETS[target]["FAKE_TENSORRT_VERSION"] in name for name in engines)
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_bench_table(target, bundle, tmp_path):
+    table = tmp_path / "table.json"
+    proc = device_run(target, "dfseg.cli.bench", "--bundle", bundle, "--backend", "tensorrt", "--table", table,
+                      "--no-space", *QUICK, cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    data = json.loads(table.read_text())
+    assert data["complete"] and data["entries"]
+    assert data["meta"]["identity"]["backend"] == "tensorrt"
+    assert all(entry["median_ms"] > 0 for entry in data["entries"].values())
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_run_segments_a_video_through_the_threaded_pipeline(target, assets, tmp_path):
+    labels = tmp_path / "labels"
+    proc = device_run(target, "dfseg.cli.run", "--model", assets["model"], "--backend", "tensorrt", assets["video"],
+                      "none", "--save-labels", labels, cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    assert "{} frames".format(FRAMES) in proc.stderr
+    assert_labels_match(assets["model"], assets["video"], labels, FRAMES)
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_eval_scores_as_onnxruntime_does(target, assets, tmp_path):
+    results = {}
+    for backend in ("onnxruntime", "tensorrt"):
+        out = tmp_path / (backend + ".json")
+        proc = device_run(target, "dfseg.cli.eval", "--data", assets["data"], "--model", assets["model"],
+                          "--backend", backend, "--quiet", "--json", out, cwd=tmp_path)
+        assert proc.returncode == 0, explain(proc)
+        results[backend] = json.loads(out.read_text())
+    assert results["tensorrt"]["source"]["backend"] == "tensorrt"
+    assert results["tensorrt"]["confusion_matrix"] == results["onnxruntime"]["confusion_matrix"]
+    scored = sum(int(np.sum(label_to_train_lut()[label_ids] != 255)) for label_ids in assets["labels"])
+    assert int(np.sum(results["tensorrt"]["confusion_matrix"])) == scored  # every labelled pixel of both images
+
+
+# The runner made (activated) on one thread and used from another, as dfseg-run's pipeline does, on the
+# second of two GPUs: the outputs must be ONNX Runtime's, and the TensorRT log must stay free of errors.
+OTHER_THREAD = """
+import sys, threading
+import numpy as np
+from dfseg.backends import get_runner
+model = sys.argv[1]
+with get_runner("onnxruntime", model) as reference:
+    feed = reference.make_feed(seed=3)
+    expected = reference.infer(feed)
+runner = get_runner("tensorrt", model, device_index=1)
+runner.activate()
+outcome = {}
+def work():
+    try:
+        outcome["outputs"] = [runner.infer(feed) for _ in range(2)]
+    except BaseException as exc:
+        outcome["error"] = exc
+thread = threading.Thread(target=work)
+thread.start()
+thread.join()
+runner.deactivate()
+if "error" in outcome:
+    raise outcome["error"]
+for outputs in outcome["outputs"]:
+    for name, value in expected.items():
+        np.testing.assert_array_equal(outputs[name], value)
+print("same outputs on device", runner.device_index)
+"""
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_runner_used_from_another_thread_on_the_second_gpu(target, assets, tmp_path):
+    proc = device_run(target, None, assets["model"], cwd=tmp_path, code=OTHER_THREAD,
+                      extra_env={"FAKE_CUDA_DEVICE_COUNT": "2"})
+    assert proc.returncode == 0, explain(proc)
+    assert "same outputs on device 1" in proc.stdout
+    assert "[TRT] [E]" not in proc.stderr, proc.stderr
+
