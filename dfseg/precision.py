@@ -19,21 +19,23 @@ import logging
 import os
 import tempfile
 import warnings
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .build_config import METADATA_KEY, BuildConfig, matching_names
 from .errors import UserError
 from .fileio import atomic_output, sha256_file
+from .onnx_wire import OnnxSummary
 
 TARGETS = ("onnxruntime", "tensorrt")
+TARGET_KEY = "dfseg.precision_target"  # ONNX metadata: who a derived graph was made for
 QUANTIZE_OPS = ("QuantizeLinear", "DequantizeLinear")
 log = logging.getLogger("dfseg.precision")
 
 
 def onnx_available() -> bool:
-    """Whether the onnx package is installed (JetPack 4.6's device side may run without it)."""
+    """Whether the onnx package is installed (JetPack 4.6.1's device side may run without it)."""
     import importlib.util
 
     return importlib.util.find_spec("onnx") is not None
@@ -61,18 +63,26 @@ def _load(model: Any) -> Any:
             model, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
 
 
-def graph_precision(model: Any) -> str:
-    """fp32, fp16 or int8, read from a model (path or ModelProto): Q/DQ nodes mean int8, FP16 weights fp16."""
-    onnx = _onnx()
-    proto = _load(model)
-    if any(node.op_type in QUANTIZE_OPS for node in proto.graph.node):
+FLOAT16 = 10  # onnx.TensorProto.FLOAT16
+
+
+def _precision_of(op_types: Sequence[str], value_types: Sequence[int]) -> str:
+    """Q/DQ nodes mean int8, FP16 weights (or FP16 intermediate tensors) fp16, else fp32."""
+    if any(op_type in QUANTIZE_OPS for op_type in op_types):
         return "int8"
-    half = onnx.TensorProto.FLOAT16
-    if any(init.data_type == half for init in proto.graph.initializer):
-        return "fp16"
-    if any(info.type.tensor_type.elem_type == half for info in proto.graph.value_info):
-        return "fp16"
-    return "fp32"
+    return "fp16" if FLOAT16 in value_types else "fp32"
+
+
+def graph_precision(model: Any) -> str:
+    """fp32, fp16 or int8, read from a model (path or ModelProto).  Without the onnx package (a device)
+    a path is read with ``dfseg.onnx_wire``: its node types and initializer types."""
+    if isinstance(model, str) and not onnx_available():
+        summary = OnnxSummary(model)
+        return _precision_of(summary.op_types, summary.initializer_types)
+    proto = _load(model)
+    return _precision_of([node.op_type for node in proto.graph.node],
+                         [init.data_type for init in proto.graph.initializer]
+                         + [info.type.tensor_type.elem_type for info in proto.graph.value_info])
 
 
 def stored_config(model: Any) -> Optional[BuildConfig]:
@@ -85,15 +95,18 @@ def stored_config(model: Any) -> Optional[BuildConfig]:
 
 
 def stored_target(model: Any) -> Optional[str]:
-    """Who a derived graph was made for (``tensorrt`` or ``onnxruntime``), or None."""
+    """Who a derived graph was made for (``tensorrt`` or ``onnxruntime``), or None; a path is read without
+    the onnx package where it is missing (a device running a graph the host derived)."""
+    if isinstance(model, str) and not onnx_available():
+        return OnnxSummary(model).metadata.get(TARGET_KEY)
     for prop in _load(model).metadata_props:
-        if prop.key == "dfseg.precision_target":
+        if prop.key == TARGET_KEY:
             return prop.value
     return None
 
 
 def _stamp(proto: Any, config: BuildConfig, target: str, source_sha: str) -> None:
-    stamps = {METADATA_KEY: config.graph_only().to_json(), "dfseg.precision_target": target, "dfseg.source_sha256": source_sha}
+    stamps = {METADATA_KEY: config.graph_only().to_json(), TARGET_KEY: target, "dfseg.source_sha256": source_sha}
     kept = [p for p in proto.metadata_props if p.key not in stamps]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
@@ -216,10 +229,11 @@ def derive_graph(src: str, dst: str, config: BuildConfig, target: str = "onnxrun
 def graph_for(model_path: str, config: BuildConfig, target: str) -> str:
     """The ONNX file that runs ``model_path`` at ``config.precision`` on ``target``.
 
-    FP32 requests and graphs that already have the requested precision are returned as they are; any
+    FP32 requests and graphs that already have the requested precision are returned as they are (read
+    without the onnx package where it is missing, so a device runs a graph the host derived); any
     other graph is derived once into ``config.cache_dir/graphs/`` under a key of the source's SHA-256 and
     the graph fields of the config, and reused afterwards."""
-    proto = _load(model_path)  # read once for the precision and the target
+    proto = _load(model_path) if onnx_available() else model_path  # read once for the precision and the target
     present = graph_precision(proto)
     if present == config.precision:
         made_for = stored_target(proto) if present == "int8" else None
@@ -235,6 +249,7 @@ def graph_for(model_path: str, config: BuildConfig, target: str) -> str:
             model_path, present, config.precision))
     import hashlib
 
+    _onnx()  # deriving needs the onnx package: say so before anything is written
     identity = dict(config.graph_identity(), target=target, source=sha256_file(model_path))
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:16]
     stem = os.path.splitext(os.path.basename(model_path))[0]

@@ -274,3 +274,55 @@ def test_bad_precision_inputs_are_one_line_errors_before_any_work(tmp_path, imag
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert "Traceback" not in done.stderr
     assert not any(p.name.endswith(".onnx") for p in tmp_path.iterdir())  # nothing written for a refused request
+
+
+NO_ONNX = """
+import json, sys
+sys.modules['onnx'] = None  # a Jetson's device side: no onnx package
+from dfseg.build_config import BuildConfig
+from dfseg.errors import UserError
+from dfseg.precision import graph_for, graph_precision, stored_target
+fp32, fp16, int8, cache = sys.argv[1:5]
+out = {"precision": [graph_precision(p) for p in (fp32, fp16, int8)], "target": stored_target(int8),
+       "fp16": graph_for(fp16, BuildConfig(precision="fp16", cache_dir=cache), "tensorrt"),
+       "int8": graph_for(int8, BuildConfig(precision="int8", cache_dir=cache), "tensorrt")}
+try:
+    graph_for(fp32, BuildConfig(precision="fp16", cache_dir=cache), "tensorrt")
+except UserError as exc:
+    out["derive"] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def test_a_device_without_onnx_runs_the_graphs_the_host_derived(fp32_model, images, tmp_path):
+    """TensorRT >= 10 builds fp16/int8 from the graph; on a device without the onnx package, a graph that
+    dfseg-export derived on the host is recognised from its bytes and run as it is, not re-derived."""
+    from dfseg.onnx_wire import OnnxSummary
+
+    fp16, int8 = str(tmp_path / "h.onnx"), str(tmp_path / "q.onnx")
+    derive_graph(fp32_model, fp16, BuildConfig(precision="fp16"), "tensorrt")
+    derive_graph(fp32_model, int8, BuildConfig(precision="int8", calibration=images, calibration_images=4), "tensorrt")
+    for path in (fp32_model, fp16, int8):
+        proto, summary = onnx.load(path), OnnxSummary(path)
+        assert summary.nodes == [(n.name, n.op_type) for n in proto.graph.node]
+        assert summary.metadata == {p.key: p.value for p in proto.metadata_props}
+        assert summary.initializer_types == [i.data_type for i in proto.graph.initializer]
+    done = subprocess.run([sys.executable, "-c", NO_ONNX, fp32_model, fp16, int8, str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["precision"] == ["fp32", "fp16", "int8"] and out["target"] == "tensorrt"
+    assert out["fp16"] == fp16 and out["int8"] == int8
+    assert "onnx package" in out["derive"] and "dfseg-export --precision" in out["derive"]
+    assert not os.path.exists(str(tmp_path / "cache" / "graphs"))
+
+
+def test_a_truncated_onnx_file_is_a_one_line_error(fp32_model, tmp_path):
+    from dfseg.onnx_wire import OnnxSummary
+
+    with open(fp32_model, "rb") as handle:
+        data = handle.read()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="cut.onnx: not a valid ONNX model"):
+        OnnxSummary(str(cut))

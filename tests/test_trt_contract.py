@@ -40,7 +40,9 @@ WHEELS = {
 }
 # The code path's version -> the wheel whose names it is checked against.  8.2 has no wheel: 8.6.1 still
 # has the 8.2 path's names (bindings, max_workspace_size), but a name added after 8.2 would pass unseen.
-CODE_PATHS = {"8.2.1": "8.6.1", "8.5.2": "8.6.1", "8.6.1": "8.6.1", "10.16.1.11": "10.16.1.11", "11.4.0.106": "11.4.0.106"}
+# 8.5.2 (JetPack 5.1) is the named-tensor path with JetPack 5's numpy, under which its nptype raises.
+CODE_PATHS = {"8.2.1": "8.6.1", "8.5.2": "8.6.1", "8.6.1": "8.6.1", "10.16.1.11": "10.16.1.11",
+              "11.4.0.106": "11.4.0.106"}
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
 
 
@@ -207,3 +209,46 @@ def test_the_check_catches_names_a_version_dropped(bindings, models, tmp_path):
 if __name__ == "__main__":  # print each version's names: python tests/test_trt_contract.py MODEL.onnx IMAGES
     for release in sorted(CODE_PATHS):
         print(release, " ".join(sorted(exercise(release, sys.argv[1], sys.argv[2], tempfile.mkdtemp()).names)))
+
+
+def _build(trt, model: str, config: BuildConfig) -> EngineFromOnnx:
+    TrtLogger.instance = None
+    loader = EngineFromOnnx(model, config)
+    loader(trt, HostMemory())
+    return loader
+
+
+def test_fp32_means_ieee_fp32_not_tf32(models, tmp_path):
+    """TF32 is on in a new builder config; an fp32 engine on Orin must not get 10-bit mantissas."""
+    model, _ = models
+    for version in sorted(CODE_PATHS):
+        recorder = Recorder(version)
+        loader = _build(recorder.module(), model, BuildConfig(cache_dir=str(tmp_path / version)))
+        cleared = [args for path, args in recorder.calls if path.endswith(".clear_flag")]
+        assert ("tensorrt.BuilderFlag.TF32",) in cleared, version
+        with open(loader.engine_path + ".json") as handle:
+            assert '"tf32": false' in handle.read()
+
+
+def test_int8_is_refused_on_a_gpu_without_fast_int8(models, tmp_path):
+    """A TX2 (sm62) has fast FP16 but no INT8 path: TensorRT would quietly build FP16/FP32 kernels."""
+    model, images = models
+    trt = Recorder("8.2.1", attributes={"platform_has_fast_int8": False}).module()
+    config = BuildConfig(precision="int8", calibration=images, calibration_images=3, cache_dir=str(tmp_path))
+    with pytest.raises(UserError, match="no fast INT8.*--precision fp16"):
+        _build(trt, model, config)
+    _build(trt, model, BuildConfig(precision="fp16", cache_dir=str(tmp_path)))
+
+
+def test_an_int8_engine_is_built_once_when_its_calibration_cache_appears(models, tmp_path):
+    """The first INT8 build writes --calibration-cache; that file must not change the engine's key."""
+    model, images = models
+    config = BuildConfig(precision="int8", calibration=images, calibration_images=3,
+                         calibration_cache=str(tmp_path / "int8.cache"), cache_dir=str(tmp_path / "engines"))
+    first = _build(Recorder("8.2.1").module(), model, config)
+    assert first.cache_hit is False
+    (tmp_path / "int8.cache").write_bytes(b"TRT-8201-EntropyCalibration2\ninput: 3c010a14\n")  # as TensorRT writes it
+    second = _build(Recorder("8.2.1").module(), model, config)
+    assert second.cache_hit is True and second.engine_path == first.engine_path
+    only_cache = _build(Recorder("8.2.1").module(), model, config._replace(calibration=None))
+    assert only_cache.cache_hit is False  # a cache alone (no images) is keyed by its content

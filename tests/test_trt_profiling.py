@@ -22,20 +22,26 @@ from dfseg.backends.tensorrt.profiling import (
     part_of_node,
 )
 from dfseg.backends.tensorrt.trtexec import parse_profile
+from dfseg.onnx_wire import OnnxSummary
 from dfseg.parts import network_parts
 
 WIDTH, HEIGHT = 128, 64
 
 
 @pytest.fixture(scope="module")
-def df1_seg_nodes(tmp_path_factory):
-    onnx = pytest.importorskip("onnx")
+def df1_seg_onnx(tmp_path_factory):
     pytest.importorskip("torch")
     from dfseg.export import export_onnx
 
     path = str(tmp_path_factory.mktemp("onnx") / "df1-seg.onnx")
     export_onnx("df1-seg", "{}x{}".format(WIDTH, HEIGHT), path)
-    return [node.name for node in onnx.load(path).graph.node if node.name.startswith("/")]
+    return path
+
+
+@pytest.fixture(scope="module")
+def df1_seg_nodes(df1_seg_onnx):
+    onnx = pytest.importorskip("onnx")
+    return [node.name for node in onnx.load(df1_seg_onnx).graph.node if node.name.startswith("/")]
 
 
 def test_module_paths():
@@ -132,3 +138,20 @@ def test_recorded_8x_profile_reports_unattributed_time():
     assert result.attributed_ms == 0.0
     assert sum(result.unattributed.values()) == pytest.approx(sum(profile.values()))
     assert result.unattributed[REFORMATTING] == pytest.approx(0.058695)
+
+
+def test_a_myelin_region_charges_every_part_inside_it(df1_seg_onnx, df1_seg_nodes):
+    """``{ForeignNode[A...B]}`` names only its ends; the parts between them ran inside it too."""
+    names = [p.name for p in network_parts(get_preset("df1-seg"), HEIGHT, WIDTH)]
+    first = next(n for n in df1_seg_nodes if n.startswith("/stage3/stage3.0/"))
+    last = [n for n in df1_seg_nodes if n.startswith("/stage4/stage4.0/")][-1]
+    profile = {"{{ForeignNode[{}...{}]}}".format(first, last): 1.2}
+    inside = ["stage3.0", "stage3.1", "stage3.2", "stage4.0"]
+    order = OnnxSummary(df1_seg_onnx).node_names  # read without the onnx package, as on a device
+    assert [n for n in order if n.startswith("/")] == df1_seg_nodes
+    for node_order in (order, None):  # the graph's order, or network-part order without the file
+        result = attribute_layers(profile, names, node_order)
+        charged = sorted(name for name, ms in result.parts.items() if ms > 0)
+        assert charged == inside, node_order is None
+        assert result.parts["stage3.1"] == pytest.approx(1.2 / len(inside))
+        assert result.attributed_ms == pytest.approx(1.2) and result.shared_ms == pytest.approx(1.2)

@@ -8,38 +8,62 @@ binding wheels, so the list of names cannot fall behind the code.
 """
 
 import re
-from typing import Any
+from typing import Any, Dict, List, Optional, Set, Tuple  # noqa: F401  (Set: in a type comment)
 
 import numpy as np
 
 INTERFACE = re.compile(r"^I[A-Z0-9]")
+
+
+class DataTypeMember:
+    """A ``trt.DataType`` member as pybind11 prints it (``DataType.FLOAT``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __str__(self) -> str:
+        return "DataType." + self.name
+
+
+# The numpy that pip gives each JetPack's Python: 4.6.1 ships 1.19.5 (python3-numpy, Python 3.6); on
+# JetPack 5.1 (Python 3.8) pip resolves numpy>=1.19 to 1.24.4, the last release for 3.8.
+JETPACK_NUMPY = {"8.2.1": (1, 19), "8.5.2": (1, 24)}
+
+
+def nptype_of(version: str) -> Any:
+    """``trt.nptype`` as each release's python/packaging/tensorrt/__init__.py defines it: 8.2.1 to 8.5.2
+    build ``{..., bool: np.bool}`` on every call, an AttributeError with numpy 1.24 to 1.26 (the alias was
+    removed in 1.24 and came back in 2.0; NVIDIA/TensorRT#2557); 8.5.3 and later use ``np.bool_``.  The
+    numpy is the one that the release's JetPack gets (``JETPACK_NUMPY``), else the one installed here."""
+    release = tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+    numpy_version = JETPACK_NUMPY.get(version) or tuple(int(p) for p in np.__version__.split(".")[:2])
+
+    def nptype(trt_type: Any) -> Any:
+        if release <= (8, 5, 2) and (1, 24) <= numpy_version < (2, 0):
+            raise AttributeError("module 'numpy' has no attribute 'bool'")
+        return np.float32
+
+    return nptype
+
+
 # Calls whose results dfseg uses as Python values, not as TensorRT objects.
 VALUES = {
     "get_tensor_name": "input",
     "get_binding_name": "input",
-    "nptype": np.float32,
+    "get_tensor_dtype": DataTypeMember("FLOAT"),
+    "get_binding_dtype": DataTypeMember("FLOAT"),
 }
 ATTRIBUTE_VALUES = {"name": "/head/conv/Conv"}
-# TensorRT 8.2 to 8.5.2 build nptype's mapping with ``np.bool`` (python/packaging/tensorrt/__init__.py at
-# tags 8.2.1..8.5.2; ``np.bool_`` from 8.5.3), an alias numpy 1.24-1.26 no longer has: on a JetPack 5
-# with pip's numpy 1.24.4 every call raises (NVIDIA/TensorRT#2557).  The recorder raises for those
-# versions whatever numpy runs the test, so a call of trt.nptype on those code paths is caught.
-NPTYPE_BROKEN_THROUGH = (8, 5, 2)
-NPTYPE_ERROR = ("module 'numpy' has no attribute 'bool' (tensorrt {}'s nptype reads np.bool, which numpy "
-                "1.24-1.26 lack)")
-
-
-def nptype_breaks(version: str) -> bool:
-    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:3])
-    return parts <= NPTYPE_BROKEN_THROUGH
 
 
 class Recorder:
-    def __init__(self, version: str, parse_ok: bool = True) -> None:
+    def __init__(self, version: str, parse_ok: bool = True, attributes: Optional[Dict[str, Any]] = None) -> None:
         self.version = version
         self.parse_ok = parse_ok
-        self.names = set()  # type: Set[str]
+        self.attributes = dict(ATTRIBUTE_VALUES, **(attributes or {}))  # values of properties such as
+        self.names = set()  # type: Set[str]                          # platform_has_fast_int8
         self.interfaces = {}  # type: Dict[str, type]
+        self.calls = []  # type: List[Tuple[str, Tuple[str, ...]]]  (callee path, argument paths)
 
     def module(self) -> "Node":
         return Module(self)
@@ -70,16 +94,17 @@ class Node:
         self._recorder.names.add(name)
         if INTERFACE.match(name):
             return self._recorder.interface(name)
-        if name in ATTRIBUTE_VALUES:
-            return ATTRIBUTE_VALUES[name]
+        if name in self._recorder.attributes:
+            return self._recorder.attributes[name]
         return Node(self._recorder, self._path + "." + name, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         self._recorder.names.add(name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._call_name == "nptype" and nptype_breaks(self._recorder.version):
-            raise AttributeError(NPTYPE_ERROR.format(self._recorder.version))
+        self._recorder.calls.append((self._path, tuple(getattr(a, "_path", repr(a)) for a in args)))
+        if self._call_name == "nptype":
+            return nptype_of(self._recorder.version)(*args)
         if self._call_name in VALUES:
             return VALUES[self._call_name]
         if self._call_name == "parse":

@@ -80,6 +80,10 @@ def build_engine(trt: Any, onnx_path: str, config: BuildConfig, calibrator: Any 
     compat.set_workspace(trt, settings, config.workspace_mb * (1 << 20))
     # Layer names in profiles: needed to attribute per-layer times to network parts.
     settings.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    # TF32 is on in a new builder config (BuilderFlag.TF32, pyCore.cpp 8.2.1 to v11.0): an Ampere GPU (Orin)
+    # would run "fp32" convolutions with 10-bit mantissas.  FP32 here means IEEE FP32, in FP32 engines and
+    # in the layers that fp32_layers keeps in FP32.
+    settings.clear_flag(trt.BuilderFlag.TF32)
     pinned = []  # type: List[str]
     if config.precision != "fp32" and not strong:
         if config.precision == "int8" and calibrator is None:
@@ -105,7 +109,7 @@ def build_engine(trt: Any, onnx_path: str, config: BuildConfig, calibrator: Any 
 def checked_source(model_path: str, config: BuildConfig, strong: bool) -> str:
     """The ONNX file to build: the precision's graph when strongly typed (``dfseg.precision.graph_for``,
     which also refuses a graph of another precision or target), else the FP32 graph that the weak flags
-    reduce.  Without the onnx package (TensorRT 8.x on JetPack 4.6) an FP32 weak build trusts the file."""
+    reduce.  Without the onnx package (TensorRT 8.2 on JetPack 4.6.1) an FP32 weak build trusts the file."""
     if strong:
         from ...precision import graph_for
 
@@ -153,7 +157,7 @@ class EngineFromOnnx:
         device = memory.device_name()
         shapes = onnx_input_shapes(trt, source)
         flags = {"workspace_mb": config.workspace_mb, "fp32_layers": list(config.fp32_layers),
-                 "strongly_typed": strong}  # type: Dict[str, Any]
+                 "strongly_typed": strong, "tf32": False}  # type: Dict[str, Any]
         if config.precision == "int8" and not strong:
             flags["calibration"] = self._calibration_identity()
         spec = EngineSpec.create(source, shapes, config.precision, trt.__version__, device, flags)
@@ -186,8 +190,11 @@ class EngineFromOnnx:
             self.cache.write_timing_cache(trt.__version__, device, data)
 
     def _calibration_identity(self) -> str:
+        """What the INT8 scales come from: the images when there are any (the cache that calibrating them
+        writes must not change the engine's key, or the first run's engine is built again on the
+        second), else the calibration cache's content."""
         cache = self.config.calibration_cache
-        if cache and os.path.isfile(cache):
+        if not self.config.calibration and cache and os.path.isfile(cache):
             return "cache:" + sha256_file(cache)
         return "images:{}:{}:{}".format(os.path.abspath(self.config.calibration or ""), self.config.calibration_images,
                                         calibration_fingerprint(self.config.calibration, self.config.calibration_images))

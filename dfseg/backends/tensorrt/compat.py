@@ -1,4 +1,4 @@
-"""The few places where the TensorRT Python API differs between 8.2 (JetPack 4.6), 8.5/8.6 (JetPack 5),
+"""The few places where the TensorRT Python API differs between 8.2 (JetPack 4.6.1), 8.5/8.6 (JetPack 5),
 10.x (JetPack 6, desktop wheels) and 11.x.  Everything else in ``dfseg.backends.tensorrt`` is one code path.
 
 =================  ============================  ==================================  =====================
@@ -70,7 +70,7 @@ def version_tuple(trt: Any) -> Tuple[int, int]:
 def supported(version: Tuple[int, int]) -> Tuple[int, int]:
     """``version`` when dfseg knows its API (8.2 to 11.x), else a one-line TensorRTVersionError."""
     if version < (8, 2):
-        raise TensorRTVersionError("TensorRT {}.{} is too old: dfseg needs 8.2 or newer (JetPack 4.6+)".format(
+        raise TensorRTVersionError("TensorRT {}.{} is too old: dfseg needs 8.2 or newer (JetPack 4.6.1+)".format(
             *version))
     if version >= SUPPORTED_BELOW:
         raise TensorRTVersionError("TensorRT {}.{} is newer than this dfseg supports (8.2 to {}.x): pip install "
@@ -133,6 +133,9 @@ def set_weak_precision(trt: Any, builder: Any, config: Any, precision: str, cali
     """The weak-typing builder flags for FP16/INT8 (8.x, and 10.x's fallback); never called on 11.x."""
     if version_tuple(trt) >= ALWAYS_STRONG_SINCE:
         raise TensorRTVersionError("TensorRT 11 has no precision flags; build the FP16/INT8 graph instead")
+    if precision == "int8" and not builder.platform_has_fast_int8:
+        # TensorRT would quietly build FP16/FP32 kernels (a TX2, sm62, has no INT8 tensor path).
+        raise UserError("this GPU has no fast INT8 (Jetson TX2 and Nano have none): use --precision fp16")
     if not builder.platform_has_fast_fp16:
         logging.getLogger("dfseg.trt").warning("this GPU has no fast FP16; the engine will be slow")
     config.set_flag(trt.BuilderFlag.FP16)
@@ -150,6 +153,22 @@ def keep_layers_fp32(trt: Any, layers: Sequence[Any], config: Any) -> None:
     config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
 
 
+# TensorRT DataType names -> numpy.  Not ``trt.nptype``: up to 8.5.2 it builds ``{bool: np.bool}``
+# (python/packaging/tensorrt/__init__.py at tags 8.2.1 to 8.5.2; np.bool_ from 8.5.3), which raises on
+# every call with numpy >= 1.24 (NVIDIA/TensorRT#2557), the numpy pip picks on JetPack 5.
+NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "BOOL": np.bool_,
+                "UINT8": np.uint8, "INT64": np.int64}
+
+
+def numpy_dtype(trt_dtype: Any) -> np.dtype:
+    """The numpy dtype of a ``trt.DataType`` member (pybind11 enums print as ``DataType.FLOAT``)."""
+    name = str(trt_dtype).rsplit(".", 1)[-1]
+    if name not in NUMPY_DTYPES:
+        raise UserError("a TensorRT {} tensor has no numpy type; export the model with float32/int32 "
+                        "inputs and outputs".format(name))
+    return np.dtype(NUMPY_DTYPES[name])
+
+
 def io_tensors(trt: Any, engine: Any) -> List[IOTensor]:
     """Inputs and outputs of ``engine`` in engine order, with numpy dtypes."""
     tensors = []
@@ -159,13 +178,13 @@ def io_tensors(trt: Any, engine: Any) -> List[IOTensor]:
             tensors.append(IOTensor(
                 name, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
                 tuple(int(d) for d in engine.get_tensor_shape(name)),
-                np.dtype(trt.nptype(engine.get_tensor_dtype(name))), index))
+                numpy_dtype(engine.get_tensor_dtype(name)), index))
     else:
         for index in range(engine.num_bindings):
             tensors.append(IOTensor(
                 engine.get_binding_name(index), bool(engine.binding_is_input(index)),
                 tuple(int(d) for d in engine.get_binding_shape(index)),
-                np.dtype(trt.nptype(engine.get_binding_dtype(index))), index))
+                numpy_dtype(engine.get_binding_dtype(index)), index))
     return tensors
 
 

@@ -2,11 +2,21 @@
 package) or cuda-python (NVIDIA's bindings, ``pip install cuda-python``), whichever imports.
 
 Host buffers are page-locked so host<->device copies are real DMA and can be asynchronous.
+
+CUDA's current context is per thread, in both libraries: pycuda keeps a context stack per thread
+(``context_stack`` in pycuda's ``src/cpp/cuda.hpp``; a driver call on a thread with no current context
+fails with "invalid device context", inducer/pycuda#242, NVIDIA/TensorRT#475), and the runtime API's
+``cudaSetDevice`` sets the device of the calling thread only (other threads stay on device 0).  The live
+pipeline activates a runner on the main thread and infers on its own inference thread, so every use of
+a ``CudaMemory`` happens inside ``with memory.current():``, which makes its context current on the
+calling thread for the block, whichever thread that is.
+
 Device side: Python 3.6, no torch; both libraries are imported lazily.
 """
 
+import contextlib
 import ctypes
-from typing import Any, List, Tuple
+from typing import Any, ContextManager, Iterator, List, Tuple
 
 import numpy as np
 
@@ -14,9 +24,14 @@ from ...errors import UserError
 
 
 class CudaMemory:
-    """Interface of the two implementations below."""
+    """Interface of the two implementations below.  Every method but ``current``, ``device_name`` and
+    ``close`` must be called inside ``with memory.current():`` on the calling thread."""
 
     library = "none"
+
+    def current(self) -> ContextManager[None]:
+        """A context manager that makes this memory's CUDA context current on the calling thread."""
+        raise NotImplementedError
 
     def host(self, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         raise NotImplementedError
@@ -60,12 +75,21 @@ class PycudaMemory(CudaMemory):
         cuda.init()
         self.cuda = cuda
         self._device = cuda.Device(device_index)
-        # The primary context is the one TensorRT's runtime-API calls use, so buffers are shared.
+        # The primary context is the one TensorRT's runtime-API calls use, so buffers are shared.  It is
+        # pushed only for the blocks that need it (``current``), on whichever thread runs them.
         self._context = self._device.retain_primary_context()
-        self._context.push()
-        self._stream = cuda.Stream()
-        self._events = (cuda.Event(), cuda.Event())
         self._allocations: List[Any] = []
+        with self.current():
+            self._stream = cuda.Stream()
+            self._events = (cuda.Event(), cuda.Event())
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        self._context.push()
+        try:
+            yield
+        finally:
+            self.cuda.Context.pop()
 
     def host(self, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return self.cuda.pagelocked_empty(shape, dtype)
@@ -100,10 +124,13 @@ class PycudaMemory(CudaMemory):
         return "{} sm{}{}".format(self._device.name(), major, minor)
 
     def close(self) -> None:
-        for allocation in self._allocations:
-            allocation.free()
-        self._allocations = []
-        self._context.pop()
+        with self.current():
+            for allocation in self._allocations:
+                allocation.free()
+            self._allocations = []
+            self._events = ()
+            self._stream = None
+        self._context.detach()  # releases the retained primary context
 
 
 class CudaPythonMemory(CudaMemory):
@@ -116,11 +143,22 @@ class CudaPythonMemory(CudaMemory):
             from cuda import cudart  # type: ignore
         self.cudart = cudart
         self.device_index = device_index
-        self._check(cudart.cudaSetDevice(device_index))
-        self._stream = self._check(cudart.cudaStreamCreate())
-        self._events = (self._check(cudart.cudaEventCreate()), self._check(cudart.cudaEventCreate()))
         self._host_ptrs: List[int] = []
         self._device_ptrs: List[int] = []
+        with self.current():
+            self._stream = self._check(cudart.cudaStreamCreate())
+            self._events = (self._check(cudart.cudaEventCreate()), self._check(cudart.cudaEventCreate()))
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        # cudaSetDevice is per thread: without it a new thread works on device 0, whatever was asked.
+        previous = self._check(self.cudart.cudaGetDevice())
+        self._check(self.cudart.cudaSetDevice(self.device_index))
+        try:
+            yield
+        finally:
+            if previous != self.device_index:
+                self.cudart.cudaSetDevice(previous)
 
     def _check(self, result: Any) -> Any:
         err, rest = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
@@ -170,14 +208,16 @@ class CudaPythonMemory(CudaMemory):
         return "{} sm{}{}".format(name.split("\x00")[0], props.major, props.minor)
 
     def close(self) -> None:
-        for pointer in self._device_ptrs:
-            self.cudart.cudaFree(pointer)
-        for pointer in self._host_ptrs:
-            self.cudart.cudaFreeHost(pointer)
-        self._device_ptrs, self._host_ptrs = [], []
-        for event in self._events:
-            self.cudart.cudaEventDestroy(event)
-        self.cudart.cudaStreamDestroy(self._stream)
+        with self.current():
+            for pointer in self._device_ptrs:
+                self.cudart.cudaFree(pointer)
+            for pointer in self._host_ptrs:
+                self.cudart.cudaFreeHost(pointer)
+            self._device_ptrs, self._host_ptrs = [], []
+            for event in self._events:
+                self.cudart.cudaEventDestroy(event)
+            self.cudart.cudaStreamDestroy(self._stream)
+            self._events = ()
 
 
 def open_cuda(prefer: str = "auto", device_index: int = 0) -> CudaMemory:

@@ -12,7 +12,10 @@ them; the names keep the ONNX node names inside:
 * ``Reformatting CopyNode for Input Tensor 0 to A``   layout/precision conversion before A
 
 A layer whose node names all map to one part is charged to that part.  One spanning several parts
-(a Myelin region) is split evenly between them and the amount is reported as ``shared_ms``.
+(a Myelin region) is split evenly between them and the amount is reported as ``shared_ms``.  A Myelin
+name gives only its first and last node; the region holds every node between them in the graph's
+order, so the parts in between share its time too: exactly with the ONNX file's node order
+(``node_order``, read by ``dfseg.onnx_wire`` without the onnx package), else in network-part order.
 Reformatting layers, unnamed layers (``(Unnamed Layer* 12) [Shuffle]``, ``639 copy``) and nodes
 outside any part (a top-level ``/Resize``) are not guessed at: they are reported under
 ``unattributed`` by category.
@@ -82,8 +85,30 @@ class Attribution(NamedTuple):
         return sum(self.parts.values())
 
 
-def attribute_layers(layer_ms: Dict[str, float], part_names: Sequence[str]) -> Attribution:
-    """Charge each layer's time (ms per inference) to the parts its ONNX nodes belong to."""
+MYELIN = "{ForeignNode["
+
+
+def _myelin_span(layer: str, nodes: List[str], node_order: Optional[Sequence[str]]) -> List[str]:
+    """Every node of a ``{ForeignNode[first...last]}`` region, where ``node_order`` knows both ends."""
+    if MYELIN not in layer or len(nodes) != 2 or not node_order:
+        return nodes
+    position = {name: index for index, name in enumerate(node_order)}
+    if nodes[0] not in position or nodes[1] not in position:
+        return nodes
+    first, last = sorted((position[nodes[0]], position[nodes[1]]))
+    return list(node_order[first:last + 1])
+
+
+def _parts_between(owners: List[str], part_names: Sequence[str]) -> List[str]:
+    """The parts from the first to the last of ``owners`` in network order."""
+    indices = [part_names.index(owner) for owner in owners]
+    return list(part_names[min(indices):max(indices) + 1])
+
+
+def attribute_layers(layer_ms: Dict[str, float], part_names: Sequence[str],
+                     node_order: Optional[Sequence[str]] = None) -> Attribution:
+    """Charge each layer's time (ms per inference) to the parts its ONNX nodes belong to; ``node_order``
+    (the ONNX graph's node names in order) places the inside of Myelin regions."""
     parts = {name: 0.0 for name in part_names}
     unattributed = {}  # type: Dict[str, float]
     layers = {}  # type: Dict[str, List[str]]
@@ -97,7 +122,7 @@ def attribute_layers(layer_ms: Dict[str, float], part_names: Sequence[str]) -> A
         if layer.startswith("Reformatting CopyNode"):
             charge(unattributed, REFORMATTING, ms, layer)
             continue
-        nodes = node_names_in_layer(layer)
+        nodes = _myelin_span(layer, node_names_in_layer(layer), node_order)
         if not nodes:
             charge(unattributed, UNNAMED, ms, layer)
             continue
@@ -109,6 +134,8 @@ def attribute_layers(layer_ms: Dict[str, float], part_names: Sequence[str]) -> A
         if not owners:
             charge(unattributed, OUTSIDE_PARTS, ms, layer)
             continue
+        if MYELIN in layer and not node_order:
+            owners = _parts_between(owners, part_names)
         if len(owners) > 1:
             shared += ms
         for owner in owners:
@@ -117,19 +144,21 @@ def attribute_layers(layer_ms: Dict[str, float], part_names: Sequence[str]) -> A
     return Attribution(parts, unattributed, shared, total, layers)
 
 
-def per_part_ms(layer_ms: Dict[str, float], arch: Arch, height: int, width: int) -> Attribution:
+def per_part_ms(layer_ms: Dict[str, float], arch: Arch, height: int, width: int,
+                node_order: Optional[Sequence[str]] = None) -> Attribution:
     """Attribution of a whole network's per-layer profile to ``network_parts(arch, height, width)``."""
-    return attribute_layers(layer_ms, [part.name for part in network_parts(arch, height, width)])
+    return attribute_layers(layer_ms, [part.name for part in network_parts(arch, height, width)], node_order)
 
 
-def in_context_table(layer_ms: Dict[str, float], arch: Arch, height: int, width: int) -> Dict[str, float]:
+def in_context_table(layer_ms: Dict[str, float], arch: Arch, height: int, width: int,
+                     node_order: Optional[Sequence[str]] = None) -> Dict[str, float]:
     """{Part.key: ms} measured inside the whole network (the latency table's "in context" mode).
 
     Parts with the same key (identical shapes at different depths) are averaged.  Parts that got no
     time at all (every layer of theirs was fused into a neighbour) are left out rather than entered
     as 0 ms: the table then reports them missing instead of silently cheap.
     """
-    attribution = per_part_ms(layer_ms, arch, height, width)
+    attribution = per_part_ms(layer_ms, arch, height, width, node_order)
     sums = {}  # type: Dict[str, List[float]]
     for part in network_parts(arch, height, width):
         if attribution.layers.get(part.name):

@@ -45,12 +45,12 @@ class TensorRTRunner(ModelFileRunner):
         trt = self.trt = import_tensorrt()
         self.memory = open_cuda(self.cuda_library, self.device_index)
         try:
-            data = self._engine_bytes(trt)
-            self.engine, self.context = load_engine(trt, data, self.engine_path or self.model_path)
-            self._allocate()
+            with self.memory.current():
+                data = self._engine_bytes(trt)
+                self.engine, self.context = load_engine(trt, data, self.engine_path or self.model_path)
+                self._allocate()
         except BaseException:
-            self.memory.close()
-            self.memory = None
+            self.deactivate_impl()  # nothing of a failed activation stays alive: engine, context, buffers
             raise
 
     def _engine_bytes(self, trt: Any) -> bytes:
@@ -77,12 +77,15 @@ class TensorRTRunner(ModelFileRunner):
         self._bindings = compat.bind_addresses(trt, self.context, self._tensors, self._device)
 
     def deactivate_impl(self) -> None:
-        self.context = None
-        self.engine = None
-        self._host, self._device, self._bindings = {}, {}, []
-        if self.memory is not None:
-            self.memory.close()
-            self.memory = None
+        memory, self.memory = self.memory, None
+        if memory is None:
+            self.context = self.engine = None
+            self._tensors, self._host, self._device, self._bindings = [], {}, {}, []
+            return
+        with memory.current():  # TensorRT and pycuda free device and page-locked memory in its context
+            self.context = self.engine = None
+            self._tensors, self._host, self._device, self._bindings = [], {}, {}, []
+        memory.close()
 
     # ------------------------------------------------------------------ inference
     def input_metadata_impl(self) -> Dict[str, TensorMeta]:
@@ -94,11 +97,16 @@ class TensorRTRunner(ModelFileRunner):
 
     def synchronize(self) -> None:
         if self.memory is not None:
-            self.memory.synchronize()
+            with self.memory.current():
+                self.memory.synchronize()
 
     def infer_impl(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         memory = self.memory
         assert memory is not None
+        with memory.current():  # on whichever thread infers (the live pipeline's is not the activating one)
+            return self._infer_current(memory, feed)
+
+    def _infer_current(self, memory: CudaMemory, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         inputs = [t for t in self._tensors if t.is_input]
         outputs = [t for t in self._tensors if not t.is_input]
         for tensor in inputs:
@@ -119,7 +127,9 @@ class TensorRTRunner(ModelFileRunner):
 
         self._require_active()
         self._check_feed(feed)
-        return collect_layer_times(self.trt, self.context, lambda: self.infer_impl(feed), runs)
+        assert self.memory is not None
+        with self.memory.current():
+            return collect_layer_times(self.trt, self.context, lambda: self.infer_impl(feed), runs)
 
 
 def load_engine(trt: Any, data: bytes, source: str) -> Any:
