@@ -238,8 +238,11 @@ class Context:
             if not was_active:
                 DRIVER.ctx_push(self._raw)
             if self._primary:
+                # cuDevicePrimaryCtxRelease does not pop: a primary context pushed here for the release
+                # stays on the driver's stack (pycuda's "pop is implicit in detach" holds for cuCtxDetach only).
                 DRIVER.primary_release(self._device.ordinal)
-                DRIVER.ctx_pop()
+                if was_active:
+                    DRIVER.ctx_pop()
             else:
                 DRIVER.ctx_destroy(self._raw)
         self.valid = False

@@ -67,9 +67,20 @@ def _before(*version: int) -> bool:
     return _V < tuple(version)
 
 
+class _Pybind11Enum(enum.IntEnum):
+    """pybind11's ``py::enum_``: ``str()`` is ``Type.MEMBER`` (pybind11 enum_base ``__str__``), ``int()`` the
+    value, ``.name`` the member's name."""
+
+    def __str__(self) -> str:
+        return "{}.{}".format(type(self).__name__, self.name)
+
+    def __repr__(self) -> str:
+        return "<{}.{}: {}>".format(type(self).__name__, self.name, int(self))
+
+
 # ---------------------------------------------------------------------------------------------- logging
 class ILogger:
-    class Severity(enum.IntEnum):
+    class Severity(_Pybind11Enum):
         INTERNAL_ERROR = 0
         ERROR = 1
         WARNING = 2
@@ -111,7 +122,7 @@ def _log(logger: Optional[ILogger], severity: ILogger.Severity, msg: str) -> Non
 
 # ---------------------------------------------------------------------------------------------- enums
 def _enum(name: str, members: Sequence[str]) -> type:
-    return enum.IntEnum(name, [(member, index) for index, member in enumerate(members)])
+    return _Pybind11Enum(name, [(member, index) for index, member in enumerate(members)])
 
 
 # DataType (pyFoundationalTypes.cpp): UINT8 from 8.5, BF16/INT64/FP8/INT4 from 10.0, FP4/E8M0 from 10.8.
