@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 from test_eval import make_cityscapes, random_label_ids
-from test_live_pipeline import assert_labels_match, tiny_onnx, write_video
+from test_live_pipeline import TINY_ARCH, assert_labels_match, tiny_onnx, write_video
 
 from dfseg.live.cityscapes import label_to_train_lut
 
@@ -175,3 +175,76 @@ def test_runner_used_from_another_thread_on_the_second_gpu(target, assets, tmp_p
     assert "same outputs on device 1" in proc.stdout
     assert "[TRT] [E]" not in proc.stderr, proc.stderr
 
+
+
+@pytest.mark.parametrize("target", ["jetpack-4.6.1", "jetpack-5.1", "jetpack-6.0"])
+def test_int8_calibrates_through_the_entropy_calibrator(target, assets, tmp_path):
+    """TensorRT 8.x's implicit INT8: the builder calls the calibrator's get_batch, which copies real
+    images to the device, then writes TensorRT's calibration cache; the second run reuses the engine.
+    A TX2 (sm62) has no fast INT8 and is refused in one line."""
+    argv = ["--model", assets["model"], "--backend", "tensorrt", "--precision", "int8", "--calibration",
+            assets["data"], "--calibration-images", "2", assets["video"], "none", "--save-labels"]
+    proc = device_run(target, "dfseg.cli.run", *argv, tmp_path / "labels", cwd=tmp_path)
+    if TARGETS[target]["FAKE_CUDA_DEVICE"] == "tx2":
+        assert proc.returncode == 2, explain(proc)
+        assert "no fast INT8" in proc.stderr and "Traceback" not in proc.stderr
+        return
+    assert proc.returncode == 0, explain(proc)
+    assert "building a TensorRT int8 engine" in proc.stderr
+    assert len(os.listdir(tmp_path / "labels")) == FRAMES
+    caches = [name for name in os.listdir(tmp_path / "engines") if name.startswith("calibration-")]
+    assert len(caches) == 1
+    with open(os.path.join(tmp_path, "engines", caches[0])) as handle:
+        assert handle.readline().endswith("-EntropyCalibration2\n")
+    again = device_run(target, "dfseg.cli.run", *argv, tmp_path / "labels2", cwd=tmp_path)
+    assert again.returncode == 0, explain(again)
+    assert "building a TensorRT" not in again.stderr
+    engines = [name for name in os.listdir(tmp_path / "engines") if name.endswith(".engine")]
+    assert len(engines) == 1 and "-int8-" in engines[0]
+
+
+def test_an_engine_of_another_version_is_refused_in_one_line(assets, tmp_path):
+    """An engine built by TensorRT 8.6 (JetPack 6.0) on 10.3 (JetPack 6.2): TensorRT refuses it and logs
+    why; dfseg says what to do, leaves no CUDA context behind and exits 2."""
+    proc = device_run("jetpack-6.0", "dfseg.cli.run", "--model", assets["model"], "--backend", "tensorrt",
+                      assets["video"], "none", "--max-frames", "1", cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    (engine,) = [tmp_path / "engines" / name for name in os.listdir(tmp_path / "engines") if name.endswith(".engine")]
+    for target in ("jetpack-6.2", "jetpack-5.1"):
+        proc = device_run(target, "dfseg.cli.run", "--model", engine, "--backend", "tensorrt", assets["video"],
+                          "none", cwd=tmp_path)
+        assert proc.returncode == 2, explain(proc)
+        assert "expecting library version" in proc.stderr  # TensorRT's own log line
+        error = [line for line in proc.stderr.splitlines() if line.startswith("dfseg-run: error:")]
+        assert len(error) == 1 and "cannot deserialize" in error[0] and "Traceback" not in proc.stderr
+        assert "PyCUDA ERROR" not in proc.stderr
+
+
+# The per-layer profile of the runner (IProfiler callbacks), attributed to the network's parts.
+LAYER_PROFILE = """
+import sys
+from dfseg.arch import Arch
+from dfseg.backends import get_runner
+from dfseg.backends.tensorrt.profiling import per_part_ms
+from dfseg.onnx_wire import OnnxSummary
+from dfseg.parts import network_parts
+model, arch, width, height = sys.argv[1], Arch.parse(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+with get_runner("tensorrt", model) as runner:
+    times = runner.layer_profile(runner.make_feed(), runs=2)
+    runner.infer(runner.make_feed())  # the profiler is detached again: a plain inference still works
+order = OnnxSummary(model).node_names
+attribution = per_part_ms(times, arch, height, width, order)
+unfed = [part.name for part in network_parts(arch, height, width) if not attribution.parts.get(part.name)]
+print("layers", len(times), "myelin", sum("ForeignNode" in name for name in times))
+print("unfed", unfed, "attributed", round(attribution.attributed_ms, 6), "total", round(attribution.total_ms, 6))
+"""
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_layer_profile_reaches_every_part(target, assets, tmp_path):
+    proc = device_run(target, None, assets["model"], TINY_ARCH, WIDTH, HEIGHT, cwd=tmp_path, code=LAYER_PROFILE)
+    assert proc.returncode == 0, explain(proc)
+    assert "unfed [] " in proc.stdout, proc.stdout
+    myelin = int(proc.stdout.split("myelin ")[1].split()[0])
+    version = tuple(int(p) for p in TARGETS[target]["FAKE_TENSORRT_VERSION"].split(".")[:2])
+    assert (myelin > 0) == (version >= (8, 5)), proc.stdout  # Myelin regions from 8.5

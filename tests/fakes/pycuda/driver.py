@@ -241,8 +241,6 @@ class Context:
                 # cuDevicePrimaryCtxRelease does not pop: a primary context pushed here for the release
                 # stays on the driver's stack (pycuda's "pop is implicit in detach" holds for cuCtxDetach only).
                 DRIVER.primary_release(self._device.ordinal)
-                if was_active:
-                    DRIVER.ctx_pop()
             else:
                 DRIVER.ctx_destroy(self._raw)
         self.valid = False

@@ -625,6 +625,8 @@ def ctypes_buffer(address: int, nbytes: int) -> bytes:
     return ctypes.string_at(address, nbytes)
 
 
+# Node kinds the builder folds away (no layer of their own at run time).
+_FOLDED = {"Identity", "Constant"}
 # Node kinds TensorRT fuses into the convolution before them, and kinds Myelin takes (8.5+).
 _FUSED_INTO_CONV = {"BatchNormalization", "Relu", "Add", "Clip", "LeakyRelu", "Sigmoid", "Mul"}
 _MYELIN = {"Resize", "Concat", "Slice", "ArgMax", "Cast", "Pad", "ReduceMean", "GlobalAveragePool", "Softmax",
@@ -632,8 +634,10 @@ _MYELIN = {"Resize", "Concat", "Slice", "ArgMax", "Cast", "Pad", "ReduceMean", "
 
 
 def fused_layer_names(nodes: Sequence[Tuple[str, str]]) -> List[str]:
-    """The engine's layer names: a convolution absorbs the pointwise nodes after it (``A + B + C``); from
-    8.5 a run of two or more Myelin nodes becomes ``{ForeignNode[FIRST...LAST]}``."""
+    """The engine's layer names: constants and identities fold away, a convolution absorbs the pointwise
+    nodes after it (``A + B + C``); from 8.5 a run of two or more Myelin nodes becomes
+    ``{ForeignNode[FIRST...LAST]}``."""
+    nodes = [(name, kind) for name, kind in nodes if kind not in _FOLDED]
     layers = []  # type: List[str]
     index = 0
     while index < len(nodes):
