@@ -64,12 +64,13 @@ def explain(proc):
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("matrix")
     model = tiny_onnx(str(root / "tiny.onnx"), WIDTH, HEIGHT)
+    logits = tiny_onnx(str(root / "tiny-logits.onnx"), WIDTH, HEIGHT, output="logits")
     video = write_video(str(root / "clip.avi"), FRAMES, WIDTH, HEIGHT)
     data = str(root / "cityscapes")
     labels = {("aachen", "aachen_000000_000019"): random_label_ids(10),
               ("bremen", "bremen_000000_000019"): random_label_ids(11)}
     make_cityscapes(data, labels)
-    return {"model": model, "video": video, "data": data, "labels": list(labels.values())}
+    return {"model": model, "logits": logits, "video": video, "data": data, "labels": list(labels.values())}
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +257,29 @@ def test_layer_profile_reaches_every_part(target, assets, tmp_path):
     myelin = int(proc.stdout.split("myelin ")[1].split()[0])
     version = tuple(int(p) for p in TARGETS[target]["FAKE_TENSORRT_VERSION"].split(".")[:2])
     assert (myelin > 0) == (version >= (8, 5)), proc.stdout  # Myelin regions from 8.5
+
+
+# FP32 logits of the TensorRT engine against ONNX Runtime's.  TF32 (on in a fresh builder config, used on
+# sm80+) rounds the inputs of every product to a 10-bit mantissa: relative errors near 1e-3.
+FP32_LOGITS = """
+import sys
+import numpy as np
+from dfseg.backends import get_runner
+model = sys.argv[1]
+with get_runner("onnxruntime", model) as reference:
+    feed = reference.make_feed(seed=5)
+    expected = reference.infer(feed)
+with get_runner("tensorrt", model) as runner:
+    outputs = runner.infer(feed)
+for name, value in expected.items():
+    error = float(np.max(np.abs(outputs[name] - value))) / float(np.max(np.abs(value)))
+    print("relative error", name, error)
+    assert error < 1e-5, error
+"""
+
+
+@pytest.mark.parametrize("target", ["jetpack-6.0", "jetpack-6.2", "desktop-10.16"])
+def test_fp32_engines_compute_in_fp32_on_ampere_and_newer(target, assets, tmp_path):
+    proc = device_run(target, None, assets["logits"], cwd=tmp_path, code=FP32_LOGITS)
+    assert proc.returncode == 0, explain(proc)
+    assert "relative error" in proc.stdout
