@@ -342,10 +342,9 @@ class INetworkDefinition:
         self.layers = []  # type: List[ILayer]
         self.nodes = []  # type: List[Tuple[str, str]]
 
-    if _before(10, 0):
-        @property
-        def has_implicit_batch_dimension(self) -> bool:
-            return not self.explicit_batch
+    @property
+    def has_implicit_batch_dimension(self) -> bool:
+        return not self.explicit_batch
 
     @property
     def num_inputs(self) -> int:
@@ -467,9 +466,10 @@ class ITimingCache:
 
 
 class IBuilderConfig:
+    profiling_verbosity = ProfilingVerbosity.LAYER_NAMES_ONLY  # the default (pyCoreDoc.h)
+
     def __init__(self) -> None:
         self.flags = 1 << int(BuilderFlag.TF32)  # pyCoreDoc.h: TF32 "Enabled by default"
-        self.profiling_verbosity = ProfilingVerbosity.LAYER_NAMES_ONLY
         self._pools = {}  # type: Dict[Any, int]
         self._workspace = 1 << 30
         self._calibrator = None  # type: Any
@@ -541,9 +541,9 @@ class Builder:
         def platform_has_fast_int8(self) -> bool:
             return self.device.flavour.fast_int8
 
-    @property
-    def platform_has_tf32(self) -> bool:
-        return self.device.flavour.tf32
+        @property
+        def platform_has_tf32(self) -> bool:
+            return self.device.flavour.tf32
 
     def create_network(self, flags: int = 0) -> INetworkDefinition:
         return INetworkDefinition(int(flags))
