@@ -26,19 +26,21 @@ FAKES = os.path.join(HERE, "fakes")
 # What each target ships.  numpy: JetPack 4.6.1's Python 3.6 stops at 1.19; on JetPack 5 (Python 3.8)
 # `pip install numpy` gives 1.24.4, the newest for 3.8.  CUDA bindings: JetPack 4.6/5 users have pycuda
 # (python3-pycuda / pip), JetPack 6 and desktop wheels cuda-python (12.2 has only cuda.cudart; 12.6+
-# cuda.bindings.runtime).
+# cuda.bindings.runtime).  Drivers: CUDA 10.2, 11.4, 12.2, 12.6 on the JetPacks; a desktop's 580 (13.0).
 TARGETS = {
     "jetpack-4.6.1": {"FAKE_TENSORRT_VERSION": "8.2.1.8", "FAKE_CUDA_DEVICE": "tx2", "FAKE_CUDA_LIBS": "pycuda",
-                      "FAKE_NUMPY_VERSION": "1.19.5"},
+                      "FAKE_NUMPY_VERSION": "1.19.5", "FAKE_CUDA_DRIVER_VERSION": "10020"},
     "jetpack-5.1": {"FAKE_TENSORRT_VERSION": "8.5.2.2", "FAKE_CUDA_DEVICE": "orin", "FAKE_CUDA_LIBS": "pycuda",
-                    "FAKE_NUMPY_VERSION": "1.24.4"},
+                    "FAKE_NUMPY_VERSION": "1.24.4", "FAKE_CUDA_DRIVER_VERSION": "11040"},
     "jetpack-6.0": {"FAKE_TENSORRT_VERSION": "8.6.2.3", "FAKE_CUDA_DEVICE": "orin", "FAKE_CUDA_LIBS": "cuda-python",
-                    "FAKE_CUDA_PYTHON_LAYOUT": "legacy", "FAKE_NUMPY_VERSION": "1.24.4"},
-    "jetpack-6.2": {"FAKE_TENSORRT_VERSION": "10.3.0.30", "FAKE_CUDA_DEVICE": "orin", "FAKE_CUDA_LIBS": "cuda-python"},
+                    "FAKE_CUDA_PYTHON_LAYOUT": "legacy", "FAKE_NUMPY_VERSION": "1.24.4",
+                    "FAKE_CUDA_DRIVER_VERSION": "12020"},
+    "jetpack-6.2": {"FAKE_TENSORRT_VERSION": "10.3.0.30", "FAKE_CUDA_DEVICE": "orin", "FAKE_CUDA_LIBS": "cuda-python",
+                    "FAKE_CUDA_DRIVER_VERSION": "12060"},
     "desktop-10.16": {"FAKE_TENSORRT_VERSION": "10.16.1.11", "FAKE_CUDA_DEVICE": "rtx4090",
-                      "FAKE_CUDA_LIBS": "cuda-python"},
+                      "FAKE_CUDA_LIBS": "cuda-python", "FAKE_CUDA_DRIVER_VERSION": "13000"},
     "desktop-11": {"FAKE_TENSORRT_VERSION": "11.0.0.114", "FAKE_CUDA_DEVICE": "rtx4090",
-                   "FAKE_CUDA_LIBS": "cuda-python"},
+                   "FAKE_CUDA_LIBS": "cuda-python", "FAKE_CUDA_DRIVER_VERSION": "13000"},
 }
 QUICK = ["--rounds", "1", "--runs-per-round", "1", "--warmup", "0", "--no-progress"]
 WIDTH, HEIGHT, FRAMES = 48, 32, 4

@@ -97,3 +97,22 @@ def test_the_fake_has_what_each_tag_binds(version, mirror):
     wrong = {key: {"fake": fake[key], "nvidia " + TAGS[version]: nvidia[key]} for key in nvidia
              if fake[key] != nvidia[key]}
     assert not wrong, wrong
+
+
+def test_the_fake_pycuda_refuses_what_a_real_driver_refused(tmp_path):
+    """The stand-in pycuda against a real driver: tests/data/cuda/probe_pycuda_threads.py ran on an NVIDIA
+    H200 (driver 580, CUDA 13.0, pycuda 2026.1) and recorded which calls a thread with no current context
+    may make while another thread holds the context (pycuda_driver580_no_context.json).  The fake with
+    FAKE_CUDA_DRIVER_VERSION=13000 gives the same outcome and message for each; older drivers
+    (JetPack's CUDA 10.2 to 12.6) are modelled stricter, refusing stream-ordered calls too (unmeasured)."""
+    data = os.path.join(HERE, "data", "cuda")
+    with open(os.path.join(data, "pycuda_driver580_no_context.json")) as handle:
+        real = json.load(handle)
+    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "fakes"), FAKE_CUDA_DRIVER_VERSION="13000",
+               OUT=str(tmp_path))
+    done = subprocess.run([sys.executable, os.path.join(data, "probe_pycuda_threads.py")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    fake = json.loads(done.stdout)
+    real.pop("driver"), fake.pop("driver")
+    assert fake == real

@@ -15,6 +15,12 @@ here where they would fail on a Jetson:
   empty fails with ``CUDA_ERROR_INVALID_CONTEXT`` (201, ``cuGetErrorString``: "invalid device
   context"); a stream used from a context other than the one that created it fails with
   ``CUDA_ERROR_INVALID_HANDLE`` (400, "invalid resource handle").
+* **Stream-ordered calls on a thread with an empty stack** (``cuMemcpy*Async``, ``cuEventRecord`` with
+  a stream): driver 580 (CUDA 13.0) takes the stream's context, measured on an H200
+  (tests/data/cuda/pycuda_driver580_no_context.json; NVIDIA/cccl#9615 saw the same); a current
+  context other than the stream's still fails.  Older drivers (``FAKE_CUDA_DRIVER_VERSION`` below
+  13000, the default 10020 of JetPack 4.6.1, and JetPack 5/6's 11.4-12.6) are modelled stricter:
+  those calls need a current context too (the desk-check's reading of pycuda#242; not measured).
 * **Runtime-API semantics** (cuda-python's ``cudart`` and TensorRT's own enqueue): a current device
   **per thread** (0 until ``cudaSetDevice`` on that thread); a runtime call on a thread with no
   current context makes the current device's primary context current, as the CUDA runtime does
@@ -39,6 +45,8 @@ CUDA_ERROR_INVALID_VALUE = 1
 CUDA_ERROR_OUT_OF_MEMORY = 2
 CUDA_ERROR_NOT_INITIALIZED = 3
 CUDA_ERROR_INVALID_DEVICE = 101
+# The first driver seen taking a stream's context for a stream-ordered call made with none current.
+STREAM_CONTEXT_SINCE = 13000
 CUDA_ERROR_INVALID_CONTEXT = 201
 CUDA_ERROR_INVALID_HANDLE = 400
 CUDA_ERROR_ILLEGAL_ADDRESS = 700
@@ -166,6 +174,7 @@ class Driver:
         self.lock = threading.RLock()
         self.local = threading.local()
         self.initialized = False
+        self.driver_version = int(os.environ.get("FAKE_CUDA_DRIVER_VERSION", "10020"))
 
     # ------------------------------------------------------------ per-thread state
     def stack(self) -> List[Context]:
@@ -186,6 +195,13 @@ class Driver:
         if not context.alive:
             raise CudaError(CUDA_ERROR_INVALID_CONTEXT, "the current context was destroyed")
         return context
+
+    def stream_ordered_context(self, stream: Optional["Stream"]) -> Context:
+        """The context a stream-ordered driver call runs in: the current one, else (driver 580 and
+        later, measured) the stream's own."""
+        if self.current() is None and stream is not None and self.driver_version >= STREAM_CONTEXT_SINCE:
+            return stream.context
+        return self.require_current()
 
     def device(self, ordinal: int) -> Device:
         if not 0 <= ordinal < len(self.devices):
@@ -332,7 +348,7 @@ class Driver:
         if runtime:
             context = self.runtime_context() if stream is None else stream.context
         else:
-            context = self.require_current()
+            context = self.stream_ordered_context(stream)
             self.check_stream(stream, context)
         if event.context.device is not context.device or (not runtime and event.context is not context):
             raise CudaError(CUDA_ERROR_INVALID_HANDLE, "event of another context")

@@ -155,7 +155,8 @@ def keep_layers_fp32(trt: Any, layers: Sequence[Any], config: Any) -> None:
 
 # TensorRT DataType names -> numpy.  Not ``trt.nptype``: up to 8.5.2 it builds ``{bool: np.bool}``
 # (python/packaging/tensorrt/__init__.py at tags 8.2.1 to 8.5.2; np.bool_ from 8.5.3), which raises on
-# every call with numpy >= 1.24 (NVIDIA/TensorRT#2557), the numpy pip picks on JetPack 5.
+# every call with numpy 1.24 to 1.26 (NVIDIA/TensorRT#2557; 2.0 brought np.bool back), the numpy pip
+# picks on JetPack 5 (1.24.4).
 NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "BOOL": np.bool_,
                 "UINT8": np.uint8, "INT64": np.int64}
 

@@ -147,6 +147,11 @@ def init(flags: int = 0) -> None:
     DRIVER.init()
 
 
+def get_driver_version() -> int:
+    """``cuDriverGetVersion``: 1000 x major + 10 x minor of the CUDA the driver supports."""
+    return DRIVER.driver_version
+
+
 class Device:
     def __init__(self, ordinal: int) -> None:
         _guarded("cuDeviceGet", DRIVER.require_init)
@@ -298,8 +303,10 @@ class Event:
 
 class DeviceAllocation:
     def __init__(self, nbytes: int) -> None:
-        self._context = _acquire_context()
+        # pycuda calls cuMemAlloc before the context_dependent base is built: with no current context the
+        # error names cuMemAlloc (as on driver 580, tests/data/cuda), not explicit_context_dependent.
         self._raw = _guarded("cuMemAlloc", DRIVER.mem_alloc, nbytes, True)
+        self._context = _acquire_context()
         self._valid = True
 
     def __int__(self) -> int:
@@ -323,8 +330,8 @@ def mem_alloc(nbytes: int) -> DeviceAllocation:
 
 class _HostAllocation:
     def __init__(self, nbytes: int) -> None:
+        self._raw = _guarded("cuMemHostAlloc", DRIVER.mem_alloc, nbytes, False)  # first, as cuMemAlloc above
         self._context = _acquire_context()
-        self._raw = _guarded("cuMemHostAlloc", DRIVER.mem_alloc, nbytes, False)
 
 
 def pagelocked_empty(shape, dtype, order: str = "C", mem_flags: int = 0) -> np.ndarray:
@@ -346,8 +353,9 @@ def _address(array: np.ndarray, writable: bool) -> int:
 
 def _copy(routine: str, dst: int, src: int, nbytes: int, stream: Optional[Stream], to_device: bool) -> None:
     try:
-        context = DRIVER.require_current()
-        DRIVER.copy(dst, src, nbytes, context, stream._raw if stream is not None else None, to_device)
+        raw = stream._raw if stream is not None else None
+        context = DRIVER.stream_ordered_context(raw) if raw is not None else DRIVER.require_current()
+        DRIVER.copy(dst, src, nbytes, context, raw, to_device)
     except CudaError as exc:
         raise _error(routine, exc.code) from None
 
