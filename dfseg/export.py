@@ -13,13 +13,16 @@ checked numerically, so the graph holds no BatchNormalization node) and names:
 Node names carry the module path as torch writes scopes, e.g. ``/stage3/stage3.0/conv1/conv/Conv``
 or ``/stem/conv1/conv/Conv``; module paths equal ``dfseg.parts.Part`` names, so per-layer profiles
 map back to parts with ``dfseg.backends.tensorrt.profiling.part_of_node``.  Shape arithmetic torch emits around Resize is folded
-into constants (``fold_static_shapes``): the graph holds no Shape node.  Host side (needs torch, onnx).
+into constants (``fold_static_shapes``): the graph holds no Shape node.  Every constant is a plain initializer
+(``plain_initializers``: no Identity over an initializer, no Constant node), and every graph written is held to
+TensorRT 8.2's ONNX importer rules (``dfseg.trt_parse_rules``); one that breaks them is an error, not a file.
+Host side (needs torch, onnx).
 """
 
 import copy
 import os
 import warnings
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -31,11 +34,14 @@ from .fileio import atomic_output
 from .models.layers import ConvBN, randomize_batchnorm
 from .parts import FUSION, Part
 from .sizes import SizeLike, as_size
+from .trt_parse_rules import MAX_OPSET as TRT_MAX_OPSET
+from .trt_parse_rules import require_parsable
 
 OUTPUTS = ("logits", "classmap")
 DEFAULT_OPSET = 13
 # ArgMax, Resize with align_corners and ceil-mode pooling need opset 11; torch's TorchScript
-# exporter writes up to 20.  TensorRT 8.2 reads up to 13.
+# exporter writes up to 20.  TensorRT 8.2 reads up to 13 (TRT_MAX_OPSET); graphs at 11..13 are held to
+# its parser's rules (dfseg.trt_parse_rules), higher opsets to the same rules except the opset.
 MIN_OPSET, MAX_OPSET = 11, 20
 # Folding is size independent; check it on a small input so large exports stay quick.
 FOLD_CHECK_SIDE = 64
@@ -176,9 +182,66 @@ def fold_static_shapes(proto: "onnx.ModelProto") -> "onnx.ModelProto":  # noqa: 
         if len(kept) == len(nodes):
             break
         nodes = kept
-    del proto.graph.node[:]
-    proto.graph.node.extend(nodes)
+    _replace(proto.graph.node, nodes)
     return proto
+
+
+def plain_initializers(proto: "onnx.ModelProto") -> int:  # noqa: F821
+    """Make every constant input of ``proto`` a plain initializer, in place; returns how many nodes went.
+
+    * ``Identity`` over an initializer (or over another such Identity: chains fold) becomes a copy of
+      that initializer named as the Identity's output.  ``torch.onnx.export`` deduplicates equal
+      initializers and writes the duplicates this way; an untrained network's BatchNorm-folded biases
+      are all equal, so most Conv biases arrived as Identity outputs, which TensorRT 8.2's Identity
+      importer turns into tensors and its Conv importer refuses (``dfseg.trt_parse_rules``).
+    * ``Constant`` nodes (the x2/x8 bilinear kernels, Resize sizes) become initializers: an FP16
+      conversion that keeps a layer in FP32 casts a Constant input back to FP32 through a Cast node,
+      which again hands the layer a tensor where 8.2 needs weights; it leaves initializers as they are.
+
+    An Identity that writes a graph output is kept (the output must be a node's).
+    """
+    from onnx import TensorProto
+
+    graph = proto.graph
+    outputs = {out.name for out in graph.output}
+    known = {init.name: init for init in graph.initializer}
+    removed = set()  # output names of the nodes that became initializers (unique: SSA)
+
+    def add_copy(source: "onnx.TensorProto", name: str) -> None:  # noqa: F821
+        tensor = TensorProto()
+        tensor.CopyFrom(source)
+        tensor.name = name
+        graph.initializer.append(tensor)
+        known[name] = tensor
+        removed.add(name)
+
+    for node in graph.node:
+        if (node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value"
+                and node.output[0] not in outputs):
+            add_copy(node.attribute[0].t, node.output[0])
+    changed = True
+    while changed:  # one pass for a topologically sorted graph; more only for one that is not
+        changed = False
+        for node in graph.node:
+            if (node.op_type == "Identity" and node.input[0] in known and node.output[0] not in removed
+                    and node.output[0] not in outputs):
+                add_copy(known[node.input[0]], node.output[0])
+                changed = True
+    if not removed:
+        return 0
+    _replace(graph.node, [n for n in graph.node if n.op_type not in ("Constant", "Identity") or n.output[0] not in removed])
+    # Initializers that only Identity nodes read are read by nothing now.
+    used = {name for node in graph.node for name in node.input} | outputs
+    _replace(graph.initializer, [init for init in graph.initializer if init.name in used])
+    _replace(graph.input, [info for info in graph.input if info.name in used or info.name not in known])
+    return len(removed)
+
+
+def _replace(field: Any, items: List[Any]) -> None:
+    """Set a protobuf repeated field to ``items`` (copied out of it first)."""
+    items = list(items)
+    del field[:]
+    field.extend(items)
 
 
 def _write_onnx(
@@ -202,7 +265,9 @@ def _write_onnx(
                         opset_version=opset, do_constant_folding=True, dynamo=False,
                     )
             proto = fold_static_shapes(onnx.load(tmp))
+            plain_initializers(proto)
             onnx.checker.check_model(proto, full_check=True)
+            require_parsable(proto, path, check_opset=opset <= TRT_MAX_OPSET)
             batchnorms = [node.name for node in proto.graph.node if node.op_type == "BatchNormalization"]
             if batchnorms:
                 raise RuntimeError("exported graph still holds BatchNormalization nodes: {}".format(batchnorms[:5]))

@@ -17,6 +17,7 @@ import dfseg
 from ..arch import REFERENCE_MODEL_NAMES
 from ..fileio import sha256_file, write_json_atomic
 from ..parts import Part
+from ..trt_parse_rules import require_parsable
 from .boundary import boundary_shapes
 from .reference import REFERENCE_ID
 from .report import progress_bar
@@ -67,6 +68,10 @@ def write_bundle(
         bar.update(2)
     finally:
         bar.close()
+    written = ([os.path.join(directory, entry["file"]) for entry in models + part_entries + boundaries]
+               + [overhead, reference])
+    for path in written:  # what a TX2 builds engines from: fail here, not on the device
+        require_parsable(None, path)
     manifest = {
         "schema": BUNDLE_SCHEMA,
         "dfseg_version": dfseg.__version__,

@@ -104,12 +104,18 @@ def _main(argv: Optional[List[str]]) -> int:
     else:
         import tempfile
 
+        from ..fileio import atomic_output
         from ..precision import derive_graph
+        from ..trt_parse_rules import MAX_OPSET, require_parsable
 
         with tempfile.TemporaryDirectory(prefix="dfseg-export-") as work:
             fp32 = export_onnx(args.model, size, os.path.join(work, "fp32.onnx"), opset=args.opset,
                                output=args.output, weights=args.weights)
-            path = derive_graph(fp32, args.output_file, config, args.target)
+            with atomic_output(args.output_file) as derived:
+                derive_graph(fp32, derived, config, args.target)
+                if args.target == "tensorrt":  # an onnxruntime graph (UINT8, quantized biases) is not for TensorRT
+                    require_parsable(derived, args.output_file, check_opset=args.opset <= MAX_OPSET)
+            path = args.output_file
     print("wrote {} ({} at {}, opset {}, output {}, {})".format(path, args.model, size, args.opset, args.output,
                                                               config.precision))
     return 0
