@@ -285,3 +285,32 @@ def test_fp32_engines_compute_in_fp32_on_ampere_and_newer(target, assets, tmp_pa
     proc = device_run(target, None, assets["logits"], cwd=tmp_path, code=FP32_LOGITS)
     assert proc.returncode == 0, explain(proc)
     assert "relative error" in proc.stdout
+
+
+FAILED_ACTIVATION = """
+import sys
+import fake_cuda
+from dfseg.backends import get_runner
+from dfseg.backends.tensorrt import compat
+
+def broken(trt, engine):
+    raise RuntimeError("injected: the engine loaded, reading its tensors failed")
+
+compat.io_tensors = broken
+runner = get_runner("tensorrt", sys.argv[1])
+try:
+    runner.activate()
+except RuntimeError as exc:
+    print("refused:", exc)
+print("left:", runner.engine, runner.context, runner.memory, runner.is_active, len(fake_cuda.DRIVER.allocations))
+"""
+
+
+@pytest.mark.parametrize("target", ["jetpack-4.6.1", "jetpack-6.2"])
+def test_a_failed_activation_leaves_nothing_alive(target, assets, tmp_path):
+    """An activation that fails after the engine loaded drops the engine, its context and every buffer,
+    not only the CUDA memory object (runner.py kept engine and context before)."""
+    proc = device_run(target, None, assets["model"], cwd=tmp_path, code=FAILED_ACTIVATION)
+    assert proc.returncode == 0, explain(proc)
+    assert "refused: injected" in proc.stdout
+    assert "left: None None None False 0" in proc.stdout, proc.stdout
