@@ -82,8 +82,8 @@ class NamedEngine:  # the 8.5+ engine interface
 def test_versions():
     assert trt_compat.version_tuple(fake_trt("8.2.1.8")) == (8, 2)
     assert trt_compat.version_tuple(fake_trt("10.3.0")) == (10, 3)
-    with pytest.raises(trt_compat.TensorRTVersionError, match="too old"):
-        trt_compat.version_tuple(fake_trt("7.1.3"))
+    with pytest.raises(trt_compat.TensorRTVersionError, match=r"too old.*JetPack 4\.6\.1\+"):
+        trt_compat.version_tuple(fake_trt("8.0.1"))  # JetPack 4.6 (not .1) ships 8.0
     with pytest.raises(trt_compat.TensorRTVersionError, match="cannot read"):
         trt_compat.version_tuple(fake_trt("unknown"))
 
