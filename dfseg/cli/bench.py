@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..arch import REFERENCE_MODEL_NAMES
 from ..backends import BACKENDS
+from ..backends.versions import backend_version
 from ..bench.suite import DEFAULT_TABLE_SPACE_WIDTHS
 from ..build_config import BuildConfig
 from ..errors import UserError
@@ -122,16 +123,6 @@ def _clock(args: argparse.Namespace, backend: str, threads: Optional[int]) -> st
         raise UserError("--clock thread measures the calling thread only: use it with --backend onnxruntime on CPU "
                         "and --threads 1")
     return args.clock
-
-
-def backend_version(backend: str) -> Optional[str]:
-    module = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "trtexec": "tensorrt"}.get(backend)
-    if module is None:
-        return None
-    try:
-        return getattr(__import__(module), "__version__", None)
-    except ImportError:
-        return None
 
 
 class _Sources:

@@ -23,13 +23,7 @@ from ..fileio import atomic_output, check_outputs
 from ..search.selection import SELECTIONS
 from ..space import DEFAULT_WIDTHS, DecoderSpace
 from .common import ArgumentParser, number, run_command, whole_number
-from .space_options import (
-    add_space_arguments,
-    decoder_space_argv,
-    decoder_space_from_args,
-    space_argv,
-    space_from_args,
-)
+from .space_options import add_space_arguments, decoder_space_from_args, space_from_args
 
 PROG = "dfseg-search"
 EXIT_FAILED = 1
@@ -131,9 +125,7 @@ def describe_space(candidates: Any, table: Any, out: Optional[str]) -> None:
 
     info = describe(candidates)
     space = candidates.space
-    argv = decoder_space_argv(space) + ["--backbone", space.backbone.short()] if isinstance(space, DecoderSpace) \
-        else space_argv(space)
-    print("search space: {}".format(" ".join(argv)))
+    print("search space: {}".format(" ".join(space.to_argv())))
     if "size_without_window" in info:
         print("|S| = {:,} architectures; |S^| = {:,} in the latency window [{}, {}] ms ({:.1f} MB in memory)".format(
             info["size_without_window"], info["size"], _ms(space.t_min, "-inf"), _ms(space.t_max, "inf"), info["bytes"] / 1e6))

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from ..arch import NUM_STAGES, Arch
-from ..latency.table import LatencyTable, MissingEntriesError
+from ..latency.table import LatencyTable, MissingEntriesError, measure_command
 from ..space import DecoderSpace, SearchSpace
 
 Space = Union[SearchSpace, DecoderSpace]
@@ -72,10 +72,7 @@ def require_parts(space: Space, table: LatencyTable) -> None:
     """Raise ``MissingEntriesError`` (a UserError) listing every part of the space the table lacks."""
     missing = table.missing_parts(space.all_parts())
     if missing:
-        from ..cli.space_options import bench_command
-
-        hint = " ".join(bench_command(space, table.path or "TABLE.json"))
-        raise MissingEntriesError(missing, hint)
+        raise MissingEntriesError(missing, " ".join(measure_command(table.path, space=space)))
 
 
 # ---------------------------------------------------------------------- backbone enumeration
