@@ -6,7 +6,7 @@ import pytest
 from dfseg.arch import PRESETS
 from dfseg.bench.suite import CALIBRATION_COUNT
 from dfseg.cli.bench import build_parser as bench_parser
-from dfseg.cli.bench import table_suite
+from dfseg.cli.bench import table_suite_from_args as table_suite
 from dfseg.cli.search import build_parser as search_parser
 from dfseg.cli.space_options import space_from_args
 from dfseg.errors import UserError

@@ -116,7 +116,7 @@ def build_bundle(
         # table_parts leaves the reference models out itself.
         parts = suite.table_parts(models or suite.default_benchmark_models(), table_sizes, space, decoder_space)
         validation = suite.validation_specs(space, validate_random, seed, table_sizes)
-        calibration = suite.calibration_specs(space, models=suite.benchmark_specs(
+        calibration = suite.calibration_specs(space, validate_random, seed, models=suite.benchmark_specs(
             [m for m in (models or suite.default_benchmark_models()) if m not in REFERENCE_MODEL_NAMES], table_sizes))
         parts = suite.dedupe_parts(list(parts) + suite.spec_parts(validation))
     return write_bundle(directory, benchmark, parts, validation, show_progress, calibration,
