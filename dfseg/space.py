@@ -257,6 +257,11 @@ class SearchSpace:
             "classes": self.classes,
         }
 
+    def with_widths(self, widths: Sequence[int]) -> "SearchSpace":
+        """This space with other block widths."""
+        return SearchSpace(widths, self.blocks_per_stage, self.kinds, self.input_size, self.t_min, self.t_max,
+                           self.stem, self.decoder, self.classes)
+
     def to_argv(self) -> List[str]:
         """The command-line options that rebuild this space (its latency window left out)."""
         argv = [
