@@ -449,7 +449,7 @@ PRESETS = {
 }  # type: Dict[str, Arch]
 
 # The reference backbones of the paper's Table 1, by name: the one list, readable without torch.  Their
-# builders (host only) are ``dfseg.models.reference.REFERENCE_MODELS``, one per name here.
+# builders (host only) are ``dfseg.models.table1.REFERENCE_MODELS``, one per name here.
 REFERENCE_MODEL_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "shufflenet_v2", "googlenet")
 
 BACKBONE_PRESETS = tuple(name for name, arch in PRESETS.items() if not arch.is_segmentation)

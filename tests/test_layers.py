@@ -16,7 +16,7 @@ LAYERS = (
     ("search", "bench", "live", "eval"),
     ("export", "convert", "latency", "space"),
     ("models", "backends", "build_config", "precision", "calibration", "weights", "parts", "arch"),
-    ("fileio", "journal", "sizes", "uri", "errors", "jetson", "cityscapes", "preprocess", "plots", "synthetic",
+    ("fileio", "journal", "sizes", "uri", "errors", "jetson", "cityscapes", "preprocess", "plots", "synthetic", "clocks",
      "__init__"),
 )
 LAYER_OF = {name: depth for depth, names in enumerate(LAYERS) for name in names}

@@ -7,8 +7,8 @@ import pytest
 
 from dfseg.arch import Arch
 from dfseg.bench.boundary import boundary_shapes, shape_label
+from dfseg.bench.model_files import HostSource
 from dfseg.bench.protocol import Protocol
-from dfseg.bench.sources import HostSource
 from dfseg.bench.table_journal import journal_path
 from dfseg.bench.table_run import measure_table
 from dfseg.errors import UserError
@@ -159,7 +159,7 @@ def _interrupted_table(tmp_path, source, parts):
 
 
 def test_calibration_scales_entries_by_the_in_network_factor(tmp_path, source, parts):
-    from dfseg.bench.sources import ModelSpec
+    from dfseg.bench.model_files import ModelSpec
 
     out = str(tmp_path / "table.json")
     spec = ModelSpec(TINY_SEG.short(), TINY_SEG, SIZE)

@@ -3,7 +3,7 @@
 ``write_bundle`` (host side, called by ``dfseg-export --bundle DIR``) exports the benchmark models at
 each size, the validation networks, the table's block suite (between boundary stubs), the overhead
 probe and the boundary-stub probes, then writes ``manifest.json`` (sha256 of every file) last and
-atomically: a bundle without a manifest is unfinished.  ``dfseg.bench.sources.BundleSource`` reads it on the device.
+atomically: a bundle without a manifest is unfinished.  ``dfseg.bench.model_files.BundleSource`` reads it on the device.
 
 Device side for reading (this module imports no torch itself; exporting imports it lazily).
 """
@@ -18,9 +18,9 @@ from ..arch import REFERENCE_MODEL_NAMES
 from ..fileio import sha256_file, write_json_atomic
 from ..parts import Part
 from .boundary import boundary_shapes
+from .model_files import BUNDLE_SCHEMA, MANIFEST, HostSource, ModelSpec, safe_filename
 from .reference import REFERENCE_ID
 from .report import progress_bar
-from .sources import BUNDLE_SCHEMA, MANIFEST, HostSource, ModelSpec, safe_filename
 
 
 def write_bundle(

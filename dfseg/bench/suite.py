@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence
 from ..arch import BACKBONE_PRESETS, PRESETS, REFERENCE_MODEL_NAMES, SEGMENTATION_PRESETS, Arch
 from ..parts import Part, network_parts
 from ..sizes import Size, parse_size
-from .sources import CLASSIFIER_SIZE, ModelSpec, resolve_model
+from .model_files import CLASSIFIER_SIZE, ModelSpec, resolve_model
 
 DEFAULT_SEG_SIZES = ("360p", "720p", "1080p")
 DEFAULT_TABLE_SEG_SIZES = ("360p",)

@@ -131,7 +131,7 @@ class _Sources:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.temp: Optional[str] = None
-        from ..bench.sources import BundleSource, HostSource
+        from ..bench.model_files import BundleSource, HostSource
 
         if args.bundle:
             self.source: Any = BundleSource(args.bundle)

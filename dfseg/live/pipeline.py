@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, Iterator, List, NamedTuple, Optional
 
+from ..clocks import thread_cpu_s
 from ..errors import Terminated
 from ..uri import redact
 from .render import Renderer
@@ -49,12 +50,6 @@ class RunResult(NamedTuple):
     profile: Dict[str, Dict[str, float]]  # per stage, per frame: see StageClock.summary
     process_cpu_ms_per_frame: Optional[float]  # every thread of the process, the runtime's pool included
     helper_policy: str  # how the stages other than inference ran at the end: scheduling.IDLE or NICE
-
-
-def thread_cpu_s() -> float:
-    """CPU seconds of the calling thread (Linux; elsewhere the process clock)."""
-    clock_id = getattr(time, "CLOCK_THREAD_CPUTIME_ID", None)
-    return time.clock_gettime(clock_id) if clock_id is not None else time.process_time()
 
 
 class StageClock:
@@ -93,7 +88,7 @@ def format_profile(profile: Dict[str, Dict[str, float]], process_cpu_ms: Optiona
     return "\n".join(lines)
 
 
-class Stats:
+class LiveCounters:
     """Counters and sliding windows shared by the stages; read by the status line and the web page."""
 
     def __init__(self, window: int = 30) -> None:
@@ -159,7 +154,7 @@ class Pipeline:
         self.max_frames = max_frames
         self.show_status = status_line
         self.log = log or _log
-        self.stats = Stats()
+        self.stats = LiveCounters()
         self.stop_event = threading.Event()  # stop capturing; frames in flight still finish
         self.abort_event = threading.Event()  # drop everything (error or second Ctrl-C)
         self.errors = []  # type: List[BaseException]
