@@ -180,7 +180,7 @@ def run(args: argparse.Namespace, goal: float, out: str, stress: Optional[Stress
     from dfseg.backends.versions import backend_version
     from dfseg.bench.machine import describe_machine, machine_identity
     from dfseg.fileio import write_json_atomic
-    from dfseg.live.pipeline import format_profile
+    from dfseg.live.counters import format_profile
     from dfseg.live.segmenter import Segmenter
     from dfseg.sizes import parse_size
 

@@ -22,6 +22,7 @@ a bottleneck block is ``INNERbOUT``::
     64x3_128x3_256x3+512x1-wc19.32.128         DF1-Seg
 
 This module is imported on the device (Python 3.6): keep it free of torch and of newer syntax.
+Over 400 lines: ``Arch`` with its JSON and short-form codecs (its own methods) and the presets is the one description.
 """
 
 import json
