@@ -5,11 +5,13 @@ BIN := $(VENV)/bin
 # The device side alone with a GUI OpenCV (opencv-python, not -headless: both install cv2), for test-display.
 DISPLAY_VENV := .venv-display
 # Modules that run on the Jetson under Python 3.6 (JetPack 4.6); vermin proves the floor.
+# tests/test_device_modules.py fails when a module that dfseg-bench, dfseg-run or dfseg-eval can import is missing here.
 DEVICE_MODULES := dfseg/__init__.py dfseg/errors.py dfseg/trt_parse_rules.py dfseg/uri.py dfseg/fileio.py dfseg/onnx_wire.py dfseg/arch.py dfseg/sizes.py dfseg/parts.py \
 	dfseg/space.py dfseg/preprocess.py dfseg/build_config.py dfseg/backends/__init__.py dfseg/backends/base.py \
-	dfseg/backends/onnxrt.py dfseg/backends/tensorrt \
+	dfseg/backends/onnxrt.py dfseg/backends/versions.py dfseg/backends/tensorrt \
 	dfseg/latency dfseg/bench dfseg/live dfseg/eval.py dfseg/calibration.py dfseg/precision.py \
-	dfseg/jetson.py dfseg/plots.py dfseg/cli/__init__.py dfseg/cli/common.py dfseg/cli/bench.py dfseg/cli/run.py \
+	dfseg/jetson.py dfseg/plots.py dfseg/journal.py dfseg/clocks.py dfseg/cityscapes.py \
+	dfseg/cli/__init__.py dfseg/cli/common.py dfseg/cli/space_options.py dfseg/cli/bench.py dfseg/cli/run.py \
 	dfseg/cli/eval.py
 
 .PHONY: demo test test-browser test-display lint vermin clean

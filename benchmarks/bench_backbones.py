@@ -13,11 +13,11 @@ import sys
 import tempfile
 
 from dfseg.bench.machine import describe_machine
+from dfseg.bench.model_files import HostSource, resolve_model
 from dfseg.bench.protocol import CLOCKS, COMPUTE, Protocol
-from dfseg.bench.sources import HostSource, resolve_model
 from dfseg.bench.subjects import measure_models
 from dfseg.fileio import write_json_atomic
-from dfseg.models.reference import REFERENCE_FACTS
+from dfseg.models.table1 import REFERENCE_FACTS
 
 # Paper Table 1 (TX2, ms).  MobileNet V1 and ShuffleNet V1 are not in our model registry.
 PAPER_MS = {name: facts.tx2_latency_ms for name, facts in REFERENCE_FACTS.items()}

@@ -177,10 +177,10 @@ def run(args: argparse.Namespace, goal: float, out: str, stress: Optional[Stress
     label = args.label or (stress.describe() if stress is not None else "idle")
 
     from dfseg.backends import get_runner
+    from dfseg.backends.versions import backend_version
     from dfseg.bench.machine import describe_machine, machine_identity
-    from dfseg.cli.bench import backend_version
     from dfseg.fileio import write_json_atomic
-    from dfseg.live.pipeline import format_profile
+    from dfseg.live.counters import format_profile
     from dfseg.live.segmenter import Segmenter
     from dfseg.sizes import parse_size
 

@@ -33,6 +33,8 @@ from typing import Any, Dict, List, Optional
 
 from background import Stress
 
+from dfseg.bench.table_journal import journal_path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 GOAL_MAPE = 3.0
@@ -121,21 +123,23 @@ def main() -> int:
     table = os.path.join(RESULTS, "table_fit_{}_table.json".format(label))
     validation = os.path.join(RESULTS, "table_fit_{}_validation.json".format(label))
     out = os.path.join(RESULTS, "table_fit_{}.json".format(label))
-    for path in (table, table + ".journal.jsonl"):
+    for path in (table, journal_path(table)):
         if os.path.exists(path):
             os.remove(path)  # every run measures its own table
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="dfseg-table-fit-")
     stress: Optional[Stress] = None
     try:
-        measured = measure_table(table, work_dir, args.stress_workers if args.stress else 0, space)
+        # The table run takes the validation's --random and --seed so that it calibrates on other networks.
+        validated = ["--random", str(args.random), "--seed", str(args.seed)]
+        measured = measure_table(table, work_dir, args.stress_workers if args.stress else 0, space + validated)
         stress = measured.pop("stress")
         table_done = time.time()
         print("table written in {:.0f} s; validating in a new process {:.0f} s from now".format(
             measured["seconds"], args.gap_s), file=sys.stderr)
         time.sleep(args.gap_s)
         started = time.time()
-        rc = subprocess.call(bench_argv("--validate-table", table, "--random", str(args.random), "--seed",
-                                        str(args.seed), "--json", validation, "--work-dir", work_dir, *space))
+        rc = subprocess.call(bench_argv("--validate-table", table, "--json", validation, "--work-dir", work_dir,
+                                        *(space + validated)))
         if rc:
             return rc
         search = subprocess.run([sys.executable, "-m", "dfseg.cli.search", "--table", table, "--dry-run",

@@ -22,6 +22,7 @@ a bottleneck block is ``INNERbOUT``::
     64x3_128x3_256x3+512x1-wc19.32.128         DF1-Seg
 
 This module is imported on the device (Python 3.6): keep it free of torch and of newer syntax.
+Over 400 lines: ``Arch`` with its JSON and short-form codecs (its own methods) and the presets is the one description.
 """
 
 import json
@@ -449,7 +450,7 @@ PRESETS = {
 }  # type: Dict[str, Arch]
 
 # The reference backbones of the paper's Table 1, by name: the one list, readable without torch.  Their
-# builders (host only) are ``dfseg.models.reference.REFERENCE_MODELS``, one per name here.
+# builders (host only) are ``dfseg.models.table1.REFERENCE_MODELS``, one per name here.
 REFERENCE_MODEL_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "shufflenet_v2", "googlenet")
 
 BACKBONE_PRESETS = tuple(name for name, arch in PRESETS.items() if not arch.is_segmentation)

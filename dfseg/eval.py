@@ -9,7 +9,7 @@ Dataset layout (the official one)::
     ROOT/leftImg8bit/SPLIT/CITY/CITY_SEQ_FRAME_leftImg8bit.png
     ROOT/gtFine/SPLIT/CITY/CITY_SEQ_FRAME_gtFine_labelIds.png
 
-Ground truth is read as labelIds and mapped to trainIds (``dfseg.live.cityscapes``).
+Ground truth is read as labelIds and mapped to trainIds (``dfseg.cityscapes``).
 
 Device side: Python 3.6, no torch (numpy and OpenCV only).
 """
@@ -20,9 +20,9 @@ from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional
 
 import numpy as np
 
+from .cityscapes import IGNORE_LABEL, NUM_CLASSES, class_names, label_to_train_lut
 from .errors import UserError
 from .fileio import write_json_atomic
-from .live.cityscapes import IGNORE_LABEL, NUM_CLASSES, class_names, label_to_train_lut
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_IDS_SUFFIX = "_gtFine_labelIds.png"

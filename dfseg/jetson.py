@@ -13,9 +13,8 @@ Sources, best first:
   ``/sys/devices/system/cpu/cpu*/cpufreq/scaling_{governor,min_freq,max_freq}``.
 
 Every sysfs reader takes ``root`` ("/" on the device) so tests lay out a fake tree in a temporary
-directory; a file that is missing or unreadable gives None / an empty dict, never an error.
-
-Device side: Python 3.6, no torch; jtop is imported lazily.
+directory; a file that is missing or unreadable gives None / an empty dict, never an error.  Device
+side: Python 3.6, no torch; jtop is imported lazily.
 """
 
 import glob
@@ -264,7 +263,7 @@ class JtopSource:
         self._jetson.close()
 
 
-def open_source(root: str = "/", use_jtop: bool = True) -> Any:
+def open_telemetry(root: str = "/", use_jtop: bool = True) -> Any:
     """jtop when possible, else sysfs with a warning that says why and how to get jtop."""
     if use_jtop and root == "/":
         try:
@@ -306,7 +305,7 @@ class TelemetrySampler:
     def __init__(self, source: Any = None, interval_s: float = 0.05,
                  clock: Callable[[], float] = time.monotonic,
                  on_reading: Optional[Callable[[Reading], None]] = None, power_only: bool = False) -> None:
-        self.source = source if source is not None else open_source()
+        self.source = source if source is not None else open_telemetry()
         self.interval_s = interval_s
         self.clock = clock
         self.on_reading = on_reading
@@ -390,7 +389,7 @@ def summarize(readings: List[Reading], source: str, duration_s: float) -> Teleme
 
 def describe(root: str = "/", use_jtop: bool = True) -> Dict[str, Any]:
     """Static facts plus one reading, for a benchmark's metadata (works off-Jetson: fields are None)."""
-    source = open_source(root, use_jtop)
+    source = open_telemetry(root, use_jtop)
     try:
         facts = source.describe()
         reading = source.read()

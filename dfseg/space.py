@@ -257,6 +257,31 @@ class SearchSpace:
             "classes": self.classes,
         }
 
+    def with_widths(self, widths: Sequence[int]) -> "SearchSpace":
+        """This space with other block widths."""
+        return SearchSpace(widths, self.blocks_per_stage, self.kinds, self.input_size, self.t_min, self.t_max,
+                           self.stem, self.decoder, self.classes)
+
+    def to_argv(self) -> List[str]:
+        """The command-line options that rebuild this space (its latency window left out)."""
+        argv = [
+            "--widths", ",".join(map(str, self.widths)),
+            "--blocks", ",".join("{}-{}".format(low, high) for low, high in self.blocks_per_stage),
+            "--block", self.kinds[0] if len(set(self.kinds)) == 1 else ",".join(self.kinds),
+            "--size", str(self.input_size),
+        ]
+        if self.stem != DEFAULT_STEM:
+            argv += ["--stem", ",".join(map(str, self.stem))]
+        if self.decoder is not None:
+            argv += ["--decoder", ",".join(map(str, self.decoder))]
+        if self.classes != (CITYSCAPES_CLASSES if self.decoder is not None else IMAGENET_CLASSES):
+            argv += ["--classes", str(self.classes)]
+        return argv
+
+    def table_argv(self) -> List[str]:
+        """The ``dfseg-bench --table`` options that measure exactly this space's parts."""
+        return ["--space-only"] + self.to_argv()
+
     def __repr__(self) -> str:
         return "SearchSpace({})".format(self.to_json())
 
@@ -315,6 +340,22 @@ class DecoderSpace:
             for part in network_parts(self.make(setting), size.height, size.width):
                 found[part.key] = part
         return [found[key] for key in sorted(found)]
+
+    def _choices_argv(self) -> List[str]:
+        if self.choices == DecoderSpace(self.backbone, self.classes).choices:
+            return []
+        return ["--choices", ",".join(map(str, self.choices))]
+
+    def to_argv(self) -> List[str]:
+        """The ``dfseg-search`` options that rebuild this space (its latency window left out)."""
+        return (["--decoder-search", "--classes", str(self.classes), "--size", str(self.input_size)]
+                + self._choices_argv() + ["--backbone", self.backbone.short()])
+
+    def table_argv(self) -> List[str]:
+        """The ``dfseg-bench --table`` options that measure exactly this space's parts: the narrowest member
+        names the backbone and the classes, --decoder-space adds every setting."""
+        model = self.make((min(self.choices),) * NUM_STAGES).short()
+        return ["--models", model, "--sizes", str(self.input_size), "--decoder-space"] + self._choices_argv()
 
     def to_json(self) -> Dict[str, Any]:
         return {"kind": "decoder", "backbone": self.backbone.short(), "classes": self.classes,

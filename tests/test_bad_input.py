@@ -115,7 +115,7 @@ CASES = [
     ("bench", ["--models", "df1", "--clock", "thread", "--threads", "2"], "--clock thread: applies to --table"),
     ("bench", ["--models", ""], "--models '': names nothing"),
     ("bench", ["--models", "df1", "--sizes", " , "], "--sizes ' , ': names nothing"),
-    ("bench", ["--table", "{dir}/notes.txt", "--models", "df1", "--no-space"], "--table continues only a table it wrote"),
+    ("bench", ["--table", "{dir}/notes.txt", "--models", "df1", "--no-space"], "a table run continues only a table it wrote"),
     ("bench", ["--validate-table", "{dir}/table.json", "--seed", "-1"], "--seed: must be at least 0"),
     ("bench", ["--validate-table", "{dir}/binary.json"], "binary.json: not a UTF-8 text file"),
     ("bench", ["--validate-table", "{dir}/deep.json"], "deep.json: JSON nested too deeply"),

@@ -10,7 +10,7 @@ import pytest
 
 from dfseg.arch import Arch
 from dfseg.bench.boundary import STUB_SUFFIX, boundary_shapes, input_shapes, stub_ms
-from dfseg.bench.sources import HostSource, safe_filename
+from dfseg.bench.model_files import HostSource, safe_filename
 from dfseg.export import part_input_names
 from dfseg.parts import CLASSIFIER, FUSION, network_parts
 

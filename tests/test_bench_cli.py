@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from dfseg.bench.bundle import write_bundle
-from dfseg.bench.sources import MANIFEST, ModelSpec, resolve_model
+from dfseg.bench.model_files import MANIFEST, ModelSpec, resolve_model
 from dfseg.bench.suite import spec_parts
 from dfseg.cli.bench import main
 from dfseg.sizes import Size

@@ -55,5 +55,18 @@ def test_depth_variants_calibrate_with_the_models_parts_only():
         assert {p.key for p in network_parts(variant, *size)} <= keys
         assert [len(s) for s in variant.stages] != [len(s) for s in arch.stages]
     specs = suite.benchmark_specs(["df1", "df2"], [suite.CLASSIFIER_SIZE])
-    calibration = suite.calibration_specs(suite.table_space(), models=specs)
+    calibration = suite.calibration_specs(suite.table_space(), 20, 0, models=specs)
     assert len(calibration) == suite.CALIBRATION_COUNT + 2 and not {s.label for s in calibration} & {s.label for s in specs}
+
+
+def test_calibration_networks_are_never_the_ones_the_validation_scores():
+    """Whatever --random and --seed the validation is given, the table calibrated on other members (a space
+    of 61 members, where the default validation's members are not those of another)."""
+    from dfseg.space import SearchSpace
+
+    space = SearchSpace(widths=(64, 128, 256), blocks_per_stage=((1, 2), (1, 2), (1, 1)))
+    for count, seed in ((20, 0), (8, 3), (12, 7)):
+        validated = {a.short() for a in suite.random_architectures(space, count, seed)}
+        calibration = suite.calibration_specs(space, count, seed)
+        assert len(calibration) == suite.CALIBRATION_COUNT
+        assert not {s.arch.short() for s in calibration} & validated

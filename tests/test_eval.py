@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dfseg import eval as evaluation
-from dfseg.live.cityscapes import IGNORE_LABEL, LABELS, TRAIN_CLASSES, label_to_train_lut, train_to_label_lut
+from dfseg.cityscapes import IGNORE_LABEL, LABELS, TRAIN_CLASSES, label_to_train_lut, train_to_label_lut
 
 HEIGHT, WIDTH = 40, 48
 ROAD, CAR = 0, 13  # trainIds

@@ -235,7 +235,7 @@ def test_two_table_runs_on_one_file_do_not_both_measure(tmp_path):
      'a calibration\'s "cache" needs "capacity_mb" and "relative_per_mb"'),
 ])
 def test_a_table_journal_record_of_the_wrong_shape_is_named(tmp_path, record, message):
-    from dfseg.bench.table_run import TIMING, TableJournal
+    from dfseg.bench.table_journal import TIMING, TableJournal
     from dfseg.errors import UserError
     from dfseg.latency.table import SCHEMA
 

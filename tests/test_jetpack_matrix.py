@@ -17,7 +17,7 @@ import pytest
 from test_eval import make_cityscapes, random_label_ids
 from test_live_pipeline import TINY_ARCH, assert_labels_match, tiny_onnx, write_video
 
-from dfseg.live.cityscapes import label_to_train_lut
+from dfseg.cityscapes import label_to_train_lut
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -79,7 +79,7 @@ def assets(tmp_path_factory):
 def bundle(tmp_path_factory):
     """A device bundle (what dfseg-export --bundle writes) with one tiny DF-Seg and a 2-member space."""
     from dfseg.bench.bundle import write_bundle
-    from dfseg.bench.sources import resolve_model
+    from dfseg.bench.model_files import resolve_model
     from dfseg.bench.suite import spec_parts
     from dfseg.sizes import Size
 

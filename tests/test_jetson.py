@@ -128,11 +128,11 @@ def test_sampler_samples_in_the_background(nano_root):
         sampler.stop()
 
 
-def test_open_source_without_jtop_warns_on_a_jetson(nano_root, caplog):
+def test_open_telemetry_without_jtop_warns_on_a_jetson(nano_root, caplog):
     # A fake root is never read through jtop; on this machine jtop is not installed either.
-    assert isinstance(jetson.open_source(nano_root), SysfsSource)
+    assert isinstance(jetson.open_telemetry(nano_root), SysfsSource)
     with caplog.at_level(logging.WARNING, logger="dfseg.jetson"):
-        source = jetson.open_source("/")
+        source = jetson.open_telemetry("/")
     assert isinstance(source, SysfsSource) or source.name == "jtop"
     if source.name == "sysfs" and jetson.is_jetson("/"):
         assert "sysfs" in caplog.text

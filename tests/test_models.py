@@ -201,7 +201,7 @@ def test_registry_lists_presets_and_reference_models() -> None:
         arch = model_arch(name)
         assert (arch is None) == (name not in PRESETS)
     reference = [n for n in names if n not in PRESETS]
-    if reference:  # dfseg.models.reference exists: its models build through the registry
+    if reference:  # dfseg.models.table1 exists: its models build through the registry
         model = create_model(reference[0], num_classes=10)
         with torch.no_grad():
             assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)

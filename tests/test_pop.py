@@ -10,7 +10,7 @@ from dfseg.latency.table import MissingEntriesError
 from dfseg.search.candidates import enumerate_decoders, enumerate_space
 from dfseg.search.landscapes import accuracy_landscape, synthetic_table, tiny_space
 from dfseg.search.pop import PartialOrderPruning, violations
-from dfseg.search.study import EXHAUSTED, FRONT_STABLE, Study
+from dfseg.search.study import EXHAUSTED, FRONT_STABLE, SettingError, Study
 from dfseg.sizes import Size
 from dfseg.space import DecoderSpace
 
@@ -165,9 +165,9 @@ def test_guided_selection_takes_the_largest_lower_bound_gain(small):
                 exploited += 1
         study.tell(trial.number, accuracy[trial.index])
     assert exploited >= 20
-    with pytest.raises(UserError, match="--select"):
+    with pytest.raises(SettingError, match="select 'greedy': choose one of"):
         Study(candidates, select="greedy")
-    with pytest.raises(UserError, match="--explore"):
+    with pytest.raises(SettingError, match="explore 1.5: must be between 0 and 1"):
         Study(candidates, select="guided", explore=1.5)
 
 

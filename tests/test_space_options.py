@@ -6,10 +6,11 @@ import pytest
 from dfseg.arch import PRESETS
 from dfseg.bench.suite import CALIBRATION_COUNT
 from dfseg.cli.bench import build_parser as bench_parser
-from dfseg.cli.bench import table_suite
+from dfseg.cli.bench import table_suite_from_args as table_suite
 from dfseg.cli.search import build_parser as search_parser
-from dfseg.cli.space_options import bench_command, space_argv, space_from_args
+from dfseg.cli.space_options import space_from_args
 from dfseg.errors import UserError
+from dfseg.latency.table import measure_command
 from dfseg.sizes import Size
 from dfseg.space import DEFAULT_WIDTHS, DecoderSpace, SearchSpace
 
@@ -26,7 +27,7 @@ SPACES = {
 @pytest.mark.parametrize("name", sorted(SPACES))
 def test_options_rebuild_the_space_in_both_commands(name):
     space = SPACES[name]
-    argv = space_argv(space)
+    argv = space.to_argv()
     searched = space_from_args(search_parser().parse_args(["--table", "t.json"] + argv), DEFAULT_WIDTHS)
     benched = space_from_args(bench_parser().parse_args(["--table", "t.json"] + argv), DEFAULT_WIDTHS)
     assert searched.to_json() == benched.to_json() == space.to_json()
@@ -35,7 +36,7 @@ def test_options_rebuild_the_space_in_both_commands(name):
 @pytest.mark.parametrize("name", sorted(SPACES))
 def test_the_printed_bench_command_measures_exactly_the_space(name):
     space = SPACES[name]
-    command = bench_command(space, "t.json")
+    command = measure_command("t.json", space=space)
     assert command[:3] == ["dfseg-bench", "--table", "t.json"]
     parts, sizes, calibration = table_suite(bench_parser().parse_args(command[1:]))
     assert sorted(p.key for p in parts) == sorted(p.key for p in space.all_parts())
@@ -46,7 +47,7 @@ def test_the_printed_bench_command_measures_exactly_the_space(name):
 
 def test_the_decoder_space_command_measures_its_settings():
     space = DecoderSpace(PRESETS["df1"], classes=19, choices=(19, 32, 128), input_size=Size(160, 96))
-    command = bench_command(space, "t.json")
+    command = measure_command("t.json", space=space)
     parts, _, _ = table_suite(bench_parser().parse_args(command[1:]))
     assert {p.key for p in space.all_parts()} <= {p.key for p in parts}
     # nothing beyond the decoder settings' networks (the backbone's parts are in each of them)

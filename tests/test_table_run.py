@@ -7,9 +7,10 @@ import pytest
 
 from dfseg.arch import Arch
 from dfseg.bench.boundary import boundary_shapes, shape_label
+from dfseg.bench.model_files import HostSource
 from dfseg.bench.protocol import Protocol
-from dfseg.bench.sources import HostSource
-from dfseg.bench.table_run import journal_path, measure_table
+from dfseg.bench.table_journal import journal_path
+from dfseg.bench.table_run import measure_table
 from dfseg.errors import UserError
 from dfseg.latency.table import SCHEMA, LatencyTable
 from dfseg.parts import network_parts
@@ -158,7 +159,7 @@ def _interrupted_table(tmp_path, source, parts):
 
 
 def test_calibration_scales_entries_by_the_in_network_factor(tmp_path, source, parts):
-    from dfseg.bench.sources import ModelSpec
+    from dfseg.bench.model_files import ModelSpec
 
     out = str(tmp_path / "table.json")
     spec = ModelSpec(TINY_SEG.short(), TINY_SEG, SIZE)
@@ -177,49 +178,3 @@ def test_calibration_scales_entries_by_the_in_network_factor(tmp_path, source, p
     estimate = table.estimate(TINY_SEG, SIZE)
     measured = (network["measured_relative"] * reference_ms) + table.overhead_ms
     assert estimate == pytest.approx(measured, rel=0.01)
-
-
-def _network(other, bottleneck, cached=None, f_other=1.1, f_bottleneck=0.95, per_mb=0.0, capacity=1.0):
-    """A calibration network made from known coefficients, as ``calibrate`` hands it to the fit."""
-    from dfseg.bench.table_run import CACHE_CAPACITIES_MB
-
-    cached = cached or {c: 0.0 for c in CACHE_CAPACITIES_MB}
-    measured = f_other * other + f_bottleneck * bottleneck + per_mb * cached[capacity]
-    return {"measured_relative": measured, "factor": measured / (other + bottleneck),
-            "bottleneck_share": bottleneck / (other + bottleneck), "cached_mb": cached,
-            "sums": {"other": other, "bottleneck": bottleneck}}
-
-
-def _cached(weights_mb):
-    """Each capacity's cached MB for a network whose parts hold ``weights_mb``."""
-    from dfseg.bench.table_run import CACHE_CAPACITIES_MB
-
-    return {c: sum(min(w, c) for w in weights_mb) for c in CACHE_CAPACITIES_MB}
-
-
-def test_two_kinds_of_network_fit_a_factor_per_kind():
-    from dfseg.bench.table_run import _fit_in_network
-
-    fitted = _fit_in_network([_network(10, 0), _network(2, 8), _network(3, 12), _network(20, 1)])
-    assert fitted["factors"]["other"] == pytest.approx(1.1) and fitted["factors"]["bottleneck"] == pytest.approx(0.95)
-    assert fitted["cache"] is None  # four networks do not determine three unknowns with room to spare
-    one_kind = _fit_in_network([_network(10, 0), _network(20, 1, f_other=1.2)])
-    assert one_kind["factors"]["other"] == one_kind["factors"]["bottleneck"]
-
-
-def test_the_cache_term_and_its_capacity_are_recovered():
-    """Networks whose extra in-network time is 0.02 per MB of each part's weights up to 2 MB: the fit finds
-    the capacity among the candidates, the cost per MB and the factors."""
-    from dfseg.bench.table_run import _fit_in_network
-
-    layouts = [[0.3] * 12, [1.5] * 6 + [9.0] * 3, [0.6, 2.5, 4.0, 8.0], [1.2] * 10, [3.0] * 5, [0.2, 0.4, 16.0],
-               [0.9] * 4 + [6.0] * 2]
-    networks = [_network(5.0 + 2 * i, 12.0 * (i % 2), _cached(w), f_other=1.03, f_bottleneck=0.98, per_mb=0.02,
-                         capacity=2.0) for i, w in enumerate(layouts)]
-    fitted = _fit_in_network(networks)
-    assert fitted["cache"]["capacity_mb"] == 2.0
-    assert fitted["cache"]["relative_per_mb"] == pytest.approx(0.02, rel=1e-6)
-    assert fitted["factors"] == pytest.approx({"other": 1.03, "bottleneck": 0.98}, rel=1e-6)
-    # no cache effect in the measurements: the term is dropped, not kept at ~0
-    plain = _fit_in_network([_network(5.0 + 2 * i, 12.0 * (i % 2), _cached(w), per_mb=0.0) for i, w in enumerate(layouts)])
-    assert plain["cache"] is None and plain["factors"] == pytest.approx({"other": 1.1, "bottleneck": 0.95})

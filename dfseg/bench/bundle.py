@@ -3,7 +3,7 @@
 ``write_bundle`` (host side, called by ``dfseg-export --bundle DIR``) exports the benchmark models at
 each size, the validation networks, the table's block suite (between boundary stubs), the overhead
 probe and the boundary-stub probes, then writes ``manifest.json`` (sha256 of every file) last and
-atomically: a bundle without a manifest is unfinished.  ``dfseg.bench.sources.BundleSource`` reads it on the device.
+atomically: a bundle without a manifest is unfinished.  ``dfseg.bench.model_files.BundleSource`` reads it on the device.
 
 Device side for reading (this module imports no torch itself; exporting imports it lazily).
 """
@@ -19,9 +19,9 @@ from ..fileio import sha256_file, write_json_atomic
 from ..parts import Part
 from ..trt_parse_rules import require_parsable
 from .boundary import boundary_shapes
+from .model_files import BUNDLE_SCHEMA, MANIFEST, HostSource, ModelSpec, safe_filename
 from .reference import REFERENCE_ID
 from .report import progress_bar
-from .sources import BUNDLE_SCHEMA, MANIFEST, HostSource, ModelSpec, safe_filename
 
 
 def write_bundle(
@@ -121,7 +121,7 @@ def build_bundle(
         # table_parts leaves the reference models out itself.
         parts = suite.table_parts(models or suite.default_benchmark_models(), table_sizes, space, decoder_space)
         validation = suite.validation_specs(space, validate_random, seed, table_sizes)
-        calibration = suite.calibration_specs(space, models=suite.benchmark_specs(
+        calibration = suite.calibration_specs(space, validate_random, seed, models=suite.benchmark_specs(
             [m for m in (models or suite.default_benchmark_models()) if m not in REFERENCE_MODEL_NAMES], table_sizes))
         parts = suite.dedupe_parts(list(parts) + suite.spec_parts(validation))
     return write_bundle(directory, benchmark, parts, validation, show_progress, calibration,

@@ -14,9 +14,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..build_config import BuildConfig
 from ..jetson import Reading, TelemetrySampler, total_power_w
+from .model_files import ModelSource, ModelSpec
 from .protocol import COMPUTE, E2E, Protocol, Subject, median, noise_warnings
 from .report import progress_bar
-from .sources import ModelSource, ModelSpec
 from .subjects import measure_models
 
 

@@ -22,6 +22,7 @@ import math
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from ..clocks import thread_cpu_s
 from ..errors import UserError
 
 # A mode callable runs the subject once.  It may return a duration in ms measured by the backend
@@ -36,18 +37,7 @@ E2E = "e2e"
 COMPUTE = "compute"
 
 
-def thread_cpu_clock() -> float:
-    """CPU time of the calling thread (seconds).
-
-    With one intra-op thread, ONNX Runtime on CPU computes in the calling thread, so this clock
-    counts the work of a run and not the time other processes held the core: on a shared machine
-    it is the latency the same run would have on a quiet one.  Wall time it is not, so results say
-    which clock they used.
-    """
-    return time.clock_gettime(time.CLOCK_THREAD_CPUTIME_ID)
-
-
-CLOCKS: Dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": thread_cpu_clock}
+CLOCKS: Dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": thread_cpu_s}
 
 
 class Protocol(NamedTuple):
@@ -83,7 +73,7 @@ class Protocol(NamedTuple):
 DEFAULT_PROTOCOL = Protocol()
 
 
-class Stats(NamedTuple):
+class TimingStats(NamedTuple):
     """Summary of one subject in one mode, in milliseconds."""
 
     median_ms: float
@@ -109,20 +99,20 @@ class Stats(NamedTuple):
 
 class Measurement(NamedTuple):
     name: str
-    modes: Dict[str, Stats]
+    modes: Dict[str, TimingStats]
     remeasured: int  # how many times extra rounds were added
     noisy: bool  # still above the spread limit after re-measuring
     warmup_runs: int
     # With a reference: the same stats in units of the reference's time in the same rounds (2.0 = twice
     # as long as the reference), and the reference's own time around this subject, one value per round.
-    relative: Optional[Dict[str, Stats]] = None
+    relative: Optional[Dict[str, TimingStats]] = None
     reference_ms: Optional[List[float]] = None
 
-    def preferred(self, mode: str = COMPUTE) -> "Stats":
+    def preferred(self, mode: str = COMPUTE) -> "TimingStats":
         """The stats of ``mode`` where it was measured, else of ``e2e`` (which every subject has)."""
         return self.modes.get(mode) or self.modes[E2E]
 
-    def preferred_relative(self, mode: str = COMPUTE) -> "Stats":
+    def preferred_relative(self, mode: str = COMPUTE) -> "TimingStats":
         """Like ``preferred``, in units of the reference (only for a measurement taken with one)."""
         if self.relative is None:
             raise ValueError("{} was measured without a reference".format(self.name))
@@ -186,8 +176,8 @@ def robust_spread(values: Sequence[float]) -> float:
     return 1.4826 * mad / center
 
 
-def summarize(round_samples: Sequence[Sequence[float]]) -> Stats:
-    """Stats from per-round samples (ms).  Empty rounds are ignored."""
+def summarize(round_samples: Sequence[Sequence[float]]) -> TimingStats:
+    """TimingStats from per-round samples (ms).  Empty rounds are ignored."""
     rounds = [list(r) for r in round_samples if len(r)]
     pooled = sorted(v for r in rounds for v in r)
     if not pooled:
@@ -196,7 +186,7 @@ def summarize(round_samples: Sequence[Sequence[float]]) -> Stats:
     mean = sum(pooled) / len(pooled)
     variance = sum((v - mean) ** 2 for v in pooled) / (len(pooled) - 1) if len(pooled) > 1 else 0.0
     std = math.sqrt(variance)
-    return Stats(
+    return TimingStats(
         median_ms=median(round_medians),
         p90_ms=percentile(pooled, 90.0),
         p99_ms=percentile(pooled, 99.0),

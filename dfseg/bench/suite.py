@@ -12,12 +12,12 @@ Device side: Python 3.6, no torch.
 """
 
 import random
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence
 
 from ..arch import BACKBONE_PRESETS, PRESETS, REFERENCE_MODEL_NAMES, SEGMENTATION_PRESETS, Arch
 from ..parts import Part, network_parts
 from ..sizes import Size, parse_size
-from .sources import CLASSIFIER_SIZE, ModelSpec, resolve_model
+from .model_files import CLASSIFIER_SIZE, ModelSpec, resolve_model
 
 DEFAULT_SEG_SIZES = ("360p", "720p", "1080p")
 DEFAULT_TABLE_SEG_SIZES = ("360p",)
@@ -119,17 +119,19 @@ CALIBRATION_SEED = 1009  # the calibration networks' seed: other members than a 
 CALIBRATION_COUNT = 6
 
 
-def calibration_specs(space, count: int = CALIBRATION_COUNT, models: Sequence[ModelSpec] = ()) -> List[ModelSpec]:
+def calibration_specs(space, validation_random: int, validation_seed: int, count: int = CALIBRATION_COUNT,
+                      models: Sequence[ModelSpec] = ()) -> List[ModelSpec]:
     """The networks on which a table run calibrates its in-network factors.
 
-    Random members of ``space``, outside the default validation's random members (``validation_specs``
-    with seed 0) first, others only where a small space has no more; and for each DF model of the table
-    a depth variant (``depth_variant``: the same parts, other block counts), so that block kinds the
-    space lacks (basic presets beside a bottleneck space) are calibrated too, never on a validated network.
+    Random members of ``space``, outside the random members that the validation with
+    ``validation_random`` and ``validation_seed`` scores (``validation_specs``) first, others only where
+    a small space has no more; and for each DF model of the table a depth variant (``depth_variant``:
+    the same parts, other block counts), so that block kinds the space lacks (basic presets beside a
+    bottleneck space) are calibrated too, never on a validated network.
     """
     found: List[ModelSpec] = []
     if space is not None:
-        taken = {arch.short() for arch in random_architectures(space, 20, 0)}
+        taken = {arch.short() for arch in random_architectures(space, validation_random, validation_seed)}
         drawn = random_architectures(space, count + len(taken), CALIBRATION_SEED)
         members = [a for a in drawn if a.short() not in taken] + [a for a in drawn if a.short() in taken]
         found = [ModelSpec(arch.short(), arch, space.input_size) for arch in members[:count]]
@@ -140,6 +142,28 @@ def calibration_specs(space, count: int = CALIBRATION_COUNT, models: Sequence[Mo
             seen.add("{}@{}".format(variant.short(), spec.size))
             found.append(ModelSpec(variant.short(), variant, spec.size))
     return found
+
+
+class TableSuite(NamedTuple):
+    """What one table run measures: the parts, the input sizes they are at, and the networks that calibrate
+    its in-network model."""
+
+    parts: List[Part]
+    sizes: List[str]
+    calibration: List[ModelSpec]
+
+
+def table_suite(models: Sequence[str], seg_sizes: Sequence[Size], space, decoder_space: bool,
+                choices: Optional[Sequence[int]], validation_random: int, validation_seed: int) -> TableSuite:
+    """The parts of ``models`` at ``seg_sizes`` and of ``space`` (with ``decoder_space``: every decoder setting
+    of the segmentation models), and the calibration networks: members of ``space`` that the validation
+    with ``validation_random``/``validation_seed`` leaves out, and depth variants of the DF models."""
+    parts = table_parts(models, seg_sizes, space, decoder_space, choices)
+    specs = benchmark_specs([m for m in models if m not in REFERENCE_MODEL_NAMES], seg_sizes)
+    networks = [s for s in specs if s.arch is not None]
+    calibration = calibration_specs(space, validation_random, validation_seed, models=networks)
+    sizes = sorted({str(s.size) for s in networks} | ({str(space.input_size)} if space is not None else set()))
+    return TableSuite(parts, sizes, calibration)
 
 
 def depth_variant(arch: Arch) -> Optional[Arch]:

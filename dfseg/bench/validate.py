@@ -14,12 +14,12 @@ Device side: Python 3.6, no torch (the PNG needs matplotlib, optional on a devic
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..build_config import BuildConfig
-from ..latency.table import LatencyTable, MissingEntriesError
+from ..latency.table import LatencyTable, MissingEntriesError, measure_command
 from ..parts import network_parts
+from .model_files import ModelSource, ModelSpec
 from .protocol import CLOCKS, COMPUTE, Protocol, median, noise_warnings
 from .reference import REFERENCE_ID, drift_summary, reference_times
 from .report import progress_bar
-from .sources import ModelSource, ModelSpec
 from .subjects import measure_models
 
 
@@ -34,12 +34,9 @@ def check_coverage(table: LatencyTable, specs: Sequence[ModelSpec]) -> None:
                 missing.update(keys)
                 lacking.append(spec)
     if missing:
-        names = ",".join(sorted({s.name for s in lacking}))
+        names = sorted({s.name for s in lacking})
         seg_sizes = sorted({str(s.size) for s in lacking if s.arch is not None and s.arch.is_segmentation})
-        hint = "dfseg-bench --table {} --models {}".format(table.path or "TABLE.json", names)
-        if seg_sizes:
-            hint += " --sizes {}".format(",".join(seg_sizes))
-        raise MissingEntriesError(sorted(missing), hint)
+        raise MissingEntriesError(sorted(missing), " ".join(measure_command(table.path, names, seg_sizes)))
 
 
 def summarize_errors(records: Sequence[Dict[str, Any]]) -> Dict[str, Any]:

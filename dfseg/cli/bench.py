@@ -13,10 +13,11 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from ..arch import REFERENCE_MODEL_NAMES
 from ..backends import BACKENDS
+from ..backends.versions import backend_version
 from ..bench.suite import DEFAULT_TABLE_SPACE_WIDTHS
 from ..build_config import BuildConfig
 from ..errors import UserError
@@ -60,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("--decoder-space", action="store_true",
                        help="also every decoder setting [C3,C4,C5] (from --choices) of the segmentation models at "
                             "--sizes")
-    space.add_argument("--random", type=whole_number(0), default=20, help="random space members to validate (default 20)")
+    space.add_argument("--random", type=whole_number(0), default=20,
+                       help="random space members to validate (default 20); a --table run calibrates on others")
     space.add_argument("--seed", type=whole_number(0), default=0, help="seed for the random members (default 0)")
     how = parser.add_argument_group("how")
     how.add_argument("--backend", default="auto", help="auto (tensorrt where its Python module imports, else "
@@ -127,30 +129,12 @@ def _clock(args: argparse.Namespace, backend: str, threads: Optional[int]) -> st
     return args.clock
 
 
-def backend_version(backend: str) -> Optional[str]:
-    if backend == "trtexec":
-        # The binary's own release (its banner): the tensorrt module may be absent or another install.
-        from ..backends.tensorrt.trtexec import TrtexecError, find_trtexec, trtexec_version
-
-        try:
-            return trtexec_version(find_trtexec())[2]
-        except (UserError, TrtexecError):
-            return None
-    module = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}.get(backend)
-    if module is None:
-        return None
-    try:
-        return getattr(__import__(module), "__version__", None)
-    except ImportError:
-        return None
-
-
 class _Sources:
     """The host source exports into a temp dir that is removed at exit unless --work-dir was given."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.temp: Optional[str] = None
-        from ..bench.sources import BundleSource, HostSource
+        from ..bench.model_files import BundleSource, HostSource
 
         if args.bundle:
             self.source: Any = BundleSource(args.bundle)
@@ -189,15 +173,10 @@ def _main(argv: Optional[List[str]]) -> int:
     for option, value in (("--models", args.models), ("--sizes", args.sizes)):
         if value is not None and not [v for v in value.split(",") if v.strip()]:
             raise UserError("{} {!r}: names nothing; leave the option out for the defaults".format(option, value))
-    if args.table and os.path.exists(args.table):
-        from ..latency.table import LatencyTable
+    if args.table:
+        from ..bench.table_run import continued_table
 
-        try:
-            LatencyTable.load(args.table, allow_incomplete=True)
-        except UserError as exc:
-            raise UserError("{}; --table continues only a table it wrote: write to another file, or delete it (an "
-                            "interrupted run's journal {} keeps what it measured)".format(
-                                exc, args.table + ".journal.jsonl")) from None
+        continued_table(args.table)
     check_outputs([("--table", args.table), ("--json", args.json), ("--csv", args.csv), ("--png", _png_path(args)),
                    ("--work-dir", args.work_dir)],
                   inputs=[args.validate_table, args.bundle], folders=("--work-dir",))
@@ -281,40 +260,34 @@ def _run_benchmark(args: argparse.Namespace, backend: str, source: Any) -> int:
 
 
 # ---------------------------------------------------------------------- latency table
-def table_suite(args: argparse.Namespace, source: Any = None) -> Tuple[List[Any], List[str], List[Any]]:
-    """The parts ``dfseg-bench --table`` measures with these options, the input sizes they are at, and the
-    networks it calibrates its in-network factor on (random members of the space; none without one)."""
+def table_suite_from_args(args: argparse.Namespace, source: Any = None) -> Any:
+    """The ``bench.suite.TableSuite`` that ``dfseg-bench --table`` measures with these options (a bundle's
+    own, with --bundle); its calibration networks leave out the members that --random and --seed validate."""
     from ..bench import suite
 
-    seg_sizes = suite.parse_sizes(args.sizes, suite.DEFAULT_TABLE_SEG_SIZES)
-    calibration: List[Any] = []
     if args.bundle:
-        parts = source.parts()
-        sizes = list(source.manifest.get("table_sizes") or [])
-        calibration = source.model_specs("calibrate")
+        suite_ = suite.TableSuite(source.parts(), list(source.manifest.get("table_sizes") or []),
+                                  source.model_specs("calibrate"))
     else:
+        seg_sizes = suite.parse_sizes(args.sizes, suite.DEFAULT_TABLE_SEG_SIZES)
         models = [m for m in args.models.split(",") if m.strip()] if args.models else suite.default_benchmark_models()
         if args.space_only:
             models = []
-        space = None
         # --models alone measures just those models' parts (what a missing-entries hint asks for).
-        if not args.no_space and (not args.models or space_given(args)):
-            space = _space(args)
-        parts = suite.table_parts(models, seg_sizes, space, args.decoder_space, _choices(args, models, seg_sizes))
-        specs = suite.benchmark_specs([m for m in models if m not in REFERENCE_MODEL_NAMES], seg_sizes)
-        calibration = suite.calibration_specs(space, models=[s for s in specs if s.arch is not None])
-        sizes = sorted({str(s.size) for s in specs if s.arch is not None}
-                       | ({str(space.input_size)} if space is not None else set()))
-    if not parts:
+        space = _space(args) if not args.no_space and (not args.models or space_given(args)) else None
+        suite_ = suite.table_suite(models, seg_sizes, space, args.decoder_space, _choices(args, models, seg_sizes),
+                                   args.random, args.seed)
+    if not suite_.parts:
         raise UserError("--table: nothing to measure (no DF models selected and --no-space)")
-    return parts, sizes, calibration
+    return suite_
 
 
 def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
     from ..bench.machine import describe_machine, machine_warnings
-    from ..bench.table_run import measure_table
+    from ..bench.table_meta import device_meta
+    from ..bench.table_run import continued_table, measure_table
 
-    parts, sizes, calibration = table_suite(args, source)
+    parts, sizes, calibration = table_suite_from_args(args, source)
     threads = 1 if args.threads is None else args.threads
     config = args.build_config
     env = _environment(backend, config, threads)
@@ -324,21 +297,11 @@ def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
         warnings.append("{}: no network to calibrate the in-network factor on (no search space, no model with a "
                         "repeated block); its estimates are plain sums of the parts (5-10% low on a CPU): add space "
                         "options to calibrate".format(args.table))
-    if os.path.exists(args.table):
-        from ..latency.table import LatencyTable
-
-        existing = LatencyTable.load(args.table, allow_incomplete=True)
-        if existing.entries:
-            warnings += _check_identity(args, args.table, existing.meta.get("identity"), env["identity"])
+    existing = continued_table(args.table)
+    if existing is not None and existing.entries:
+        warnings += _check_identity(args, args.table, existing.meta.get("identity"), env["identity"])
     _print_warnings(warnings)
-    meta = {
-        "device": machine["device"], "soc": machine["soc"], "os": machine["os"], "l4t": machine["l4t"],
-        "jetpack": machine["jetpack"], "backend": backend, "backend_version": env["backend_version"],
-        "precision": config.precision, "batch": 1, "power_mode": machine["power_mode"],
-        "clocks_locked": machine["clocks_locked"], "date": machine["time"],
-        "dfseg_version": machine["dfseg_version"], "sizes": sizes, "machine_before": machine,
-        "build_config": config.to_dict(), "identity": env["identity"],
-    }
+    meta = device_meta(machine, backend, env["backend_version"], config, sizes, env["identity"])
     clock = _clock(args, backend, threads)
     print("measuring {} parts into {} ({} thread(s), backend {}, {} clock)".format(
         len(parts), args.table, threads, backend, clock), file=sys.stderr)

@@ -176,7 +176,8 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
 
 def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size: Optional[Size], sinks: List["Sink"],
          running: Dict[str, Any]) -> int:
-    from ..live.pipeline import INTERRUPTED, TERMINATED, Pipeline, format_fps, format_profile
+    from ..live.counters import format_fps, format_profile
+    from ..live.pipeline import INTERRUPTED, TERMINATED, Pipeline
     from ..live.render import Renderer
     from ..live.segmenter import Segmenter
 

@@ -12,24 +12,17 @@ Exit codes: 0 done, 1 the search stopped after --max-failures failed trials in a
 """
 
 import argparse
-import json
 import os
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
-from ..arch import PRESETS, Arch
+from ..arch import Arch
 from ..errors import UserError
-from ..fileio import atomic_output, check_outputs
+from ..fileio import check_outputs
 from ..search.selection import SELECTIONS
 from ..space import DEFAULT_WIDTHS, DecoderSpace
 from .common import ArgumentParser, number, run_command, whole_number
-from .space_options import (
-    add_space_arguments,
-    decoder_space_argv,
-    decoder_space_from_args,
-    space_argv,
-    space_from_args,
-)
+from .space_options import add_space_arguments, decoder_space_from_args, space_from_args
 
 PROG = "dfseg-search"
 EXIT_FAILED = 1
@@ -54,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how the next candidate is drawn from S^ minus P: random (the paper's Algorithm 1) or "
                           "guided (part of the draws go to where trained precedents promise the largest gain over "
                           "the front; fewer trainings for the same front, see README) (default random)")
-    pop.add_argument("--explore", type=number(0.0), default=0.5,
+    pop.add_argument("--explore", type=float, default=0.5,
                      help="with --select guided: share of uniformly random draws (default 0.5)")
     pop.add_argument("--resume", action="store_true", help="continue the search journalled in --out")
     pop.add_argument("--strict", action="store_true",
@@ -96,29 +89,18 @@ def _decoder_space(args: argparse.Namespace) -> DecoderSpace:
 
 def build_space(args: argparse.Namespace, table: Any) -> Any:
     """The space from the options; default widths shrink to those the table covers (with a note)."""
-    from ..search.candidates import require_parts
+    from ..search.candidates import covered_space, require_parts
 
-    if args.decoder_search:
-        space = _decoder_space(args)
+    space = _decoder_space(args) if args.decoder_search else space_from_args(args, DEFAULT_WIDTHS)
+    if args.decoder_search or args.widths is not None:
         require_parts(space, table)
         return space
-    space = space_from_args(args, DEFAULT_WIDTHS)
-    if args.widths is not None:
-        require_parts(space, table)
-        return space
-    widths = list(space.widths)
-    while True:
-        candidate = space_from_args(args, DEFAULT_WIDTHS, widths=widths)
-        if not table.missing_parts(candidate.all_parts()) or len(widths) == 1:
-            break
-        widths.pop()
-    if not table.missing_parts(candidate.all_parts()) and len(widths) < len(space.widths):
+    covered = covered_space(space, table)
+    if covered.widths != space.widths:
         print("{}: note: the table has no parts for width(s) {}; searching widths {} (pass --widths to insist)".format(
-            PROG, ",".join(str(w) for w in space.widths if w not in widths), ",".join(map(str, widths))),
-            file=sys.stderr)
-        return candidate
-    require_parts(space, table)
-    return space
+            PROG, ",".join(str(w) for w in space.widths if w not in covered.widths),
+            ",".join(map(str, covered.widths))), file=sys.stderr)
+    return covered
 
 
 def _default_out(table_path: str, decoder: bool) -> str:
@@ -127,13 +109,11 @@ def _default_out(table_path: str, decoder: bool) -> str:
 
 
 def describe_space(candidates: Any, table: Any, out: Optional[str]) -> None:
-    from ..search.candidates import describe, latency_histogram
+    from ..search.candidates import describe, latency_histogram, preset_positions
 
     info = describe(candidates)
     space = candidates.space
-    argv = decoder_space_argv(space) + ["--backbone", space.backbone.short()] if isinstance(space, DecoderSpace) \
-        else space_argv(space)
-    print("search space: {}".format(" ".join(argv)))
+    print("search space: {}".format(" ".join(space.to_argv())))
     if "size_without_window" in info:
         print("|S| = {:,} architectures; |S^| = {:,} in the latency window [{}, {}] ms ({:.1f} MB in memory)".format(
             info["size_without_window"], info["size"], _ms(space.t_min, "-inf"), _ms(space.t_max, "inf"), info["bytes"] / 1e6))
@@ -146,26 +126,14 @@ def describe_space(candidates: Any, table: Any, out: Optional[str]) -> None:
     for low, high, count in histogram:
         print("  {:8.3f} - {:8.3f} {:>10,} {}".format(low, high, count, "#" * int(round(40 * count / peak))))
     print("presets:")
-    for name, arch in PRESETS.items():
-        if isinstance(space, DecoderSpace):
-            if arch.decoder is None or arch.backbone() != space.backbone or arch.output_stride != 1:
-                continue
-        elif arch.is_segmentation != (space.decoder is not None):
-            continue
-        missing = table.missing(arch, space.input_size)
-        if missing:
-            print("  {:<11} latency unknown (table lacks {} of its parts)".format(name, len(missing)))
-            continue
-        latency = table.estimate(arch, space.input_size)
-        index = candidates.index_of(arch)
-        where = "in S^" if index is not None else ("outside the space" if not space.contains(arch)
-                                                    else "outside the latency window")
-        if index is None:
-            print("  {:<11} {:8.3f} ms  {}".format(name, latency, where))
-            continue
-        rank = int((candidates.latency < latency).sum())
-        print("  {:<11} {:8.3f} ms  {}  (faster than {:.0%} of S^)".format(
-            name, latency, where, 1 - rank / max(len(candidates), 1)))
+    for preset in preset_positions(candidates, table):
+        if preset.missing:
+            print("  {:<11} latency unknown (table lacks {} of its parts)".format(preset.name, preset.missing))
+        elif preset.outside:
+            print("  {:<11} {:8.3f} ms  {}".format(preset.name, preset.latency_ms, preset.outside))
+        else:
+            print("  {:<11} {:8.3f} ms  in S^  (faster than {:.0%} of S^)".format(
+                preset.name, preset.latency_ms, preset.faster_than))
     if out:
         print("wrote {:,} candidates to {}".format(len(candidates), out))
 
@@ -174,48 +142,25 @@ def _ms(value: Optional[float], unbounded: str) -> str:
     return unbounded if value is None else "{:g}".format(value)
 
 
-def write_space(candidates: Any, path: str, progress: bool) -> None:
-    """Every candidate as {"arch": <canonical JSON>, "latency_ms": ...} per line (atomically)."""
-    from tqdm import tqdm
+def _check_journal(out: str, resume: bool) -> None:
+    from ..search.session import journal_path
 
-    dumps = _arch_dumper(candidates)
-    with atomic_output(path) as temp, open(temp, "w") as stream:
-        for start in tqdm(range(0, len(candidates), 65536), desc="writing S^", disable=not progress):
-            lines = []
-            for index in range(start, min(start + 65536, len(candidates))):
-                lines.append('{{"arch":{},"latency_ms":{}}}\n'.format(
-                    dumps(index), repr(float(candidates.latency[index]))))
-            stream.write("".join(lines))
-
-
-def _arch_dumper(candidates: Any) -> Callable[[int], str]:
-    """``index -> candidates.arch(index).dumps()`` without validating each of 10^6 architectures
-    again: backbones differ only in their stages, so the JSON is assembled from fragments."""
-    space = candidates.space
-    if isinstance(space, DecoderSpace) or not len(candidates):
-        return lambda index: candidates.arch(index).dumps()
-    probe = candidates.arch(0)
-    stages_text = json.dumps(probe.to_json()["stages"], separators=(",", ":"))
-    prefix, suffix = probe.dumps().split(stages_text)
-    stage_texts = [[json.dumps([space.block(s, w).to_json() for w in seq], separators=(",", ":"))
-                    for seq in table] for s, table in enumerate(candidates.stage_sequences)]
-    rows = candidates._rows
-
-    def dumps(index: int) -> str:
-        row = rows[index]
-        return "{}[{},{},{}]{}".format(prefix, stage_texts[0][row[0]], stage_texts[1][row[1]], stage_texts[2][row[2]],
-                                       suffix)
-
-    return dumps
-
-
-def _check_journal(journal: Any, out: str, resume: bool) -> None:
-    if resume and not journal.exists():
+    exists = os.path.exists(journal_path(out))
+    if resume and not exists:
         raise UserError("--resume: {} holds no search journal ({} is missing); check --out, or leave out --resume "
-                        "to start a new search".format(out, journal.path))
-    if journal.exists() and not resume:
+                        "to start a new search".format(out, journal_path(out)))
+    if exists and not resume:
         raise UserError("{} already holds a search journal; pass --resume to continue it or choose another --out".format(
             out))
+
+
+def _option(error: Exception) -> UserError:
+    """The search's neutral errors (``search.study``) in the words of this command's options."""
+    from ..search.study import EmptySpaceError
+
+    if isinstance(error, EmptySpaceError):
+        return UserError("the search space is empty: widen the latency window (--t-min/--t-max) or the space")
+    return UserError("--{} {}: {}".format(error.setting.replace("_", "-"), error.value, error.problem))
 
 
 def check_evaluator(args: argparse.Namespace) -> None:
@@ -254,88 +199,92 @@ def make_evaluator(args: argparse.Namespace, space: Any) -> Any:
     return None
 
 
-def _main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    from ..journal import Journal
-    from ..latency.table import LatencyTable
-    from ..search.candidates import enumerate_candidates
-    from ..search.executors import make_executor
-    from ..search.report import write_outputs
-    from ..search.runner import run_search
-    from ..search.study import FAILURES, Study
+def _check_options(args: argparse.Namespace, out: str) -> None:
+    """Everything the options alone decide, before the table is read."""
+    from ..search.study import SettingError, check_settings
 
     if args.space_out and not args.dry_run:
         raise UserError("--space-out needs --dry-run")
-    if args.explore > 1.0:
-        raise UserError("--explore {}: must be between 0 and 1".format(args.explore))
+    try:
+        check_settings(patience=args.patience, max_trials=args.max_trials, select=args.select, explore=args.explore)
+    except SettingError as exc:
+        raise _option(exc) from None
     for option, value in (("--out", args.out), ("--space-out", args.space_out)):
         if value is not None and not value.strip():
             raise UserError("{} '': give a path".format(option))
     if args.retry_failed and not args.resume:
         raise UserError("--retry-failed goes with --resume (it retries the failed trials of a journalled search)")
-    out = args.out or _default_out(args.table, args.decoder_search)
     check_outputs([("--space-out", args.space_out)] + ([] if args.dry_run else [("--out", out)]),
                   inputs=[args.table, args.replay, args.trainer], folders=("--out",))
     if not args.dry_run:
         check_evaluator(args)
         if any(getattr(args, name) is not None for name in ("train_cmd", "replay", "trainer")):
-            _check_journal(Journal(os.path.join(out, "journal.jsonl")), out, args.resume)
+            _check_journal(out, args.resume)
         if args.ray_address is not None:
             from ..search.executors import check_ray_address
 
             check_ray_address(args.ray_address)
+
+
+def _main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    from ..latency.table import LatencyTable
+    from ..search.candidates import enumerate_candidates
+
+    out = args.out or _default_out(args.table, args.decoder_search)
+    _check_options(args, out)
     table = LatencyTable.load(args.table)
     space = build_space(args, table)
     evaluator = None if args.dry_run else make_evaluator(args, space)
     candidates = enumerate_candidates(space, table, progress=not args.quiet)
     if evaluator is None:
         if args.space_out:
-            write_space(candidates, args.space_out, progress=not args.quiet)
+            candidates.write_jsonl(args.space_out, progress=not args.quiet)
         describe_space(candidates, table, args.space_out)
         if not args.dry_run:
             print("{}: no evaluator given, so nothing was trained; add --train-cmd, --replay or --trainer to "
                   "search".format(PROG))
         return 0
+    study = _search(args, out, candidates, table, evaluator)
+    return _report(args, out, study)
 
-    journal = Journal(os.path.join(out, "journal.jsonl"))
-    records = journal.open()
-    identity = table.meta.get("identity")
-    if records and "table_identity" in records[0] and records[0]["table_identity"] != identity:
-        from ..bench.machine import identity_warning
 
-        try:
-            warning = identity_warning("{} (resuming the search in {}, begun with another table)".format(
-                args.table, out), records[0]["table_identity"], identity or {}, strict=args.strict)
-        except UserError:
-            journal.close()
-            raise
-        if warning:
-            print("{}: warning: {}".format(PROG, warning), file=sys.stderr)
-    executor = None
+def _search(args: argparse.Namespace, out: str, candidates: Any, table: Any, evaluator: Any) -> Any:
+    """Run the search in a session (journal, identity check, study, executor); the study it leaves."""
+    from ..search.report import write_outputs
+    from ..search.session import SearchSession
+    from ..search.study import EmptySpaceError, SettingError
+
+    settings = dict(seed=args.seed, patience=args.patience, eps=args.eps, max_trials=args.max_trials,
+                    select=args.select, explore=args.explore, max_failures=args.max_failures)
     try:
-        study = Study(candidates, seed=args.seed, patience=args.patience, eps=args.eps, max_trials=args.max_trials,
-                      journal=journal, select=args.select, explore=args.explore, max_failures=args.max_failures)
-        study.start_journal(records, {"table_identity": identity})
+        session = SearchSession(candidates, table, args.table, out, settings, strict=args.strict,
+                                warn=lambda line: print("{}: warning: {}".format(PROG, line), file=sys.stderr))
+    except (SettingError, EmptySpaceError) as exc:
+        raise _option(exc) from None
+    with session:
+        study = session.study
         if args.retry_failed:
             retried = study.retry_failed()
             print("{}: retrying {} failed trial(s)".format(PROG, retried), file=sys.stderr)
-        if records:
-            print("{}: resumed {} finished trial(s) from {}".format(PROG, len(study.trials), journal.path),
+        if session.resumed:
+            print("{}: resumed {} finished trial(s) from {}".format(PROG, len(study.trials), session.journal.path),
                   file=sys.stderr)
         print("{}: |S^| = {:,} candidates; training with {}".format(PROG, len(candidates), type(evaluator).__name__),
               file=sys.stderr)
-        executor = make_executor(evaluator, out, workers=args.workers, ray_address=args.ray_address,
-                                 cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                                 retries=args.retries)
+        session.start(evaluator, workers=args.workers, ray_address=args.ray_address,
+                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, retries=args.retries)
         # Front, trials and reports stay current while the search runs (plots only at the end: they
         # take a second each); the journal already keeps every result.
-        run_search(study, executor, progress=not args.quiet,
-                   on_result=lambda current: write_outputs(out, current, plots=False))
-    finally:
-        if executor is not None:
-            executor.close()
-        journal.close()
+        session.run(progress=not args.quiet, on_result=lambda current: write_outputs(out, current, plots=False))
+    return study
+
+
+def _report(args: argparse.Namespace, out: str, study: Any) -> int:
+    from ..search.report import write_outputs
+    from ..search.study import FAILURES
+
     paths = write_outputs(out, study, plots=not args.no_plots)
     summary = study.summary()
     if summary["stop_reason"] == FAILURES:

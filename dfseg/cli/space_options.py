@@ -1,15 +1,14 @@
 """The search-space options, defined once for ``dfseg-search`` and ``dfseg-bench`` (which measures the
-space's parts), and the inverse: the options that rebuild a given space, so that the command the
-search prints for missing parts measures exactly the space it searched.
-
-The spaces themselves are ``dfseg.space``; this module is only their command line.
+space's parts).  The inverse (the options that rebuild a given space, so that the command the search
+prints for missing parts measures exactly the space it searched) is ``to_argv``/``table_argv`` of the
+spaces themselves (``dfseg.space``); this module is only the parsing side of their command line.
 Device side (dfseg-bench imports it): Python 3.6, no torch.
 """
 
 import argparse
 from typing import List, Optional, Sequence
 
-from ..arch import BASIC, CITYSCAPES_CLASSES, DEFAULT_STEM, NUM_STAGES, Arch
+from ..arch import BASIC, CITYSCAPES_CLASSES, DEFAULT_STEM, Arch
 from ..sizes import is_decimal, parse_size
 from ..space import (
     DEFAULT_BLOCKS,
@@ -86,44 +85,6 @@ def decoder_space_from_args(args: argparse.Namespace, backbone: Arch) -> Decoder
     size = parse_size(args.size) if args.size else DEFAULT_DECODER_INPUT
     return DecoderSpace(backbone, classes=classes, choices=decoder_choices(args, classes), input_size=size,
                         t_min=getattr(args, "t_min", None), t_max=getattr(args, "t_max", None))
-
-
-def space_argv(space: SearchSpace) -> List[str]:
-    """The options that rebuild ``space`` (its latency window left out)."""
-    argv = [
-        "--widths", ",".join(map(str, space.widths)),
-        "--blocks", ",".join("{}-{}".format(low, high) for low, high in space.blocks_per_stage),
-        "--block", space.kinds[0] if len(set(space.kinds)) == 1 else ",".join(space.kinds),
-        "--size", str(space.input_size),
-    ]
-    if space.stem != DEFAULT_STEM:
-        argv += ["--stem", ",".join(map(str, space.stem))]
-    if space.decoder is not None:
-        argv += ["--decoder", ",".join(map(str, space.decoder))]
-    if space.classes != (CITYSCAPES_CLASSES if space.decoder is not None else 1000):
-        argv += ["--classes", str(space.classes)]
-    return argv
-
-
-def decoder_space_argv(space: DecoderSpace) -> List[str]:
-    """The options that rebuild ``space`` in dfseg-search (its backbone and latency window left out)."""
-    argv = ["--decoder-search", "--classes", str(space.classes), "--size", str(space.input_size)]
-    if tuple(space.choices) != DecoderSpace(space.backbone, space.classes).choices:
-        argv += ["--choices", ",".join(map(str, space.choices))]
-    return argv
-
-
-def bench_command(space, table_path: str) -> List[str]:
-    """The ``dfseg-bench`` command that measures exactly the parts of ``space`` into ``table_path``."""
-    if isinstance(space, DecoderSpace):
-        # The narrowest member names the backbone and the classes; --decoder-space adds every setting.
-        model = space.make((min(space.choices),) * NUM_STAGES).short()
-        argv = ["dfseg-bench", "--table", table_path, "--models", model, "--sizes", str(space.input_size),
-                "--decoder-space"]
-        if tuple(space.choices) != DecoderSpace(space.backbone, space.classes).choices:
-            argv += ["--choices", ",".join(map(str, space.choices))]
-        return argv
-    return ["dfseg-bench", "--table", table_path, "--space-only"] + space_argv(space)
 
 
 def int_list(text: str, option: str) -> List[int]:

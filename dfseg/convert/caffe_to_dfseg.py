@@ -96,6 +96,28 @@ def detect_block_base(layers: List[CaffeLayer]) -> int:
     return base
 
 
+def _leftover_problems(arch: Arch, by_name: Dict[str, CaffeLayer], used: set, tensors: Dict[str, np.ndarray],
+                       expected: Dict[str, Tuple[int, ...]]) -> List[str]:
+    """What the mapping left: fixed upsampling layers that are not bilinear, layers with weights nothing took,
+    model tensors nothing provided."""
+    problems = []  # type: List[str]
+    for name, factor in _FIXED_DECONVS.items():
+        layer = by_name.get(name)
+        if layer is None or not layer.blobs:
+            continue
+        used.add(name)
+        problem = _check_bilinear(layer, factor)
+        if problem:
+            problems.append(problem)
+    unmapped = [layer.name for layer in by_name.values() if layer.blobs and layer.name not in used]
+    if unmapped:
+        problems.append("layers with weights that {} has no place for: {}".format(arch.short(), ", ".join(unmapped)))
+    missing = [key for key in expected if key not in tensors and not key.endswith("num_batches_tracked")]
+    if missing:
+        problems.append("model tensors no layer provides: {}".format(", ".join(missing)))
+    return problems
+
+
 def convert_layers(
     layers: List[CaffeLayer], arch: Arch, expected: Dict[str, Tuple[int, ...]], source: str = "caffemodel"
 ) -> Tuple[Dict[str, np.ndarray], List[Mapped]]:
@@ -165,20 +187,7 @@ def convert_layers(
         if fc is not None:
             put(fc, fc.blobs[0], "classifier.fc.weight")
             put(fc, fc.blobs[1], "classifier.fc.bias")
-    for name, factor in _FIXED_DECONVS.items():
-        layer = by_name.get(name)
-        if layer is None or not layer.blobs:
-            continue
-        used.add(name)
-        problem = _check_bilinear(layer, factor)
-        if problem:
-            problems.append(problem)
-    unmapped = [layer.name for layer in by_name.values() if layer.blobs and layer.name not in used]
-    if unmapped:
-        problems.append("layers with weights that {} has no place for: {}".format(arch.short(), ", ".join(unmapped)))
-    missing = [key for key in expected if key not in tensors and not key.endswith("num_batches_tracked")]
-    if missing:
-        problems.append("model tensors no layer provides: {}".format(", ".join(missing)))
+    problems += _leftover_problems(arch, by_name, used, tensors, expected)
     if problems:
         raise ConversionError("{}: does not fit {}: {}".format(source, arch.short(), "; ".join(problems)))
     return tensors, mapped

@@ -33,6 +33,20 @@ def is_time(value: Any) -> bool:
             and value >= 0)
 
 
+def measure_command(table_path: Optional[str], models: Sequence[str] = (), sizes: Sequence[str] = (),
+                    space: Any = None) -> List[str]:
+    """The one "measure these parts" hint: the ``dfseg-bench --table`` command that measures ``models`` at
+    ``sizes``, or exactly the parts of ``space`` (a ``dfseg.space`` space: its ``table_argv``)."""
+    argv = ["dfseg-bench", "--table", table_path or "TABLE.json"]
+    if models:
+        argv += ["--models", ",".join(models)]
+    if sizes:
+        argv += ["--sizes", ",".join(sizes)]
+    if space is not None:
+        argv += space.table_argv()
+    return argv
+
+
 class MissingEntriesError(UserError):
     """The table lacks parts an architecture needs; the message lists them and how to measure them."""
 
@@ -150,9 +164,5 @@ class LatencyTable:
         return self.overhead_ms + sum(float(self.entries[part.key]["median_ms"]) for part in parts)
 
     def measure_hint(self, arch: Optional[Arch] = None, size: Optional[Size] = None) -> str:
-        argv = ["dfseg-bench", "--table", self.path or "TABLE.json"]
-        if arch is not None:
-            argv += ["--models", arch.short()]
-        if size is not None:
-            argv += ["--sizes", str(size)]
-        return " ".join(argv)
+        return " ".join(measure_command(self.path, [arch.short()] if arch is not None else (),
+                                        [str(size)] if size is not None else ()))

@@ -15,16 +15,17 @@ written from the calling thread, because GUI toolkits want that.
 Device side: Python 3.6, no torch.
 """
 
-import collections
 import queue
 import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterator, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional
 
+from ..clocks import thread_cpu_s
 from ..errors import Terminated
 from ..uri import redact
+from .counters import STAGES, LiveCounters, StageClock
 from .render import Renderer
 from .scheduling import HELPER_NICENESS, IDLE, NICE, HelperThreads, StarvationGuard
 from .segmenter import Segmenter
@@ -32,7 +33,6 @@ from .sinks import Sink
 from .sources import Frame, Source
 
 _END = object()  # end-of-stream marker passed down the queues
-STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "output")
 INTERRUPTED = "interrupted"  # end reasons of a run stopped by SIGINT or SIGTERM
 TERMINATED = "terminated"
 _POLL_S = 0.05
@@ -49,91 +49,6 @@ class RunResult(NamedTuple):
     profile: Dict[str, Dict[str, float]]  # per stage, per frame: see StageClock.summary
     process_cpu_ms_per_frame: Optional[float]  # every thread of the process, the runtime's pool included
     helper_policy: str  # how the stages other than inference ran at the end: scheduling.IDLE or NICE
-
-
-def thread_cpu_s() -> float:
-    """CPU seconds of the calling thread (Linux; elsewhere the process clock)."""
-    clock_id = getattr(time, "CLOCK_THREAD_CPUTIME_ID", None)
-    return time.clock_gettime(clock_id) if clock_id is not None else time.process_time()
-
-
-class StageClock:
-    """Where one stage's time goes: its thread's CPU time, the wall time of its work, and the time it
-    waits for input (upstream too slow) or to hand its output on (downstream too slow)."""
-
-    def __init__(self) -> None:
-        self.items = 0
-        self.cpu_s = 0.0
-        self.work_s = 0.0
-        self.wait_in_s = 0.0
-        self.wait_out_s = 0.0
-
-    def summary(self) -> Dict[str, float]:
-        per = 1000.0 / self.items if self.items else 0.0
-        return {"frames": self.items, "cpu_ms": round(self.cpu_s * per, 3), "work_ms": round(self.work_s * per, 3),
-                "wait_in_ms": round(self.wait_in_s * per, 3), "wait_out_ms": round(self.wait_out_s * per, 3)}
-
-
-def format_profile(profile: Dict[str, Dict[str, float]], process_cpu_ms: Optional[float],
-                   helper_policy: Optional[str] = None) -> str:
-    """The per-stage profile as a small table (``dfseg-run --profile``)."""
-    lines = ["{:<12} {:>8} {:>8} {:>11} {:>12}".format("stage", "cpu ms", "work ms", "wait in ms", "wait out ms")]
-    for name in STAGES:
-        row = profile.get(name)
-        if row:
-            lines.append("{:<12} {cpu_ms:>8.2f} {work_ms:>8.2f} {wait_in_ms:>11.2f} {wait_out_ms:>12.2f}".format(
-                name, **row))
-    if process_cpu_ms is not None:
-        lines.append("process CPU {:.2f} ms per frame (all threads; the inference stage's cpu ms leaves out the "
-                     "runtime's own threads)".format(process_cpu_ms))
-    if helper_policy is not None:
-        lines.append("stages other than inference ran {}".format(
-            "as SCHED_IDLE (on cores that inference leaves free)" if helper_policy == IDLE
-            else "at nice +{}".format(HELPER_NICENESS)))
-    return "\n".join(lines)
-
-
-class Stats:
-    """Counters and sliding windows shared by the stages; read by the status line and the web page."""
-
-    def __init__(self, window: int = 30) -> None:
-        self._lock = threading.Lock()
-        self.captured = 0
-        self.dropped = 0
-        self.written = 0
-        self._infer_ms: Deque[float] = collections.deque(maxlen=window)
-        self._out_times: Deque[float] = collections.deque(maxlen=window)
-        self._latency_ms: Deque[float] = collections.deque(maxlen=window)
-        self.state = "starting"
-
-    def add_inference(self, ms: float) -> None:
-        with self._lock:
-            self._infer_ms.append(ms)
-
-    def add_output(self, captured: float) -> None:
-        now = time.perf_counter()
-        with self._lock:
-            self.written += 1
-            self._out_times.append(now)
-            self._latency_ms.append((now - captured) * 1000.0)
-
-    def network_fps(self) -> Optional[float]:
-        with self._lock:
-            return 1000.0 / (sum(self._infer_ms) / len(self._infer_ms)) if self._infer_ms else None
-
-    def pipeline_fps(self) -> Optional[float]:
-        with self._lock:
-            if len(self._out_times) < 2:
-                return None
-            span = self._out_times[-1] - self._out_times[0]
-            return (len(self._out_times) - 1) / span if span > 0 else None
-
-    def latency_ms(self) -> Optional[float]:
-        with self._lock:
-            return sum(self._latency_ms) / len(self._latency_ms) if self._latency_ms else None
-
-    def status_line(self) -> str:
-        return "net {} FPS | pipeline {} FPS".format(format_fps(self.network_fps()), format_fps(self.pipeline_fps()))
 
 
 class Pipeline:
@@ -159,7 +74,7 @@ class Pipeline:
         self.max_frames = max_frames
         self.show_status = status_line
         self.log = log or _log
-        self.stats = Stats()
+        self.stats = LiveCounters()
         self.stop_event = threading.Event()  # stop capturing; frames in flight still finish
         self.abort_event = threading.Event()  # drop everything (error or second Ctrl-C)
         self.errors = []  # type: List[BaseException]
@@ -419,11 +334,6 @@ class Pipeline:
     def _restore_signal_handlers(previous: Dict[int, Any]) -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-def format_fps(value: Optional[float]) -> str:
-    """An FPS figure for people: one decimal, or "-" when not known yet."""
-    return "-" if value is None else "{:.1f}".format(value)
 
 
 def _log(message: str) -> None:

@@ -11,8 +11,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ..cityscapes import class_names, palette_bgr
 from ..errors import UserError
-from .cityscapes import class_names, palette_bgr
 
 OVERLAY_MODES = ("blend", "mask", "side")
 

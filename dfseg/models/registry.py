@@ -1,5 +1,5 @@
 """Model registry (timm style): DF presets from ``dfseg.arch.PRESETS`` plus the reference backbones
-of ``dfseg.models.reference`` (listed only when that module exists)."""
+of ``dfseg.models.table1`` (listed only when that module exists)."""
 
 from typing import Callable, Dict, List, Optional, Union
 
@@ -12,9 +12,9 @@ from ..errors import UserError
 def _reference_models() -> Dict[str, Callable[..., nn.Module]]:
     # Imported lazily: the reference models are optional extras of the registry.
     try:
-        from .reference import REFERENCE_MODELS
+        from .table1 import REFERENCE_MODELS
     except ModuleNotFoundError as exc:
-        if exc.name != __package__ + ".reference":
+        if exc.name != __package__ + ".table1":
             raise
         return {}
     return dict(REFERENCE_MODELS)

@@ -14,12 +14,14 @@ Rows are sorted by latency so that "Lat(m) >= Lat(y_w)" is a suffix of the array
 """
 
 import itertools
-from typing import Any, Dict, List, Optional, Tuple, Union
+import json
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
-from ..arch import NUM_STAGES, Arch
-from ..latency.table import LatencyTable, MissingEntriesError
+from ..arch import NUM_STAGES, PRESETS, Arch
+from ..fileio import atomic_output
+from ..latency.table import LatencyTable, MissingEntriesError, measure_command
 from ..space import DecoderSpace, SearchSpace
 
 Space = Union[SearchSpace, DecoderSpace]
@@ -61,6 +63,38 @@ class CandidateSet:
         matches = np.flatnonzero(np.all(self.codes == key, axis=1))
         return int(matches[0]) if matches.size else None
 
+    def json_dumper(self) -> Callable[[int], str]:
+        """``index -> self.arch(index).dumps()`` without validating each of 10^6 architectures again:
+        backbones differ only in their stages, so the JSON is assembled from fragments."""
+        space = self.space
+        if isinstance(space, DecoderSpace) or not len(self):
+            return lambda index: self.arch(index).dumps()
+        probe = self.arch(0)
+        stages_text = json.dumps(probe.to_json()["stages"], separators=(",", ":"))
+        prefix, suffix = probe.dumps().split(stages_text)
+        stage_texts = [[json.dumps([space.block(s, w).to_json() for w in seq], separators=(",", ":"))
+                        for seq in table] for s, table in enumerate(self.stage_sequences)]
+        rows = self._rows
+
+        def dumps(index: int) -> str:
+            row = rows[index]
+            return "{}[{},{},{}]{}".format(prefix, stage_texts[0][row[0]], stage_texts[1][row[1]],
+                                           stage_texts[2][row[2]], suffix)
+
+        return dumps
+
+    def write_jsonl(self, path: str, progress: bool) -> None:
+        """Every candidate as {"arch": <canonical JSON>, "latency_ms": ...} per line (atomically)."""
+        from tqdm import tqdm
+
+        dumps = self.json_dumper()
+        with atomic_output(path) as temp, open(temp, "w") as stream:
+            for start in tqdm(range(0, len(self), 65536), desc="writing S^", disable=not progress):
+                lines = []
+                for index in range(start, min(start + 65536, len(self))):
+                    lines.append('{{"arch":{},"latency_ms":{}}}\n'.format(dumps(index), repr(float(self.latency[index]))))
+                stream.write("".join(lines))
+
     @property
     def nbytes(self) -> int:
         rows = self._rows.nbytes if isinstance(self._rows, np.ndarray) else 0
@@ -72,10 +106,21 @@ def require_parts(space: Space, table: LatencyTable) -> None:
     """Raise ``MissingEntriesError`` (a UserError) listing every part of the space the table lacks."""
     missing = table.missing_parts(space.all_parts())
     if missing:
-        from ..cli.space_options import bench_command
+        raise MissingEntriesError(missing, " ".join(measure_command(table.path, space=space)))
 
-        hint = " ".join(bench_command(space, table.path or "TABLE.json"))
-        raise MissingEntriesError(missing, hint)
+
+def covered_space(space: Space, table: LatencyTable) -> Space:
+    """``space`` when the table has all its parts; else, for a backbone space, the space with its widest
+    widths dropped until the table covers it.  ``MissingEntriesError`` (naming every part of ``space``
+    the table lacks) when no narrower space is covered."""
+    if isinstance(space, SearchSpace):
+        widths = list(space.widths)
+        while len(widths) > 1 and table.missing_parts(space.with_widths(widths).all_parts()):
+            widths.pop()
+        if len(widths) < len(space.widths) and not table.missing_parts(space.with_widths(widths).all_parts()):
+            return space.with_widths(widths)
+    require_parts(space, table)
+    return space
 
 
 # ---------------------------------------------------------------------- backbone enumeration
@@ -216,6 +261,40 @@ def _progress(total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc="enumerating S^", unit="group", disable=not enabled, leave=False)
+
+
+class PresetPosition(NamedTuple):
+    """Where a preset of the space's kind stands: ``missing`` parts in the table, or its latency, whether it
+    is in S^ (else ``outside``: why not) and the share of S^ it is faster than."""
+
+    name: str
+    missing: int
+    latency_ms: Optional[float] = None
+    outside: Optional[str] = None
+    faster_than: Optional[float] = None
+
+
+def preset_positions(candidates: CandidateSet, table: LatencyTable) -> List[PresetPosition]:
+    space = candidates.space
+    found = []
+    for name, arch in PRESETS.items():
+        if isinstance(space, DecoderSpace):
+            if arch.decoder is None or arch.backbone() != space.backbone or arch.output_stride != 1:
+                continue
+        elif arch.is_segmentation != (space.decoder is not None):
+            continue
+        missing = table.missing(arch, space.input_size)
+        if missing:
+            found.append(PresetPosition(name, len(missing)))
+            continue
+        latency = table.estimate(arch, space.input_size)
+        if candidates.index_of(arch) is None:
+            why = "outside the space" if not space.contains(arch) else "outside the latency window"
+            found.append(PresetPosition(name, 0, latency, why))
+            continue
+        rank = int((candidates.latency < latency).sum())
+        found.append(PresetPosition(name, 0, latency, None, 1 - rank / max(len(candidates), 1)))
+    return found
 
 
 def describe(candidates: CandidateSet) -> Dict[str, Any]:

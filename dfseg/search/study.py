@@ -20,7 +20,6 @@ from typing import Any, Dict, List, NamedTuple, Optional
 import numpy as np
 
 from ..arch import Arch
-from ..errors import UserError
 from ..journal import Journal, JournalError
 from .candidates import CandidateSet
 from .pop import PartialOrderPruning
@@ -31,6 +30,34 @@ EXHAUSTED = "search space exhausted"
 BUDGET = "trial budget reached"
 FAILURES = "too many failures in a row"
 _DEFAULTS = {"select": "random", "explore": None}
+
+
+class SettingError(ValueError):
+    """A study setting out of its range; ``setting`` is the keyword of ``Study`` (a command maps it to its
+    option)."""
+
+    def __init__(self, setting: str, value: Any, problem: str) -> None:
+        super().__init__("{} {}: {}".format(setting, value, problem))
+        self.setting = setting
+        self.value = value
+        self.problem = problem
+
+
+class EmptySpaceError(ValueError):
+    """No candidate lies in the latency window."""
+
+
+def check_settings(patience: int = 30, max_trials: Optional[int] = None, select: str = "random",
+                   explore: float = 0.5) -> None:
+    """The one check of the study's settings (``Study`` runs it; a command may run it before anything else)."""
+    if patience < 1:
+        raise SettingError("patience", patience, "must be at least 1")
+    if max_trials is not None and max_trials < 1:
+        raise SettingError("max_trials", max_trials, "must be at least 1")
+    if select not in SELECTIONS:
+        raise SettingError("select", repr(select), "choose one of {}".format(", ".join(SELECTIONS)))
+    if not 0.0 <= explore <= 1.0:
+        raise SettingError("explore", explore, "must be between 0 and 1")
 
 
 class Trial(NamedTuple):
@@ -44,16 +71,9 @@ class Study:
     def __init__(self, candidates: CandidateSet, seed: int = 0, patience: int = 30, eps: float = 0.0,
                  max_trials: Optional[int] = None, journal: Optional[Journal] = None, select: str = "random",
                  explore: float = 0.5, max_failures: Optional[int] = None) -> None:
-        if patience < 1:
-            raise UserError("--patience: must be at least 1, got {}".format(patience))
-        if max_trials is not None and max_trials < 1:
-            raise UserError("--max-trials: must be at least 1, got {}".format(max_trials))
-        if select not in SELECTIONS:
-            raise UserError("--select: choose one of {}, got {!r}".format(", ".join(SELECTIONS), select))
-        if not 0.0 <= explore <= 1.0:
-            raise UserError("--explore: must be between 0 and 1, got {}".format(explore))
+        check_settings(patience=patience, max_trials=max_trials, select=select, explore=explore)
         if not len(candidates):
-            raise UserError("the search space is empty: widen the latency window (--t-min/--t-max) or the space")
+            raise EmptySpaceError("the search space is empty: widen the latency window or the space")
         self.candidates = candidates
         self.seed = int(seed)
         self.patience = int(patience)

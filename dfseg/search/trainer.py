@@ -19,9 +19,9 @@ from typing import Any, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from ..cityscapes import IGNORE_LABEL
 from ..errors import UserError
 from ..eval import ConfusionMatrix
-from ..live.cityscapes import IGNORE_LABEL
 from ..preprocess import CITYSCAPES_MEAN_BGR, IMAGENET_MEAN_BGR, INPUT_SCALE, resize_bilinear
 from ..sizes import Size
 

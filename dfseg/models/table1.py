@@ -17,16 +17,8 @@ from torch import Tensor, nn
 
 from ..arch import REFERENCE_MODEL_NAMES
 
-__all__ = [
-    "REFERENCE_FACTS",
-    "REFERENCE_MODELS",
-    "PaperFacts",
-    "googlenet",
-    "mobilenet_v2",
-    "resnet18",
-    "resnet50",
-    "shufflenet_v2_x1_0",
-]
+__all__ = ["REFERENCE_FACTS", "REFERENCE_MODELS", "PaperFacts", "googlenet", "mobilenet_v2", "resnet18", "resnet50",
+           "shufflenet_v2_x1_0"]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from torch import nn
 
 from dfseg.arch import REFERENCE_MODEL_NAMES
 from dfseg.models import count_macs
-from dfseg.models.reference import REFERENCE_FACTS, REFERENCE_MODELS
+from dfseg.models.table1 import REFERENCE_FACTS, REFERENCE_MODELS
 
 # Parameter counts published by torchvision for resnet18, resnet50, mobilenet_v2, shufflenet_v2_x1_0 and
 # googlenet (without auxiliary heads): external facts, not numbers produced by this code.
