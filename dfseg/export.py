@@ -321,7 +321,7 @@ def part_input_names(part: Part) -> List[str]:
 def make_part_module(part: Part, seed: int = 0) -> nn.Module:
     """The standalone module of ``part`` with weights and (non-identity) BN drawn from ``seed``:
     what ``export_part_onnx`` exports, so its output can be reproduced."""
-    from .models.parts import build_part
+    from .models.part_modules import build_part
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -334,7 +334,7 @@ def export_part_onnx(part: Part, path: str, opset: int = DEFAULT_OPSET, seed: in
 
     Inputs are named by ``part_input_names``, the output ``output``.  For the latency suite.
     """
-    from .models.parts import part_inputs
+    from .models.part_modules import part_inputs
 
     _check_opset(opset)
     _check_output_path(path)

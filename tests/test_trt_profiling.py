@@ -21,7 +21,7 @@ from dfseg.backends.tensorrt.profiling import (
     node_names_in_layer,
     part_of_node,
 )
-from dfseg.backends.tensorrt.trtexec import parse_profile
+from dfseg.backends.tensorrt.trtexec_output import parse_profile
 from dfseg.onnx_wire import OnnxSummary
 from dfseg.parts import network_parts
 

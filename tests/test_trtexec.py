@@ -1,8 +1,8 @@
 """trtexec backend: parsers on recorded TensorRT 8.2 / 10.x outputs (tests/data/trtexec, see its README),
 the argv we build checked against what each trtexec release accepts, and the runner driven for real
-against the stand-in trtexec of ``tests/fake_trtexec`` -- one per release (8.2.1, 8.4.3, 8.5.2, 8.6.1,
+against the stand-in trtexec of ``tests/fakes/trtexec`` -- one per release (8.2.1, 8.4.3, 8.5.2, 8.6.1,
 10.3.0, 10.16.0, 11.0.0), whose options, console lines and export formats come from NVIDIA's source
-(``tests/fake_trtexec/facts.py`` cites each) and which runs the model with ONNX Runtime.  trtexec needs
+(``tests/fakes/trtexec/facts.py`` cites each) and which runs the model with ONNX Runtime.  trtexec needs
 an NVIDIA GPU and cannot run here.
 """
 
@@ -16,21 +16,23 @@ from trtexec_stand_in import VERSIONS, facts, invocations
 
 from dfseg.backends import get_runner
 from dfseg.backends.tensorrt.trtexec import (
-    Binding,
     TrtexecError,
     TrtexecRunner,
     build_command,
     find_trtexec,
     infer_command,
+    probe_command,
+    run_trtexec,
+    time_command,
+    trtexec_version,
+)
+from dfseg.backends.tensorrt.trtexec_output import (
+    Binding,
     parse_console,
     parse_output,
     parse_profile,
     parse_times,
-    probe_command,
-    run_trtexec,
-    time_command,
     trace_has_warmups,
-    trtexec_version,
     version_from_tag,
 )
 from dfseg.build_config import BuildConfig

@@ -1,4 +1,4 @@
-"""trtexec as a dfseg-bench backend, against the stand-in trtexec of each release (``tests/fake_trtexec``):
+"""trtexec as a dfseg-bench backend, against the stand-in trtexec of each release (``tests/fakes/trtexec``):
 one trtexec process per subject per round (its own timing loop), figures equal to the per-query times the
 stand-in reports, and the commands that run frames refusing trtexec with one line (issue 24, items 5, 6).
 Nothing here times anything: the stand-in's times are simulated and fixed by FAKE_TRTEXEC_COMPUTE_MS."""

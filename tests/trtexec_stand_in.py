@@ -1,5 +1,5 @@
-"""Installs the stand-in trtexec of ``tests/fake_trtexec`` as an executable ``trtexec`` for one release,
-and reads back the invocations it logged (see ``tests/fake_trtexec/trtexec.py``)."""
+"""Installs the stand-in trtexec of ``tests/fakes/trtexec`` as an executable ``trtexec`` for one release,
+and reads back the invocations it logged (see ``tests/fakes/trtexec/trtexec.py``)."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import stat
 import sys
 from typing import List
 
-FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_trtexec", "trtexec.py")
+FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fakes", "trtexec", "trtexec.py")
 sys.path.insert(0, os.path.dirname(FAKE))
 import facts  # noqa: E402
 

@@ -19,8 +19,8 @@ from ..fileio import sha256_file, write_json_atomic
 from ..parts import Part
 from ..trt_parse_rules import require_parsable
 from .boundary import boundary_shapes
+from .drift import REFERENCE_ID
 from .model_files import BUNDLE_SCHEMA, MANIFEST, HostSource, ModelSpec, safe_filename
-from .reference import REFERENCE_ID
 from .report import progress_bar
 
 

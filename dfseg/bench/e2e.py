@@ -2,7 +2,7 @@
 
 Models of one input size are measured together (rotating in rounds), so their ratios come from the
 same conditions; sizes are measured one after another.  Every model is also timed against the drift
-reference (``dfseg.bench.reference``): ``relative`` is its time as a multiple of the reference's, which
+reference (``dfseg.bench.drift``): ``relative`` is its time as a multiple of the reference's, which
 compares across runs and machines' speed changes where the ms do not.  On a Jetson, rail power is sampled while each
 model runs (W and mJ per frame); elsewhere those fields are None.
 

@@ -68,7 +68,7 @@ class ModelSource:
         raise NotImplementedError
 
     def reference_path(self) -> str:
-        """The drift reference (``dfseg.bench.reference``) timed beside every subject."""
+        """The drift reference (``dfseg.bench.drift``) timed beside every subject."""
         raise NotImplementedError
 
 
@@ -123,7 +123,7 @@ class HostSource(ModelSource):
         return path
 
     def reference_path(self) -> str:
-        from .reference import REFERENCE_ID, write_reference_model
+        from .drift import REFERENCE_ID, write_reference_model
 
         path = os.path.join(self.work_dir, safe_filename(REFERENCE_ID.split(":")[0]) + ".onnx")
         if not os.path.exists(path):
@@ -249,7 +249,7 @@ class BundleSource(ModelSource):
         return self._verified(entry, "the boundary probe {}x{}x{}".format(*shape))
 
     def reference_path(self) -> str:
-        from .reference import REFERENCE_ID
+        from .drift import REFERENCE_ID
 
         entry = self.manifest.get("reference")
         if not entry or entry.get("id") != REFERENCE_ID:

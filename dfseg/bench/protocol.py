@@ -8,7 +8,7 @@ disturbed rounds), the noise seen is reported (spread of the round medians), and
 disagree too much are re-measured with extra rounds.
 
 Slow drift (a shared VM's core speeding up and slowing down over minutes, a Jetson warming up) moves
-every workload together, so it is cancelled by a *reference*: a fixed network (``dfseg.bench.reference``)
+every workload together, so it is cancelled by a *reference*: a fixed network (``dfseg.bench.drift``)
 timed before the first subject of a round and after every subject.  Each subject's round median is
 divided by the mean of the two reference blocks around it, and the median of those ratios is the
 subject's latency *relative to the reference* (``Measurement.relative``).  Two runs minutes or hours

@@ -22,7 +22,7 @@ from .protocol import COMPUTE, DEFAULT_PROTOCOL, E2E, Measurement, ModeFn, Proto
 
 if TYPE_CHECKING:
     from ..backends.tensorrt.trtexec import TrtexecRunner
-from .reference import REFERENCE_NAME
+from .drift import REFERENCE_NAME
 
 
 def onnx_subject(name: str, model: Union[str, bytes], backend: str = "onnxruntime", threads: Optional[int] = None,

@@ -2,7 +2,7 @@
 
 The journal (``OUT.journal.jsonl``, the one ``dfseg.journal``: fsync'd, locked, a torn last line cut
 away) holds a header with the run's settings, the measured boundary stubs, and per chunk its overhead
-and entries, all relative to the drift reference (``dfseg.bench.reference``); ``entry_from`` makes a
+and entries, all relative to the drift reference (``dfseg.bench.drift``); ``entry_from`` makes a
 journal entry from a measurement and ``table_entry`` the table's entry in ms from it.  The run itself
 is ``dfseg.bench.table_run``.  Device side: Python 3.6, no torch.
 """
@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Optional
 from ..errors import UserError
 from ..journal import Journal
 from ..latency.table import is_time
+from .drift import REFERENCE_ID
 from .protocol import COMPUTE, Measurement
-from .reference import REFERENCE_ID
 
 OVERHEAD = "overhead"
 BOUNDARY = "boundary"

@@ -8,8 +8,8 @@ Device side: Python 3.6, no torch.
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..build_config import BuildConfig
+from .drift import drift_summary
 from .protocol import COMPUTE, Protocol, median
-from .reference import drift_summary
 from .table_journal import BOUNDARY, REFERENCE
 
 REFERENCE_METHOD = ("a fixed reference network timed before and after every subject of every round; entries are "

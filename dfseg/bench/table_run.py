@@ -24,9 +24,9 @@ from ..latency.in_network import factor_class, fit_in_network, in_network_extra,
 from ..latency.table import SCHEMA, LatencyTable
 from ..parts import Part, network_parts
 from .boundary import Shape, boundary_shapes, probe_name, shape_label, stub_ms
+from .drift import REFERENCE_ID, reference_times
 from .model_files import ModelSource, ModelSpec
 from .protocol import CLOCKS, Measurement, Protocol, median, robust_spread
-from .reference import REFERENCE_ID, reference_times
 from .report import progress_bar
 from .subjects import measure_models
 from .table_journal import (

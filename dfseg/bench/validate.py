@@ -16,9 +16,9 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..build_config import BuildConfig
 from ..latency.table import LatencyTable, MissingEntriesError, measure_command
 from ..parts import network_parts
+from .drift import REFERENCE_ID, drift_summary, reference_times
 from .model_files import ModelSource, ModelSpec
 from .protocol import CLOCKS, COMPUTE, Protocol, median, noise_warnings
-from .reference import REFERENCE_ID, drift_summary, reference_times
 from .report import progress_bar
 from .subjects import measure_models
 

@@ -6,7 +6,7 @@
 
 from .dfnet import DFNet
 from .macs import count_macs, count_params
-from .parts import build_part, part_inputs
+from .part_modules import build_part, part_inputs
 from .registry import build_model, create_model, list_models, model_arch
 from .seg import DFSeg
 

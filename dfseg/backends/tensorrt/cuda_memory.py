@@ -21,6 +21,7 @@ from typing import Any, ContextManager, Iterator, List, Tuple
 import numpy as np
 
 from ...errors import UserError
+from .engines import device_label
 
 
 class CudaMemory:
@@ -121,7 +122,7 @@ class PycudaMemory(CudaMemory):
 
     def device_name(self) -> str:
         major, minor = self._device.compute_capability()
-        return "{} sm{}{}".format(self._device.name(), major, minor)
+        return device_label(self._device.name(), major, minor)
 
     def close(self) -> None:
         with self.current():
@@ -205,7 +206,7 @@ class CudaPythonMemory(CudaMemory):
     def device_name(self) -> str:
         props = self._check(self.cudart.cudaGetDeviceProperties(self.device_index))
         name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-        return "{} sm{}{}".format(name.split("\x00")[0], props.major, props.minor)
+        return device_label(name, props.major, props.minor)
 
     def close(self) -> None:
         with self.current():

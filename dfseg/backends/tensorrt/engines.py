@@ -91,6 +91,12 @@ class EngineSpec(NamedTuple):
         return "{}-{}-{}-trt{}-{}".format(name, shape, self.precision, self.tensorrt_version, self.key())
 
 
+def device_label(name: str, major: int, minor: int) -> str:
+    """How the engine cache names a GPU: ``Orin sm87``.  The one naming that the tensorrt runner (pycuda or
+    cuda-python) and trtexec (nvidia-smi) share, so both backends key their engines alike."""
+    return "{} sm{}{}".format(name.split("\x00")[0].strip(), major, minor)
+
+
 def _freeze(value: Any) -> Any:
     # Builder flags may hold lists (layer names to keep in FP32); tuples keep the spec hashable.
     if isinstance(value, list):

@@ -9,7 +9,7 @@ warnings go on after the name).  ``SafeBuilderOptions::parse`` belongs to anothe
 options) and is left out.  ``main`` of ``samples/trtexec/trtexec.cpp`` reports every argument that
 no parse function consumed as ``Unknown option: NAME VALUE`` and fails.
 
-    python tests/fake_trtexec/derive.py [MIRROR]      # prints the OPTIONS dict of facts.py
+    python tests/fakes/trtexec/derive.py [MIRROR]      # prints the OPTIONS dict of facts.py
 """
 
 import os

@@ -12,7 +12,7 @@ Environment:
     FAKE_TRTEXEC_VERSION   the release to behave as: a key of ``facts.TAGS`` (8.2.1 ... 11.0.0)
     FAKE_TRTEXEC_LOG       a file to which each invocation appends ``{"version", "argv"}`` as a JSON line
 
-Run it as ``python tests/fake_trtexec/trtexec.py ARGS``; ``tests/trtexec_stand_in.py`` writes an
+Run it as ``python tests/fakes/trtexec/trtexec.py ARGS``; ``tests/trtexec_stand_in.py`` writes an
 executable ``trtexec`` wrapper per release.
 """
 
