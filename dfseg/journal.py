@@ -3,20 +3,62 @@ measured parts): one JSON object per line, fsync'd before the call returns, stat
 
 A crash can at worst tear the last line; reading drops such a line and truncates it away before
 appending again, so the next record starts on a line of its own and no finished record is ever
-lost.  A lock stops two processes from writing the same journal.  What a record must hold is its
+lost.  Any other unreadable content (a line that is not a JSON object, binary bytes) is refused with
+the file's name, never discarded.  A lock stops two processes from writing the same journal.  What a record must hold is its
 user's to check (``dfseg.search.study``, ``dfseg.bench.table_run``).  Device side: Python 3.6.
 """
 
 import fcntl
 import json
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 from .errors import UserError
 
 
 class JournalError(UserError):
     """The journal is unreadable, locked, or belongs to a different run."""
+
+
+def _torn_record(line: bytes) -> bool:
+    """A prefix of a record as ``append_many`` writes it: ``json.dumps`` of an object, ASCII only."""
+    return line.startswith(b"{") and all(32 <= byte < 127 for byte in bytearray(line))
+
+
+def read_records(path: str) -> Tuple[List[Dict[str, Any]], int]:
+    """Every complete record of the journal at ``path`` (none when it does not exist) and the length
+    of the bytes that hold them; what follows is a torn record.  Takes no lock and writes nothing, so
+    a run can check its journal before any work starts."""
+    if not os.path.exists(path):
+        return [], 0
+    with open(path, "rb") as handle:
+        data = handle.read()
+    records = []
+    offset = 0
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        if number == len(lines):
+            # What follows the last newline was never completed (each record is written with its
+            # newline in one write).  It is a crash's torn record only if it starts as ours do;
+            # anything else is a foreign file that must not be cut away unseen.
+            if line.strip() and not _torn_record(line):
+                raise _unreadable(path, number, "no record of dfseg's")
+            return records, offset
+        if line.strip():
+            try:
+                record = json.loads(line.decode("utf-8"))
+                if not isinstance(record, dict):
+                    raise ValueError("a JSON {}, not an object".format(type(record).__name__))
+            except (ValueError, RecursionError) as exc:
+                raise _unreadable(path, number, str(exc)) from None
+            records.append(record)
+        offset += len(line) + 1
+    return records, offset
+
+
+def _unreadable(path: str, number: int, reason: str) -> JournalError:
+    return JournalError("{} line {}: unreadable journal record ({}); the file was edited, corrupted or is not "
+                        "dfseg's: restore it, or delete it to start over".format(path, number, reason))
 
 
 class Journal:
@@ -40,7 +82,7 @@ class Journal:
             raise JournalError("{} is in use by another dfseg process (lock {}); wait for it to finish or "
                                "write to another output".format(self.path, self.lock_path)) from None
         self._lock = lock
-        records, good_bytes = self._read()
+        records, good_bytes = read_records(self.path)
         self._handle = open(self.path, "ab")
         if self._handle.tell() != good_bytes:
             # Drop a torn last line so the next record starts on a line of its own.
@@ -48,35 +90,6 @@ class Journal:
             self._handle.seek(good_bytes)
             os.fsync(self._handle.fileno())
         return records
-
-    def _read(self):
-        if not os.path.exists(self.path):
-            return [], 0
-        with open(self.path, "rb") as handle:
-            data = handle.read()
-        records = []
-        offset = 0
-        lines = data.split(b"\n")
-        for number, line in enumerate(lines, start=1):
-            last = number == len(lines)
-            end = offset + len(line) + (0 if last else 1)
-            if line.strip():
-                try:
-                    record = json.loads(line.decode("utf-8"))
-                    if not isinstance(record, dict):
-                        raise ValueError("not an object")
-                except (ValueError, RecursionError) as exc:
-                    if last or all(not rest.strip() for rest in lines[number:]):
-                        return records, offset  # torn final record: written partly when the search died
-                    raise JournalError("{} line {}: unreadable journal record ({}); the file was edited or "
-                                       "corrupted: restore it, or delete it to start over".format(
-                                           self.path, number, exc)) from None
-                if last:
-                    # A complete record always ends in a newline; without one it may be cut short.
-                    return records, offset
-                records.append(record)
-            offset = end
-        return records, offset
 
     def append(self, record: Dict[str, Any]) -> None:
         self.append_many([record])

@@ -6,6 +6,7 @@ metadata under ``dfseg.arch``.  ``.pt``/``.pth`` state dicts are read with
 """
 
 import os
+import warnings
 from typing import Dict, List, Optional
 
 import torch
@@ -79,7 +80,11 @@ def read_weights(path: str) -> Dict[str, torch.Tensor]:
 
 def _read_torch(path: str) -> Dict[str, torch.Tensor]:
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns about the file's pickle protocol on its way to refusing it; dfseg's own one line
+        # says what is wrong, so torch's lines are kept off the user's terminal.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
         # torch's own advice (weights_only=False) would run the file's code: it is never passed on.
         if "Unsupported global" in str(exc):

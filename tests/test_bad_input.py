@@ -36,6 +36,8 @@ def files(tmp_path_factory):
     (root / "notes.txt").write_text("a regular file where a folder is expected\n")
     (root / "binary.json").write_bytes(bytes(range(256)) * 4)
     (root / "existing.json").write_text('{"kept": true}\n')
+    (root / "number.json.journal.jsonl").write_text("5\n")  # valid JSON, not a record
+    (root / "noise.json.journal.jsonl").write_bytes(bytes(range(14, 256)))  # no newline: not a torn record either
     (root / "deep.json").write_text("[" * 100000)
     (root / "huge-classes.json").write_text('{"stages": [[64], [128], [256]], "decoder": [19, 32, 32], '
                                             '"classes": 2000000000}')
@@ -50,6 +52,10 @@ def files(tmp_path_factory):
     import torch
 
     torch.save({"weight": Payload()}, str(root / "objects.pt"))  # a pickled Python object
+    import pickle
+
+    with open(str(root / "plain-pickle.pt"), "wb") as handle:  # not torch.save's format: torch warns on the way
+        pickle.dump({"weight": Payload()}, handle, protocol=4)
     os.makedirs(root / "empty")
     from dfseg.convert.caffe_schema import message_classes
 
@@ -126,6 +132,10 @@ CASES = [
     ("bench", ["--models", "df1", "--csv", "{dir}/notes.txt/r.csv"], "is a file, not a folder"),
     ("bench", ["--models", "df1", "--json", "{dir}/empty"], "is a folder; name a file"),
     ("bench", ["--models", "df1", "--json", "{dir}/r.json", "--csv", "{dir}/r.json"], "named twice"),
+    ("bench", ["--table", "{dir}/number.json", "--models", "df1", "--no-space"],
+     "number.json.journal.jsonl line 1: unreadable journal record (a JSON int, not an object)"),
+    ("bench", ["--table", "{dir}/noise.json", "--models", "df1", "--no-space"],
+     "noise.json.journal.jsonl line 1: unreadable journal record (no record of dfseg's); the file was edited"),
     ("bench", ["--table", "{dir}/t.json", "--chunk", "0"], "--chunk: must be at least 1, got 0"),
     ("bench", ["--table", "{dir}/t.json", "--chunk", "-1"], "--chunk: must be at least 1, got -1"),
     ("bench", ["--models", "df1", "--warmup", "nan"], "--warmup: must be a finite number"),
@@ -201,6 +211,8 @@ CASES = [
      "(it holds pickled Python objects, not only tensors); dfseg never unpickles code"),
     ("export", ["df1-seg", "--size", "64x48", "-o", "{dir}/m.onnx", "--weights", "{dir}/garbage.pt"],
      "(it is not a torch weights file, or it is damaged)"),
+    ("export", ["df1-seg", "--size", "64x48", "-o", "{dir}/m.onnx", "--weights", "{dir}/plain-pickle.pt"],
+     "plain-pickle.pt: cannot read as a weights-only torch file"),
     ("export", ["df1-seg", "--summary"], "--summary lists every model; leave out MODEL"),
     # dfseg-convert
     ("convert", ["df1", "{dir}/frames", "{dir}/out.safetensors"], "frames: is a folder"),

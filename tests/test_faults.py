@@ -140,7 +140,7 @@ def test_failures_in_a_row_stop_the_search_and_retry_failed_trains_them(search):
     ('{"type": "tell", "trial": 99, "accuracy": 50.0}', "trial 99, which was not asked"),
     ('{"type": "tell", "accuracy": 50.0}', "trial None"),
     ('{"type": "tell", "trial": 1, "accuracy": "high"}', "accuracy 'high' of trial 1 is not a finite number"),
-    ('[1, 2]', "unreadable journal record (not an object)"),
+    ('[1, 2]', "unreadable journal record (a JSON list, not an object)"),
     ('{"type": "mystery"}', "unknown type 'mystery'"),
 ])
 def test_a_journal_record_that_does_not_fit_is_named(search, line, message):
@@ -228,7 +228,7 @@ def test_two_table_runs_on_one_file_do_not_both_measure(tmp_path):
     ('{"type": "entry", "key": "k", "entry": {"relative": "garbage", "p90_relative": 1}}', "relative 'garbage'"),
     ('{"type": "overhead", "relative": -1, "reference_ms": 5}', 'an overhead needs "relative"'),
     ('{"type": "overhead", "relative": 0.001, "reference_ms": 0}', '"reference_ms" \\(a time in ms\\)'),
-    ('5', r"line 2: unreadable journal record \(not an object\)"),
+    ('5', r"line 2: unreadable journal record \(a JSON int, not an object\)"),
     ('{"type": "boundary", "shape": "x"}', 'a boundary needs "shape"'),
     ('{"type": "calibration", "factors": {"other": -1}, "networks": []}', 'a calibration needs "factors"'),
     ('{"type": "calibration", "factors": {"other": 1.1}, "networks": [], "cache": {"capacity_mb": 1}}',

@@ -40,6 +40,23 @@ def test_torn_last_line_is_dropped_and_lock_is_exclusive(tmp_path):
         Journal(path).open()
 
 
+@pytest.mark.parametrize("content, line", [(b"5\n", 1), (b'{"n": 1}\n[1, 2]\n', 2), (b"\x00\xff\x13binary", 1),
+                                           (b'{"n": 1}\n{"n": 2}\n\n\x00\x00\x00', 4), (b'{"n": 1}\n{"n": 2', None)])
+def test_only_a_torn_record_of_ours_is_dropped_anything_else_is_refused_and_kept(tmp_path, content, line):
+    """A corrupt or foreign journal is an error naming it and its line; it is never cut away unseen."""
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(content)
+    journal = Journal(str(path))
+    if line is None:
+        assert journal.open() == [{"n": 1}]
+        journal.close()
+        assert path.read_bytes() == b'{"n": 1}\n'
+        return
+    with pytest.raises(JournalError, match="j.jsonl line {}: unreadable journal record".format(line)):
+        journal.open()
+    assert path.read_bytes() == content
+
+
 @pytest.mark.parametrize("select", ["random", "guided"])
 def test_replayed_study_matches_the_original(tmp_path, select):
     space = tiny_space(t_max=2.2)

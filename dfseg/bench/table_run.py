@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..build_config import BuildConfig
 from ..errors import UserError
+from ..journal import read_records
 from ..latency.in_network import factor_class, fit_in_network, in_network_extra, sample_network
 from ..latency.table import SCHEMA, LatencyTable
 from ..parts import Part, network_parts
@@ -45,7 +46,9 @@ from .table_meta import in_network_meta, measurement_meta, reference_summary
 
 def continued_table(out_path: str) -> Optional[LatencyTable]:
     """The table at ``out_path`` that a run into it continues, or None when there is none yet; a file there
-    that is no table (of any completeness) is an error naming the way out."""
+    that is no table (of any completeness), or an unreadable journal beside it, is an error naming the
+    way out, raised before any work starts."""
+    read_records(journal_path(out_path))
     if not os.path.exists(out_path):
         return None
     try:
