@@ -205,7 +205,8 @@ def trial_rows(out):
 
 
 def progress_records(out):
-    return [{k: v for k, v in r.items()} for r in map(json.loads, open(out / "journal.jsonl"))
+    """The journal's progress records without their timings."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in map(json.loads, open(out / "journal.jsonl"))
             if r["type"] == "progress"]
 
 

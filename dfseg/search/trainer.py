@@ -56,6 +56,8 @@ class TrainerConfig(NamedTuple):
     devices: int = 1  # data-parallel processes per trial (GPUs with a cuda device)
     val_every: int = 0  # validate every this many epochs as well as after the last (0: only the last)
     steps_per_epoch: Optional[int] = None  # cap on optimiser steps per epoch (quick trials, benchmarks)
+    dtype: str = "float32"  # "float64" for numerical comparisons (benchmarks), where float32's rounding
+    # noise, amplified by a few training steps, would hide what is compared
 
 
 def learning_rate(config: TrainerConfig, step: int, total: int) -> float:
@@ -111,6 +113,8 @@ def check_config(config: TrainerConfig) -> None:
             config.batch_size, config.devices))
     if config.batch_size // config.devices < 1:
         raise UserError("--batch-size {}: below one image per process".format(config.batch_size))
+    if config.dtype not in ("float32", "float64"):
+        raise UserError("dtype {!r}: float32 or float64".format(config.dtype))
     crop = config.recipe.crop
     if crop is not None and (crop.width > config.input_size.width * 4 or crop.height > config.input_size.height * 4):
         raise UserError("--crop {}: far beyond the input size {}".format(crop, config.input_size))
@@ -180,7 +184,8 @@ class _Loop:
         self.sampler = DistributedSampler(self.train_set, num_replicas=group.world, rank=group.rank, shuffle=True,
                                           seed=config.seed, drop_last=True)
         self.per_rank = per_rank
-        model = create_model(arch, num_classes=self.classes).to(self.device)
+        self.dtype = getattr(torch, config.dtype)
+        model = create_model(arch, num_classes=self.classes).to(self.device, self.dtype)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         model = model.to(memory_format=self.memory_format)
         self.model = model
@@ -230,12 +235,12 @@ class _Loop:
         for step, (inputs, targets) in enumerate(loader):
             if step >= self.steps:
                 break
-            inputs = inputs.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            inputs = inputs.to(self.device, self.dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
             targets = targets.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
                                 enabled=self.amp_dtype is not None):
                 logits = _logits(self.ddp(inputs), targets)
-            summed = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_LABEL, reduction="sum")
+            summed = F.cross_entropy(logits.to(self.dtype), targets, ignore_index=IGNORE_LABEL, reduction="sum")
             # The global batch's mean: every rank divides by the global count of labelled pixels, and
             # DDP's average of N ranks' gradients is undone by the factor N.
             totals = torch.stack([summed.detach(), (targets != IGNORE_LABEL).sum().to(summed.dtype)])
@@ -257,10 +262,12 @@ class _Loop:
         model = self.model.eval()
         confusion = ConfusionMatrix(self.classes)
         correct = 0
-        loader = self.loader(self.val_set, None, self.per_rank, drop_last=False)
+        # Segmentation: one image at a time, scored at its label's full resolution (a batch of
+        # 2048x1024 class-score maps would be the trial's largest allocation).
+        loader = self.loader(self.val_set, None, 1 if self.segmentation else self.per_rank, drop_last=False)
         with torch.no_grad():
             for inputs, targets in loader:
-                inputs = inputs.to(self.device).contiguous(memory_format=self.memory_format)
+                inputs = inputs.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
                                     enabled=self.amp_dtype is not None):
                     output = model(inputs)
@@ -312,6 +319,7 @@ def _train(group: distributed.Group, config: TrainerConfig, arch: Any, weights_o
     for epoch in range(first, config.epochs):
         start = time.time()
         epoch_losses = loop.train_epoch(epoch)
+        train_s = time.time() - start
         losses.extend(epoch_losses)
         last = epoch + 1 == config.epochs
         score = None
@@ -319,7 +327,7 @@ def _train(group: distributed.Group, config: TrainerConfig, arch: Any, weights_o
             score = loop.validate() if lead else None
         record = {"epoch": epoch + 1, "epochs": config.epochs,
                   "loss": float(sum(epoch_losses) / len(epoch_losses)) if epoch_losses else None,
-                  "accuracy": score}
+                  "accuracy": score, "images": len(epoch_losses) * config.batch_size, "seconds": round(train_s, 3)}
         progress.append(record)
         if lead and trial_dir is not None:
             ckpt.save_checkpoint(ckpt.checkpoint_path(trial_dir),

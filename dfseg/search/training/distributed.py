@@ -88,6 +88,7 @@ def convert_cpu_sync_batchnorm(module: Any) -> Any:
 
     if isinstance(module, torch.nn.BatchNorm2d):
         converted = CpuSyncBatchNorm(module.num_features, module.eps, module.momentum)
+        converted.to(module.weight.device, module.weight.dtype)
         converted.load_state_dict(module.state_dict())
         return converted
     for name, child in module.named_children():
@@ -121,12 +122,14 @@ def _cpu_sync_batchnorm_class() -> Any:
         def forward(self, x: Any) -> Any:
             if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
                 return super().forward(x)
+            # Two passes (mean, then squared deviations from it): E[x^2] - E[x]^2 loses the variance of
+            # channels whose mean is large against their spread.
             count = torch.tensor([x.shape[0] * x.shape[2] * x.shape[3]], dtype=x.dtype, device=x.device)
-            moments = _SumOverRanks.apply(torch.cat([count, x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))]))
-            channels = self.num_features
-            total = moments[0]
-            mean = moments[1:1 + channels] / total
-            var = moments[1 + channels:] / total - mean * mean
+            sums = _SumOverRanks.apply(torch.cat([count, x.sum(dim=(0, 2, 3))]))
+            total = sums[0]
+            mean = sums[1:] / total
+            centred = x - mean[None, :, None, None]
+            var = _SumOverRanks.apply((centred * centred).sum(dim=(0, 2, 3))) / total
             momentum = 0.1 if self.momentum is None else self.momentum
             with torch.no_grad():
                 self.num_batches_tracked += 1
@@ -134,8 +137,7 @@ def _cpu_sync_batchnorm_class() -> Any:
                 unbiased = var.detach() * total / max(float(total) - 1.0, 1.0)
                 self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
             scale = self.weight / torch.sqrt(var + self.eps)
-            shift = self.bias - mean * scale
-            return x * scale[None, :, None, None] + shift[None, :, None, None]
+            return centred * scale[None, :, None, None] + self.bias[None, :, None, None]
 
     return _CpuSyncBatchNorm
 
