@@ -93,7 +93,7 @@ def test_segmentation_training_learns(tmp_path):
 def test_a_segmentation_set_cannot_train_a_backbone(tmp_path):
     city = str(make_cityscapes_dataset(tmp_path / "city", counts=(("train", 2), ("val", 1))))
     with pytest.raises(UserError, match="segmentation"):
-        TrainerEvaluator(TrainerConfig(city, input_size=Size(48, 48)))(
+        TrainerEvaluator(TrainerConfig(city, batch_size=2, input_size=Size(48, 48)))(
             type("T", (), {"arch": Arch.from_short("64x1_64x1_64x1")})(), str(tmp_path))
 
 
@@ -116,7 +116,8 @@ def test_a_label_of_another_size_than_its_image_is_refused(tmp_path):
     bad = city / "gtFine" / "train" / "town" / "town_1_gtFine_labelTrainIds.npy"
     np.save(bad, np.load(bad)[:40])
     with pytest.raises(UserError, match=r"town_1_gtFine_labelTrainIds.npy: label is 48x40 but its image is 48x48"):
-        fit(Arch.from_short("64x1_64x1_64x1-wc3.32.32-k3"), TrainerConfig(str(city), input_size=Size(48, 48)))
+        fit(Arch.from_short("64x1_64x1_64x1-wc3.32.32-k3"), TrainerConfig(str(city), batch_size=2,
+                                                                            input_size=Size(48, 48)))
 
 
 def test_a_val_class_folder_missing_from_train_is_refused(tmp_path):

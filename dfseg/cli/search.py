@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = parser.add_argument_group("evaluator (how Acc(x) is obtained)")
     evaluate.add_argument("--train-cmd", default=None,
                           help='training command run per trial (no shell); {arch} = file with the architecture '
-                               'JSON, {result} = where it writes {"accuracy": <float>}')
+                               'JSON, {result} = where it writes {"accuracy": <float>}; optional {progress} = a file '
+                               'where it appends one JSON line per epoch, {"epoch": k, "epochs": E, "accuracy": a} '
+                               '(journalled as the trial\'s progress records)')
     evaluate.add_argument("--replay", default=None, help="CSV/JSON of known accuracies (arch, accuracy)")
     evaluate.add_argument("--trainer", default=None, metavar="DATA_DIR",
                           help="built-in torch trainer on an image-folder or Cityscapes-format dataset")
@@ -69,16 +71,78 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=whole_number(1), default=32, help="built-in trainer: batch size (default 32)")
     evaluate.add_argument("--lr", type=number(0.0, above=True), default=0.1, help="built-in trainer: peak learning rate (default 0.1)")
     evaluate.add_argument("--device", default="cpu", help="built-in trainer: torch device (default cpu)")
+    evaluate.add_argument("--labels", default="auto", choices=("auto", "trainIds", "labelIds"),
+                          help="built-in trainer, Cityscapes: *_gtFine_labelTrainIds or *_gtFine_labelIds (mapped "
+                               "by the official table); auto: trainIds where present (default auto)")
+    evaluate.add_argument("--scale", type=_scale_range, default=(0.5, 2.0), metavar="MIN-MAX",
+                          help="built-in trainer, segmentation: random scale relative to the input size "
+                               "(default 0.5-2.0)")
+    evaluate.add_argument("--crop", type=_size, default=None, metavar="WxH",
+                          help="built-in trainer, segmentation: training crop (default the input size --size)")
+    evaluate.add_argument("--no-flip", action="store_true", help="built-in trainer: no random horizontal flip")
+    evaluate.add_argument("--loader-workers", type=whole_number(0), default=2,
+                          help="built-in trainer: DataLoader worker processes per training process (default 2)")
+    evaluate.add_argument("--amp", action="store_true",
+                          help="built-in trainer: mixed precision (bf16 autocast on CPU, fp16 with a gradient scaler "
+                               "on CUDA)")
+    evaluate.add_argument("--channels-last", action="store_true", help="built-in trainer: channels-last memory format")
+    evaluate.add_argument("--val-every", type=whole_number(0), default=0,
+                          help="built-in trainer: validate every N epochs as well as after the last (default 0: "
+                               "only the last)")
+    evaluate.add_argument("--steps-per-epoch", type=whole_number(1), default=None,
+                          help="built-in trainer: at most this many steps per epoch (quick trials; default the "
+                               "whole train split)")
     evaluate.add_argument("--timeout", type=number(0.0, above=True), default=None, help="seconds per training attempt")
     evaluate.add_argument("--retries", type=whole_number(0), default=1, help="retries of a failed trial (default 1)")
     run = parser.add_argument_group("execution")
     run.add_argument("--workers", type=whole_number(1), default=1, help="trials in flight at once (default 1)")
     run.add_argument("--ray-address", default=None, help="run trials as Ray tasks (auto, ray://..., or local)")
     run.add_argument("--cpus-per-trial", type=number(0.0, above=True), default=1.0, help="Ray CPU request per trial (default 1)")
-    run.add_argument("--gpus-per-trial", type=number(0.0), default=0.0, help="Ray GPU request per trial (default 0)")
+    run.add_argument("--gpus-per-trial", type=number(0.0), default=0.0,
+                     help="GPUs per trial (default 0): with the built-in trainer and --device cuda, N >= 2 trains "
+                          "each trial as N data-parallel processes (NCCL); with --ray-address, the trial's Ray "
+                          "task requests them (a fraction shares a GPU)")
+    run.add_argument("--devices-per-trial", type=whole_number(1), default=1,
+                     help="built-in trainer on CPU: N data-parallel processes per trial (Gloo) (default 1)")
     run.add_argument("--no-plots", action="store_true", help="skip PNG plots")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def _scale_range(text: str) -> Any:
+    parts = text.split("-")
+    try:
+        low, high = (float(p) for p in parts) if len(parts) == 2 else (float("nan"), float("nan"))
+    except ValueError:
+        low = high = float("nan")
+    if not (0 < low <= high < float("inf")):
+        raise argparse.ArgumentTypeError("expected MIN-MAX with 0 < MIN <= MAX, e.g. 0.5-2.0, got {!r}".format(text))
+    return (low, high)
+
+
+def _size(text: str) -> Any:
+    from ..sizes import SizeError, parse_size
+
+    try:
+        return parse_size(text)
+    except SizeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _trial_devices(args: argparse.Namespace) -> int:
+    """Processes per trial of the built-in trainer: --gpus-per-trial N on CUDA, else --devices-per-trial."""
+    gpus = args.gpus_per_trial
+    if gpus >= 1 and args.trainer is not None:
+        if gpus != int(gpus):
+            raise UserError("--gpus-per-trial {}: the built-in trainer takes a whole number of GPUs (or a fraction "
+                            "below 1 to share one)".format(gpus))
+        if not args.device.startswith("cuda"):
+            raise UserError("--gpus-per-trial {}: the built-in trainer needs --device cuda for GPUs (for CPU "
+                            "processes use --devices-per-trial)".format(gpus))
+        if args.devices_per_trial != 1:
+            raise UserError("choose one of --gpus-per-trial and --devices-per-trial")
+        return int(gpus)
+    return args.devices_per_trial
 
 
 def _decoder_space(args: argparse.Namespace) -> DecoderSpace:
@@ -165,8 +229,8 @@ def _option(error: Exception) -> UserError:
 
 def check_evaluator(args: argparse.Namespace) -> None:
     """Refuse an evaluator that cannot work before anything else is done: a training command that
-    does not split or is not found, an unreadable --replay file, a --trainer dataset that is missing
-    or incomplete."""
+    does not split or is not found, an unreadable --replay file, a --trainer folder that is missing or
+    GPUs asked of a CPU device (``make_evaluator`` then reads every label of the dataset)."""
     from ..search import evaluators
 
     if args.train_cmd is not None:
@@ -174,9 +238,10 @@ def check_evaluator(args: argparse.Namespace) -> None:
     if args.replay is not None:
         args.replay_accuracy = evaluators.load_accuracies(args.replay)
     if args.trainer is not None:
-        from ..search.trainer import check_dataset
+        from ..search.training.data import dataset_layout
 
-        check_dataset(args.trainer)
+        _trial_devices(args)
+        dataset_layout(args.trainer, args.labels)
 
 
 def make_evaluator(args: argparse.Namespace, space: Any) -> Any:
@@ -192,10 +257,18 @@ def make_evaluator(args: argparse.Namespace, space: Any) -> Any:
         return evaluators.ReplayEvaluator(args.replay, getattr(args, "replay_accuracy", None))
     if args.trainer is not None:
         from ..search.trainer import TrainerConfig, TrainerEvaluator
+        from ..search.training.recipe import Recipe
 
+        recipe = Recipe(scale=args.scale, crop=args.crop, flip=not args.no_flip)
         config = TrainerConfig(data=args.trainer, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                               device=args.device, input_size=space.input_size)
-        return TrainerEvaluator(config)
+                               device=args.device, input_size=space.input_size, recipe=recipe, labels=args.labels,
+                               loader_workers=args.loader_workers, amp=args.amp, channels_last=args.channels_last,
+                               devices=_trial_devices(args), val_every=args.val_every,
+                               steps_per_epoch=args.steps_per_epoch)
+        # Every label and image is checked here, before the journal opens and the first trial starts; GPUs
+        # are counted here unless Ray places the trials (the Ray executor counts the cluster's).
+        return TrainerEvaluator(config, classes=getattr(space, "classes", None), progress=not args.quiet,
+                                check_devices=args.ray_address is None)
     return None
 
 

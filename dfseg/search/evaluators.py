@@ -5,8 +5,9 @@ a process pool or a Ray task); it raises ``EvaluationError`` when the trial cann
 
 - ``CommandEvaluator``: the real-world path.  Runs the user's training command as an argv list
   (``shlex.split``, never a shell) with ``{arch}`` = a file holding the candidate's canonical JSON
-  and ``{result}`` = where the command writes ``{"accuracy": <float>}``; timeout and a log per
-  attempt in the trial's directory.
+  and ``{result}`` = where the command writes ``{"accuracy": <float>}``; optionally ``{progress}`` = a
+  file where it appends one JSON line per epoch, ``{"epoch": k, "epochs": E, "accuracy": a}``; timeout
+  and a log per attempt in the trial's directory.
 - ``ReplayEvaluator``: known accuracies from a CSV (columns ``arch,accuracy``) or JSON file
   (re-running a search, benchmarks).
 - ``ArrayEvaluator``: accuracy by candidate row (synthetic landscapes).
@@ -31,6 +32,8 @@ from ..fileio import parse_json, read_json, write_atomic
 
 ARCH_FIELD = "{arch}"
 RESULT_FIELD = "{result}"
+PROGRESS_FIELD = "{progress}"
+PROGRESS_NAME = "progress.jsonl"  # in the trial's directory: one record per epoch, by any evaluator
 
 
 class EvaluationError(Exception):
@@ -76,20 +79,23 @@ class CommandEvaluator:
         self.argv = argv
         self.timeout_s = timeout_s
 
-    def command(self, arch_path: str, result_path: str) -> List[str]:
-        return [token.replace(ARCH_FIELD, arch_path).replace(RESULT_FIELD, result_path) for token in self.argv]
+    def command(self, arch_path: str, result_path: str, progress_path: str = "") -> List[str]:
+        return [token.replace(ARCH_FIELD, arch_path).replace(RESULT_FIELD, result_path)
+                .replace(PROGRESS_FIELD, progress_path) for token in self.argv]
 
     def __call__(self, trial: Any, trial_dir: str) -> float:
         trial_dir = os.path.abspath(trial_dir)
         os.makedirs(trial_dir, exist_ok=True)
         arch_path = os.path.join(trial_dir, "arch.json")
         result_path = os.path.join(trial_dir, "result.json")
+        progress_path = os.path.join(trial_dir, PROGRESS_NAME)
         write_atomic(arch_path, (trial.arch.dumps() + "\n").encode("utf-8"))
-        if os.path.exists(result_path):
-            os.unlink(result_path)  # a stale result from an earlier attempt must not count
+        for stale in (result_path, progress_path):
+            if os.path.exists(stale):
+                os.unlink(stale)  # an earlier attempt's result and curve must not count
         attempt = len([n for n in os.listdir(trial_dir) if n.startswith("attempt-")]) + 1
         log_path = os.path.join(trial_dir, "attempt-{}.log".format(attempt))
-        argv = self.command(arch_path, result_path)
+        argv = self.command(arch_path, result_path, progress_path)
         with open(log_path, "wb") as log:
             log.write(("$ " + " ".join(shlex.quote(a) for a in argv) + "\n").encode("utf-8"))
             log.flush()
@@ -97,6 +103,33 @@ class CommandEvaluator:
         if returncode != 0:
             raise EvaluationError("exit code {} (log {})".format(returncode, log_path))
         return read_accuracy(result_path)
+
+
+def read_progress(trial_dir: str) -> List[Dict[str, Any]]:
+    """The trial's per-epoch records (``PROGRESS_NAME``), in order; a torn last line (a command killed
+    while writing) is left out, any other line that is not ``{"epoch": <int>, ...}`` is an EvaluationError."""
+    path = os.path.join(trial_dir, PROGRESS_NAME)
+    try:
+        with open(path, "rb") as handle:
+            lines = handle.read().decode("utf-8", "replace").split("\n")
+    except OSError:
+        return []
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = parse_json(line, "{} line {}".format(path, number), error=_ResultError)
+        except _ResultError as exc:
+            if number == len(lines):
+                break  # no newline yet: cut short
+            raise EvaluationError(str(exc)) from None
+        epoch = record.get("epoch") if isinstance(record, dict) else None
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise EvaluationError('{} line {}: expected {{"epoch": <int>, "epochs": <int>, "accuracy": <number>}}, '
+                                  'got {!r}'.format(path, number, record))
+        records.append(record)
+    return records
 
 
 def run_process_group(argv: List[str], log: Any, timeout_s: Optional[float], log_path: str) -> int:

@@ -15,11 +15,11 @@ import signal
 import socket
 import time
 import traceback
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from ..errors import UserError, raise_terminated
 from ..uri import redact
-from .evaluators import EvaluationError
+from .evaluators import EvaluationError, read_progress
 
 Evaluator = Callable[[Any, str], float]
 
@@ -30,6 +30,7 @@ class Outcome(NamedTuple):
     error: Optional[str]
     attempts: int
     seconds: float
+    progress: Sequence[Dict[str, Any]] = ()  # the trial's per-epoch records (evaluators.PROGRESS_NAME)
 
 
 def trial_dir(root: str, number: int) -> str:
@@ -43,7 +44,7 @@ def evaluate_trial(evaluator: Evaluator, trial: Any, directory: str, retries: in
     for attempt in range(1, retries + 2):
         try:
             accuracy = float(evaluator(trial, directory))
-            return Outcome(trial.number, accuracy, None, attempt, time.time() - start)
+            return Outcome(trial.number, accuracy, None, attempt, time.time() - start, read_progress(directory))
         except EvaluationError as exc:
             error = str(exc)
         except Exception as exc:  # a buggy evaluator must not end the search: record it
@@ -177,6 +178,12 @@ class RayExecutor:
                     "for a cluster with token authentication set RAY_AUTH_MODE=token and its token "
                     "(RAY_AUTH_TOKEN or ~/.ray/auth_token)".format(address, exc)) from None
         self.root, self.retries, self.capacity = root, retries, workers
+        cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+        if gpus_per_trial > cluster_gpus:
+            raise UserError("--gpus-per-trial {:g}: the Ray cluster has {:g} GPU(s), so no trial could start; give at "
+                            "most {:g} or add GPU nodes".format(gpus_per_trial, cluster_gpus, cluster_gpus))
+        # A trial's task holds all its GPUs; the built-in trainer runs its N data-parallel processes inside it
+        # (Ray sets CUDA_VISIBLE_DEVICES to the task's GPUs, and rank r takes the r-th).
         self._task = ray.remote(evaluate_trial).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial,
                                                          max_retries=retries)
         self._evaluator = ray.put(evaluator)

@@ -22,6 +22,8 @@ def run_search(study: Study, executor: Any, progress: bool = True,
             if executor.pending == 0:
                 break
             for outcome in executor.wait():
+                if outcome.progress:
+                    study.record_progress(outcome.number, list(outcome.progress))
                 if outcome.accuracy is None:
                     study.tell_failed(outcome.number, outcome.error or "failed")
                 else:

@@ -94,6 +94,7 @@ class Study:
         self.history = []  # type: List[Dict[str, Any]]  # counts after each result (Fig. 8a)
         self._front = frozenset()  # type: frozenset
         self._requeue = []  # type: List[Trial]
+        self.progress = {}  # type: Dict[int, List[Dict[str, Any]]]  # trial -> its per-epoch records
         self.journal = journal
 
     # ------------------------------------------------------------------ configuration record
@@ -157,6 +158,12 @@ class Study:
                     self._apply_fail(number, str(record.get("error", "")))
             elif kind == "retry":
                 self._apply_retry()
+            elif kind == "progress":
+                number = record.get("trial")
+                if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < self.asked:
+                    raise JournalError("{}: record {}: progress of trial {!r}, which was never asked; remove that "
+                                       "line".format(where, position, number))
+                self.progress.setdefault(number, []).append(record)
             else:
                 raise JournalError("{}: record {}: unknown type {!r}; this journal is not dfseg-search's, or is "
                                    "from a newer version".format(where, position, kind))
@@ -225,6 +232,17 @@ class Study:
             raise ValueError("trial {}: accuracy must be a finite number, got {!r}".format(number, accuracy))
         self._write({"type": "tell", "trial": number, "accuracy": accuracy, "seconds": seconds})
         return self._apply_tell(number, accuracy, seconds)
+
+    def record_progress(self, number: int, records: List[Dict[str, Any]]) -> None:
+        """Journal a trial's per-epoch records (``{"epoch", "epochs", "loss", "accuracy"}``) as progress
+        records, so a later decision can read its learning curve; they change nothing in the search."""
+        if number not in self.in_flight:
+            raise ValueError("trial {} is not in flight".format(number))
+        known = len(self.progress.get(number, []))
+        fresh = [dict(record, type="progress", trial=number) for record in records[known:]]
+        if fresh and self.journal is not None:
+            self.journal.append_many(fresh)
+        self.progress.setdefault(number, []).extend(fresh)
 
     def tell_failed(self, number: int, error: str) -> None:
         """Record a trial that could not be trained; its candidate is not asked again."""
