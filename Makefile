@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DISPLAY_VENV := .venv-display
 # Modules that run on the Jetson under Python 3.6 (JetPack 4.6); vermin proves the floor.
 # tests/test_device_modules.py fails when a module that dfseg-bench, dfseg-run or dfseg-eval can import is missing here.
-DEVICE_MODULES := dfseg/__init__.py dfseg/errors.py dfseg/trt_parse_rules.py dfseg/uri.py dfseg/fileio.py dfseg/onnx_wire.py dfseg/arch.py dfseg/sizes.py dfseg/parts.py \
+DEVICE_MODULES := dfseg/__init__.py dfseg/api.py dfseg/errors.py dfseg/trt_parse_rules.py dfseg/uri.py dfseg/fileio.py dfseg/onnx_wire.py dfseg/arch.py dfseg/sizes.py dfseg/parts.py \
 	dfseg/space.py dfseg/preprocess.py dfseg/build_config.py dfseg/backends/__init__.py dfseg/backends/base.py \
 	dfseg/backends/onnxrt.py dfseg/backends/versions.py dfseg/backends/tensorrt \
 	dfseg/latency dfseg/bench dfseg/live dfseg/eval.py dfseg/calibration.py dfseg/precision.py \
