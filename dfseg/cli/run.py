@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how decoding, preprocessing and drawing share the CPU with inference: idle (Linux "
                              "SCHED_IDLE: only on cores that inference leaves free; moved to nice if they starve) "
                              "or nice (+5 nicer); default idle")
+    parser.add_argument("--http-token-file", metavar="FILE",
+                        help="require the token in FILE (its first line) from every viewer of an http:// output: "
+                             "open http://HOST:PORT/?token=TOKEN; or set the token in DFSEG_HTTP_TOKEN")
     parser.add_argument("--queue-size", type=whole_number(1), default=2, help="frames buffered between stages (default 2)")
     parser.add_argument("--output-fps", type=number(0.0, above=True), help="frame rate of video outputs (default: the input's, else 30)")
     parser.add_argument("--camera-size", default="1280x720", help="capture size for cameras (default 1280x720)")
@@ -157,7 +160,8 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
 
     outputs = args.outputs or [default_output()]
     fps = args.output_fps or 30.0
-    sinks = [open_sink(uri, fps, status) for uri in outputs]
+    token = _http_token(args)
+    sinks = [open_sink(uri, fps, status, http_token=token) for uri in outputs]
     if args.save_labels:
         sinks.append(ImageFolderSink(args.save_labels, labels=True))
     paths = []  # type: List[Tuple[str, Optional[str]]]
@@ -172,6 +176,23 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
     check_outputs(paths, inputs=inputs + [args.build_config.calibration],
                   folders=("output folder", "--save-labels"), outside_inputs=True)
     return sinks
+
+
+def _http_token(args: argparse.Namespace) -> Optional[str]:
+    """The HTTP view's token: the first line of --http-token-file, else $DFSEG_HTTP_TOKEN, else none."""
+    from ..live.http import TOKEN_ENV, check_token
+
+    if args.http_token_file:
+        try:
+            with open(args.http_token_file, encoding="utf-8") as handle:
+                first = handle.readline()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError("--http-token-file {}: cannot read it ({}); give a text file whose first line is the "
+                            "token".format(args.http_token_file, getattr(exc, "strerror", None) or exc)) from None
+        return check_token(first, "--http-token-file " + args.http_token_file)
+    if os.environ.get(TOKEN_ENV):
+        return check_token(os.environ[TOKEN_ENV], TOKEN_ENV)
+    return None
 
 
 def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size: Optional[Size], sinks: List["Sink"],

@@ -10,9 +10,17 @@
 Standard library only (``http.server``), one thread per client; clients wait on a condition
 variable for the next frame, so a slow client never slows the pipeline (it skips frames).
 
+Access: with a token (``--http-token-file`` or ``DFSEG_HTTP_TOKEN``) every request must carry it, as
+``?token=TOKEN`` in the URL (what a browser, VLC or ffplay can be given), as ``Authorization: Bearer
+TOKEN``, or as the password of HTTP basic auth (any user name); anything else gets 401.  The token is
+compared in constant time and never printed.  Without one, only a loopback address is served quietly.
+
 Device side: Python 3.6.
 """
 
+import base64
+import hmac
+import ipaddress
 import json
 import socket
 import socketserver
@@ -20,10 +28,13 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Callable, Dict, Optional, Tuple
+from urllib.parse import parse_qs
 
 from ..errors import UserError
 
 BOUNDARY = "dfsegframe"
+TOKEN_ENV = "DFSEG_HTTP_TOKEN"
+MIN_TOKEN_LENGTH = 12
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -53,10 +64,13 @@ PAGE = """<!DOCTYPE html>
  <tr><td>state</td><td class="value" id="state">connecting</td></tr>
 </table>
 <script>
+// The page's own requests carry the token it was opened with (?token=...), if any.
+var query = window.location.search;
+if (query) { document.getElementById("stream").src = "/stream.mjpg" + query; }
 function show(id, value) { document.getElementById(id).textContent = value; }
 function fixed(value) { return (value === null || value === undefined) ? "-" : Number(value).toFixed(1); }
 function refresh() {
-  fetch("/status.json", {cache: "no-store"}).then(function (r) { return r.json(); }).then(function (s) {
+  fetch("/status.json" + query, {cache: "no-store"}).then(function (r) { return r.json(); }).then(function (s) {
     show("network_fps", fixed(s.network_fps));
     show("pipeline_fps", fixed(s.pipeline_fps));
     show("latency_ms", fixed(s.latency_ms));
@@ -117,9 +131,10 @@ class _ThreadingServer(socketserver.ThreadingMixIn, HTTPServer):
 class MjpegServer:
     """Serves ``broadcaster``'s frames and ``status()`` on ``host:port`` from a background thread."""
 
-    def __init__(self, host: str, port: int, status: Callable[[], Dict[str, Any]]) -> None:
+    def __init__(self, host: str, port: int, status: Callable[[], Dict[str, Any]], token: Optional[str] = None) -> None:
         self.broadcaster = FrameBroadcaster()
         self.status = status
+        self.token = token.encode("utf-8") if token else None
         handler = _make_handler(self)
         try:
             self.server = _ThreadingServer((host, port), handler)
@@ -148,7 +163,16 @@ def _make_handler(owner: MjpegServer) -> type:
             pass  # one line per request would drown the status output
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
+            if owner.token is not None and not self._authorised(query):
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="dfseg", charset="UTF-8"')
+                body = b"a token is required: add ?token=TOKEN to the URL\n"
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             if path in ("/", "/index.html"):
                 self._send(200, "text/html; charset=utf-8", PAGE.encode("utf-8"))
             elif path == "/status.json":
@@ -163,6 +187,21 @@ def _make_handler(owner: MjpegServer) -> type:
                 self._stream()
             else:
                 self._send(404, "text/plain", b"not found; try / or /stream.mjpg\n")
+
+        def _authorised(self, query: str) -> bool:
+            offered = [value.encode("utf-8") for value in parse_qs(query).get("token", [])]
+            header = self.headers.get("Authorization") or ""
+            scheme, _, credentials = header.partition(" ")
+            if scheme.lower() == "bearer":
+                offered.append(credentials.strip().encode("utf-8"))
+            elif scheme.lower() == "basic":
+                try:
+                    offered.append(base64.b64decode(credentials.strip(), validate=True).partition(b":")[2])
+                except ValueError:
+                    pass
+            # Every offer is compared in full, so the time taken says nothing about the token.
+            matches = [hmac.compare_digest(value, owner.token) for value in offered]
+            return any(matches)
 
         def _send(self, code: int, content_type: str, body: bytes) -> None:
             self.send_response(code)
@@ -192,6 +231,25 @@ def _make_handler(owner: MjpegServer) -> type:
                 pass  # the viewer went away
 
     return Handler
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (a name is resolved as the server would)."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addresses)
+
+
+def check_token(token: str, where: str) -> str:
+    """``token`` stripped, or a UserError naming ``where`` it came from when it is too weak to protect."""
+    token = token.strip()
+    if len(token) < MIN_TOKEN_LENGTH or any(c.isspace() for c in token) or not token.isprintable():
+        raise UserError("{}: the HTTP token must be at least {} printable characters without spaces; make one "
+                        "with: python3 -c 'import secrets; print(secrets.token_urlsafe(24))'".format(
+                            where, MIN_TOKEN_LENGTH))
+    return token
 
 
 def device_state() -> Dict[str, Any]:

@@ -187,24 +187,31 @@ class DisplaySink(Sink):
 class HttpSink(Sink):
     """MJPEG stream and status page; ``status`` supplies the numbers the page shows."""
 
-    def __init__(self, host: str, port: int, status: Callable[[], Dict[str, Any]], quality: int = 80) -> None:
+    def __init__(self, host: str, port: int, status: Callable[[], Dict[str, Any]], quality: int = 80,
+                 token: Optional[str] = None) -> None:
         super().__init__()
         self.host = host
         self.port = port
         self.status = status
         self.quality = quality
+        self.token = token
         self.server = None  # type: Any
         self.description = "http://{}:{}".format(host, port)
 
     def open(self) -> None:
-        from .http import MjpegServer
+        from .http import TOKEN_ENV, MjpegServer, is_loopback
 
-        self.server = MjpegServer(self.host, self.port, self.status)
+        self.server = MjpegServer(self.host, self.port, self.status, self.token)
         self.port = self.server.port
         self.description = "http://{}:{}".format(self.host, self.port)
+        if self.token is None and not is_loopback(self.host):
+            print("dfseg-run: warning: {} serves the camera view and status page to every host that can reach port "
+                  "{}; require a token with --http-token-file FILE or {}".format(self.description, self.port, TOKEN_ENV),
+                  file=sys.stderr, flush=True)
         self.server.start()
-        print("dfseg-run: streaming on {} (page) and {}/stream.mjpg".format(self.description, self.description),
-              file=sys.stderr, flush=True)
+        access = " (token required: add ?token=TOKEN)" if self.token is not None else ""
+        print("dfseg-run: streaming on {} (page) and {}/stream.mjpg{}".format(
+            self.description, self.description, access), file=sys.stderr, flush=True)
 
     def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
         import cv2
@@ -263,8 +270,8 @@ def x11_display_opens(name: str) -> Optional[bool]:
     return True
 
 
-def open_sink(uri: str, fps: float, status: Callable[[], Dict[str, Any]]) -> Sink:
-    """The sink for ``uri`` (see the module table); not yet opened."""
+def open_sink(uri: str, fps: float, status: Callable[[], Dict[str, Any]], http_token: Optional[str] = None) -> Sink:
+    """The sink for ``uri`` (see the module table); not yet opened.  ``http_token`` protects an HTTP output."""
     text = str(uri).strip()
     if text in ("none", "null", "null://"):
         return NullSink()
@@ -274,7 +281,7 @@ def open_sink(uri: str, fps: float, status: Callable[[], Dict[str, Any]]) -> Sin
         match = re.match(r"^http://([^:/]+|\[[^\]]+\]):(\d+)/?$", text)
         if not match or not 0 <= int(match.group(2)) <= 65535:
             raise UserError("{}: expected http://HOST:PORT, e.g. http://0.0.0.0:8080".format(text))
-        return HttpSink(match.group(1).strip("[]"), int(match.group(2)), status)
+        return HttpSink(match.group(1).strip("[]"), int(match.group(2)), status, token=http_token)
     if "://" in text and not text.startswith("file://"):
         raise UserError(
             "{}: unknown output; use display://0, http://HOST:PORT, a video file (.mp4/.avi), "
