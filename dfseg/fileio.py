@@ -2,6 +2,7 @@
 never leaves a half-written result behind.  Device side: Python 3.6."""
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -23,9 +24,10 @@ def atomic_output(path: str) -> Iterator[str]:
     handle, temp = tempfile.mkstemp(prefix="{}{}-".format(TEMP_PREFIX, os.getpid()), suffix=suffix, dir=directory)
     os.close(handle)
     try:
-        yield temp
-        with open(temp, "rb") as stream:
-            os.fsync(stream.fileno())
+        with no_space_as_error(path):
+            yield temp
+            with open(temp, "rb") as stream:
+                os.fsync(stream.fileno())
         # mkstemp creates 0600 (and a writer may have replaced the file): results are meant to be
         # shared like any file the user writes.
         os.chmod(temp, 0o666 & ~_umask())
@@ -37,6 +39,44 @@ def atomic_output(path: str) -> Iterator[str]:
 
 
 TEMP_PREFIX = ".tmp-"
+# Left free on a disk that a stream of unknown length (a video) is written to: enough for the writer
+# to finish the file it has started (an index, a trailer) once dfseg stops feeding it.
+DISK_RESERVE_BYTES = 1 << 20
+
+
+class DiskFullError(UserError):
+    """A write ran out of space (ENOSPC, EDQUOT, or below the reserve a stream needs to finish)."""
+
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def no_space_as_error(path: str, detail: str = "") -> Iterator[None]:
+    """Turn ENOSPC and EDQUOT raised while writing ``path`` into the one-line ``DiskFullError``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in NO_SPACE_ERRNOS:
+            raise disk_full(path, detail) from None
+        raise
+
+
+def free_bytes(directory: str) -> Optional[int]:
+    """Bytes an unprivileged writer may still use in ``directory``'s filesystem (None: unknown)."""
+    try:
+        stats = os.statvfs(directory)
+    except (OSError, AttributeError):
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def disk_full(path: str, detail: str = "") -> DiskFullError:
+    """The one message for a full disk: the path, what is left, and the way out."""
+    free = free_bytes(os.path.dirname(os.path.abspath(path)))
+    left = "" if free is None else ", {:.1f} MB left".format(free / 1e6)
+    return DiskFullError("{}: the disk is full{}{}; free space (or write elsewhere) and run again".format(
+        path, left, "; " + detail if detail else ""))
 
 
 def _remove_orphans(directory: str, suffix: str) -> None:

@@ -14,6 +14,7 @@ import os
 from typing import Any, Dict, List, Sequence, Tuple
 
 from .errors import UserError
+from .fileio import no_space_as_error
 
 
 class JournalError(UserError):
@@ -98,9 +99,10 @@ class Journal:
         """Append ``records`` with one fsync: after a crash each is there whole or is a torn last line."""
         if self._handle is None:
             raise RuntimeError("journal is not open")
-        self._handle.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode("utf-8"))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        with no_space_as_error(self.path, "what was journalled before is kept; the run resumes from it"):
+            self._handle.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode("utf-8"))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
 
     def remove(self) -> None:
         """Delete the journal (its run is complete) and release the lock."""

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 
 from ..errors import UserError
-from ..fileio import write_atomic
+from ..fileio import DISK_RESERVE_BYTES, disk_full, free_bytes, write_atomic
 
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
 
@@ -67,6 +67,8 @@ class VideoFileSink(Sink):
         self.temp_path = os.path.join(directory, ".{}.partial{}".format(os.path.splitext(base)[0], extension))
         self.writer = None  # type: Any
         self.size: Optional[tuple] = None
+        self._size_seen = 0
+        self._largest_frame = 0  # bytes the file grew by in one frame, at most
 
     def open(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -90,12 +92,39 @@ class VideoFileSink(Sink):
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(image)
         self.frames_written += 1
+        self._check_space()
+
+    def _check_space(self) -> None:
+        """OpenCV's writer reports no failed write: a full disk would end the run with a broken file and
+        exit 0.  So the free space is watched, and the video is finished while its writer can still
+        write the index and trailer, with a reserve of several frames' worth."""
+        try:
+            size = os.path.getsize(self.temp_path)
+        except OSError:
+            return
+        self._largest_frame = max(self._largest_frame, size - self._size_seen)
+        self._size_seen = size
+        free = free_bytes(os.path.dirname(self.temp_path))
+        if free is not None and free < max(DISK_RESERVE_BYTES, 8 * self._largest_frame):
+            self._finish_incomplete()
+
+    def _finish_incomplete(self) -> None:
+        self.writer.release()
+        self.writer = None
+        base, extension = os.path.splitext(self.path)
+        kept = base + ".incomplete" + extension
+        os.replace(self.temp_path, kept)
+        raise disk_full(self.path, "stopped after {} frames, which are in {}".format(self.frames_written, kept))
 
     def close(self) -> None:
         if self.writer is None:
             return
         self.writer.release()
         self.writer = None
+        free = free_bytes(os.path.dirname(self.temp_path))
+        if free is not None and free < DISK_RESERVE_BYTES // 16:
+            os.unlink(self.temp_path)  # the trailer may be cut: a broken file never takes the final name
+            raise disk_full(self.path, "the video could not be finished")
         os.replace(self.temp_path, self.path)
 
 

@@ -1,0 +1,75 @@
+"""A full disk under a real dfseg-run: a 4 MB tmpfs (mounting needs root, as CI runs; skipped elsewhere)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from test_live_pipeline import tiny_onnx
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here ({}); CI runs as root".format(proc.stderr.strip()))
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def noisy_video(path, frames=160, width=320, height=240):
+    """Frames that compress badly, so that the output outgrows the small disk."""
+    rng = np.random.RandomState(0)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (width, height))
+    for _ in range(frames):
+        writer.write(rng.randint(0, 255, (height, width, 3)).astype(np.uint8))
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize("extension", [".avi", ".mp4"])
+def test_a_video_onto_a_full_disk_is_an_error_and_keeps_a_playable_incomplete_file(tmp_path, small_disk, extension):
+    model = tiny_onnx(str(tmp_path / "tiny.onnx"))
+    source = noisy_video(str(tmp_path / "noise.avi"))
+    out = str(small_disk / ("out" + extension))
+    proc = subprocess.run([sys.executable, "-m", "dfseg.cli.run", "--model", model, source, out],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    match = re.search(r"{}: the disk is full, [\d.]+ MB left; stopped after (\d+) frames, which are in (\S+);".format(
+        re.escape(out)), errors[0])
+    assert match, errors[0]
+    assert not os.path.exists(out)  # nothing broken under the final name
+    kept = match.group(2)
+    assert kept == str(small_disk / ("out.incomplete" + extension))
+    capture = cv2.VideoCapture(kept)
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    assert frames == int(match.group(1)) > 0  # the frames it says it kept, all readable
+    assert sorted(os.listdir(str(small_disk))) == ["out.incomplete" + extension]  # no hidden partial file left
+
+
+def test_frames_into_a_full_folder_end_with_one_line_and_no_partial_file(tmp_path, small_disk):
+    model = tiny_onnx(str(tmp_path / "tiny.onnx"))
+    source = noisy_video(str(tmp_path / "noise.avi"))
+    folder = small_disk / "frames"
+    proc = subprocess.run([sys.executable, "-m", "dfseg.cli.run", "--model", model, source, str(folder) + "/"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.search(r"{}/\d+\.png: the disk is full".format(re.escape(str(folder))), errors[0]), errors[0]
+    names = sorted(os.listdir(str(folder)))
+    assert names and all(re.match(r"^\d+\.png$", name) for name in names)  # whole frames only, no temporary files
+    assert all(cv2.imread(str(folder / name)) is not None for name in names)
