@@ -1,5 +1,6 @@
 """A full disk under a real dfseg-run: a 4 MB tmpfs (mounting needs root, as CI runs; skipped elsewhere)."""
 
+import json
 import os
 import re
 import subprocess
@@ -73,3 +74,24 @@ def test_frames_into_a_full_folder_end_with_one_line_and_no_partial_file(tmp_pat
     names = sorted(os.listdir(str(folder)))
     assert names and all(re.match(r"^\d+\.png$", name) for name in names)  # whole frames only, no temporary files
     assert all(cv2.imread(str(folder / name)) is not None for name in names)
+
+
+def test_a_table_run_on_a_full_disk_stops_with_one_line_and_resumes_once_space_is_freed(small_disk):
+    filler = small_disk / "filler"
+    with open(str(filler), "wb") as handle:  # leave a few KB: the journal's first records fit, the table does not
+        handle.write(b"\0" * (4096 - 6) * 1024)
+    table = str(small_disk / "t.json")
+    command = [sys.executable, "-m", "dfseg.cli.bench", "--table", table, "--models", "df1", "--no-space",
+               "--no-progress"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.search(r"{}(\.journal\.jsonl)?: the disk is full".format(re.escape(table)), errors[0]), errors[0]
+    assert not os.path.exists(table) or json.load(open(table))["complete"] is False  # never a broken table
+    filler.unlink()
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with open(table) as handle:
+        written = json.load(handle)
+    assert written["complete"] is True and len(written["entries"]) == 10
