@@ -62,6 +62,24 @@ def no_space_as_error(path: str, detail: str = "") -> Iterator[None]:
         raise
 
 
+def claim_output(path: str) -> int:
+    """An exclusive lock on the file (created empty if missing) or folder at ``path``, held until the
+    returned descriptor is closed (or the process dies), so that two runs never write one output."""
+    import fcntl  # POSIX only, as the rest of dfseg's locking
+
+    try:
+        handle = os.open(path, os.O_RDONLY if os.path.isdir(path) else os.O_WRONLY | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise UserError("{}: cannot write there ({})".format(path, exc.strerror)) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(handle)
+        raise UserError("{}: another dfseg process is writing this output; wait for it to finish or choose "
+                        "another output".format(path)) from None
+    return handle
+
+
 def free_bytes(directory: str) -> Optional[int]:
     """Bytes an unprivileged writer may still use in ``directory``'s filesystem (None: unknown)."""
     try:

@@ -3,8 +3,10 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -95,3 +97,45 @@ def test_a_table_run_on_a_full_disk_stops_with_one_line_and_resumes_once_space_i
     with open(table) as handle:
         written = json.load(handle)
     assert written["complete"] is True and len(written["entries"]) == 10
+
+
+@pytest.mark.parametrize("output", ["out.avi", "frames/"])
+def test_a_second_run_onto_the_same_output_is_refused_and_the_first_finishes(tmp_path, output):
+    """Two real dfseg-run processes: the second gets one line, the first's output is whole."""
+    from signals import like_a_terminal
+    from test_live_pipeline import write_video
+
+    model = tiny_onnx(str(tmp_path / "tiny.onnx"))
+    video = write_video(str(tmp_path / "clip.avi"))
+    target = str(tmp_path / output)
+    first = subprocess.Popen([sys.executable, "-m", "dfseg.cli.run", "--model", model, video, target, "--input-loop",
+                              "-1"], stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal)
+    try:
+        started = ""
+        while "->" not in started:  # its outputs are open once it names them
+            started = first.stderr.readline()
+            assert started, "the first run ended early"
+        claimed = target.rstrip("/") if output.endswith("/") else str(tmp_path / ".out.partial.avi")
+        for _ in range(600):
+            if os.path.exists(claimed):
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)  # the pipeline opens its outputs right after the model; let it write frames
+        second = subprocess.run([sys.executable, "-m", "dfseg.cli.run", "--model", model, video, target],
+                                capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2, second.stderr
+        errors = [line for line in second.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and "another dfseg process is writing this" in errors[0], second.stderr
+        assert target.rstrip("/") in errors[0]
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=120)
+    assert first.returncode == 130  # ended by Ctrl-C, its output finalised
+    if output.endswith("/"):
+        names = os.listdir(target)
+        assert names and all(cv2.imread(os.path.join(target, n)) is not None for n in names)
+    else:
+        capture = cv2.VideoCapture(target)
+        assert capture.isOpened() and capture.read()[0]
+        capture.release()
+        assert not os.path.exists(str(tmp_path / ".out.partial.avi"))

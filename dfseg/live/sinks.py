@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 
 from ..errors import UserError
-from ..fileio import DISK_RESERVE_BYTES, disk_full, free_bytes, write_atomic
+from ..fileio import DISK_RESERVE_BYTES, claim_output, disk_full, free_bytes, write_atomic
 
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
 
@@ -68,6 +68,7 @@ class VideoFileSink(Sink):
         self.writer = None  # type: Any
         self.size: Optional[tuple] = None
         self._size_seen = 0
+        self._claim = None  # type: Optional[int]
         self._largest_frame = 0  # bytes the file grew by in one frame, at most
 
     def open(self) -> None:
@@ -76,6 +77,11 @@ class VideoFileSink(Sink):
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
             raise UserError("{}: cannot create its folder ({})".format(self.path, exc.strerror)) from None
+        try:
+            self._claim = claim_output(self.temp_path)  # the writer fills this very file
+        except UserError:
+            raise UserError("{}: another dfseg process is writing this video; wait for it to finish or choose "
+                            "another output".format(self.path)) from None
 
     def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
         import cv2
@@ -117,15 +123,22 @@ class VideoFileSink(Sink):
         raise disk_full(self.path, "stopped after {} frames, which are in {}".format(self.frames_written, kept))
 
     def close(self) -> None:
-        if self.writer is None:
-            return
-        self.writer.release()
-        self.writer = None
-        free = free_bytes(os.path.dirname(self.temp_path))
-        if free is not None and free < DISK_RESERVE_BYTES // 16:
-            os.unlink(self.temp_path)  # the trailer may be cut: a broken file never takes the final name
-            raise disk_full(self.path, "the video could not be finished")
-        os.replace(self.temp_path, self.path)
+        try:
+            if self.writer is None:
+                if self._claim is not None and os.path.exists(self.temp_path) and not self.frames_written:
+                    os.unlink(self.temp_path)  # opened, but no frame came
+                return
+            self.writer.release()
+            self.writer = None
+            free = free_bytes(os.path.dirname(self.temp_path))
+            if free is not None and free < DISK_RESERVE_BYTES // 16:
+                os.unlink(self.temp_path)  # the trailer may be cut: a broken file never takes the final name
+                raise disk_full(self.path, "the video could not be finished")
+            os.replace(self.temp_path, self.path)
+        finally:
+            if self._claim is not None:
+                os.close(self._claim)
+                self._claim = None
 
 
 class ImageFolderSink(Sink):
@@ -137,11 +150,13 @@ class ImageFolderSink(Sink):
         self.description = directory
         self.extension = extension
         self.labels = labels  # write the class map (trainIds) instead of the rendered frame
+        self._claim = None  # type: Optional[int]
 
     def open(self) -> None:
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise UserError("{}: exists and is not a folder; name a folder for image output".format(self.directory))
         os.makedirs(self.directory, exist_ok=True)
+        self._claim = claim_output(self.directory)
 
     def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
         import cv2
@@ -151,6 +166,11 @@ class ImageFolderSink(Sink):
             raise UserError("{}: OpenCV cannot encode {} images".format(self.directory, self.extension))
         write_atomic(os.path.join(self.directory, name + self.extension), encoded.tobytes())
         self.frames_written += 1
+
+    def close(self) -> None:
+        if self._claim is not None:
+            os.close(self._claim)
+            self._claim = None
 
 
 class DisplaySink(Sink):
