@@ -146,6 +146,7 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
             "network_fps": stats.network_fps() if stats else None,
             "pipeline_fps": stats.pipeline_fps() if stats else None,
             "latency_ms": stats.latency_ms() if stats else None,
+            "latency": stats.latency() if stats else {},  # per span: p50, p95, p99, mean over the run
             "frames": stats.written if stats else 0,
             "dropped": stats.dropped if stats else 0,
             "state": stats.state if stats else "starting",
@@ -197,7 +198,7 @@ def _http_token(args: argparse.Namespace) -> Optional[str]:
 
 def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size: Optional[Size], sinks: List["Sink"],
          running: Dict[str, Any]) -> int:
-    from ..live.counters import format_fps, format_profile
+    from ..live.counters import format_fps, format_latency, format_profile
     from ..live.pipeline import INTERRUPTED, TERMINATED, Pipeline
     from ..live.render import Renderer
     from ..live.segmenter import Segmenter
@@ -225,6 +226,8 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
     if args.profile:
         print(format_profile(result.profile, result.process_cpu_ms_per_frame, result.helper_policy), file=sys.stderr,
               flush=True)
+        if any(result.latency_ms.values()):
+            print(format_latency(result.latency_ms), file=sys.stderr, flush=True)
     if result.end_reason == INTERRUPTED:
         return EXIT_INTERRUPTED
     if result.end_reason == TERMINATED:

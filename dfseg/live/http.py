@@ -57,6 +57,7 @@ PAGE = """<!DOCTYPE html>
  <tr><td>network FPS</td><td class="value" id="network_fps">-</td></tr>
  <tr><td>pipeline FPS</td><td class="value" id="pipeline_fps">-</td></tr>
  <tr><td>latency (ms)</td><td class="value" id="latency_ms">-</td></tr>
+ <tr><td>latency to output p50 / p95 / p99 (ms)</td><td class="value" id="latency_output">-</td></tr>
  <tr><td>frames</td><td class="value" id="frames">-</td></tr>
  <tr><td>dropped</td><td class="value" id="dropped">-</td></tr>
  <tr><td>model</td><td class="value" id="model">-</td></tr>
@@ -74,6 +75,8 @@ function refresh() {
     show("network_fps", fixed(s.network_fps));
     show("pipeline_fps", fixed(s.pipeline_fps));
     show("latency_ms", fixed(s.latency_ms));
+    var out = s.latency && s.latency.output;
+    show("latency_output", out ? [out.p50, out.p95, out.p99].map(fixed).join(" / ") : "-");
     show("frames", s.frames);
     show("dropped", s.dropped);
     show("model", s.model || "-");
