@@ -133,31 +133,13 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
     """Every output, checked before any work: none may be the input, lie inside an input folder,
     be named twice, or sit where nothing can be written."""
     from ..fileio import check_outputs
-    from ..live.sinks import ImageFolderSink, VideoFileSink, default_output, open_sink
+    from ..live.sinks import OUTPUT_FOLDERS, ImageFolderSink, default_output, open_sink, output_paths
 
     def status() -> dict:
-        from ..live.http import device_state
+        from ..live.http import run_status
 
-        pipeline = running.get("pipeline")
-        runner = running.get("runner")
-        stats = pipeline.stats if pipeline is not None else None
-        device = device_state()
-        return {
-            "network_fps": stats.network_fps() if stats else None,
-            "pipeline_fps": stats.pipeline_fps() if stats else None,
-            "latency_ms": stats.latency_ms() if stats else None,
-            "latency": stats.latency() if stats else {},  # per span: p50, p95, p99, mean over the run
-            "frames": stats.written if stats else 0,
-            "dropped": stats.dropped if stats else 0,
-            "state": stats.state if stats else "starting",
-            "model": "{} ({}, {})".format(os.path.basename(args.model), runner.backend if runner else "loading",
-                                          args.build_config.precision),
-            "built_model": runner.artefact if runner else None,
-            "device": ", ".join(device.get("temperatures", [])[:3]) or device["time"],
-            "device_state": device,
-            "input": source.description,
-            "profile": {name: clock.summary() for name, clock in pipeline.clocks.items()} if pipeline else {},
-        }
+        return run_status(running.get("pipeline"), running.get("runner"), os.path.basename(args.model),
+                          args.build_config.precision, source.description)
 
     outputs = args.outputs or [default_output()]
     fps = args.output_fps or 30.0
@@ -165,17 +147,11 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
     sinks = [open_sink(uri, fps, status, http_token=token) for uri in outputs]
     if args.save_labels:
         sinks.append(ImageFolderSink(args.save_labels, labels=True))
-    paths = []  # type: List[Tuple[str, Optional[str]]]
-    for sink in sinks:
-        if isinstance(sink, VideoFileSink):
-            paths.append(("output", sink.path))
-        elif isinstance(sink, ImageFolderSink):
-            paths.append(("--save-labels" if sink.labels else "output folder", sink.directory))
     local_input = input_uri[len("file://"):] if input_uri.startswith("file://") else input_uri
     inputs = ([local_input] if "://" not in local_input else []) + [args.model, args.weights]
     check_build_files(args.build_config, inputs)
-    check_outputs(paths, inputs=inputs + [args.build_config.calibration],
-                  folders=("output folder", "--save-labels"), outside_inputs=True)
+    check_outputs(output_paths(sinks), inputs=inputs + [args.build_config.calibration],
+                  folders=OUTPUT_FOLDERS, outside_inputs=True)
     return sinks
 
 
@@ -199,7 +175,7 @@ def _http_token(args: argparse.Namespace) -> Optional[str]:
 def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size: Optional[Size], sinks: List["Sink"],
          running: Dict[str, Any]) -> int:
     from ..live.counters import format_fps, format_latency, format_profile
-    from ..live.pipeline import INTERRUPTED, TERMINATED, Pipeline
+    from ..live.pipeline import INTERRUPTED, TERMINATED, Pipeline, follow_source_fps
     from ..live.render import Renderer
     from ..live.segmenter import Segmenter
 
@@ -209,7 +185,7 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
                         helper_policy=args.helper_priority)
     running["pipeline"] = pipeline
     if args.output_fps is None:
-        _follow_source_fps(source, sinks)
+        follow_source_fps(source, sinks)
     built = runner.artefact or args.model
     print("dfseg-run: {} -> {} ({} on {}, {}: {})".format(
         source.description, ", ".join(s.description for s in sinks), os.path.basename(args.model), runner.backend,
@@ -235,22 +211,6 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
     if source.live and "disconnected" in result.end_reason:
         return EXIT_SOURCE_LOST
     return 0
-
-
-def _follow_source_fps(source: "Source", sinks: List["Sink"]) -> None:
-    # A video output plays at the input's rate; known only once the source is open, so peek now.
-    from ..live.sinks import VideoFileSink
-    from ..live.sources import CaptureSource
-
-    video_sinks = [s for s in sinks if isinstance(s, VideoFileSink)]
-    if video_sinks and isinstance(source, CaptureSource) and not source.live:
-        try:
-            source.open()  # idempotent: the pipeline's open() later keeps this capture
-        except UserError:
-            return  # the pipeline's own open() reports it, as for any other source
-        if source.fps:
-            for sink in video_sinks:
-                sink.fps = source.fps
 
 
 def _input_uri(args: argparse.Namespace) -> str:

@@ -25,14 +25,14 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional
 import numpy as np
 
 from ..clocks import thread_cpu_s
-from ..errors import Terminated
+from ..errors import Terminated, UserError
 from ..uri import redact
 from .counters import STAGES, LiveCounters, StageClock
 from .render import Renderer
 from .scheduling import HELPER_NICENESS, IDLE, NICE, HelperThreads, StarvationGuard
 from .segmenter import Segmenter
-from .sinks import Sink
-from .sources import Frame, Source
+from .sinks import Sink, VideoFileSink
+from .sources import CaptureSource, Frame, Source
 
 _END = object()  # end-of-stream marker passed down the queues
 INTERRUPTED = "interrupted"  # end reasons of a run stopped by SIGINT or SIGTERM
@@ -78,6 +78,7 @@ class Pipeline:
         status_line: bool = True,
         log: Optional[Callable[[str], None]] = None,
         helper_policy: str = IDLE,
+        keep_frames: bool = False,
     ) -> None:
         self.source = source
         self.segmenter = segmenter
@@ -87,6 +88,9 @@ class Pipeline:
         self.max_frames = max_frames
         self.show_status = status_line
         self.log = log or _log
+        # Draw on a copy, so that the captured frame reaches frames()' caller unchanged (the blend
+        # overlay draws into the frame itself, which dfseg-run can allow).
+        self.keep_frames = keep_frames
         self.stats = LiveCounters()
         self.stop_event = threading.Event()  # stop capturing; frames in flight still finish
         self.abort_event = threading.Event()  # drop everything (error or second Ctrl-C)
@@ -238,7 +242,8 @@ class Pipeline:
         if self.renderer is None:  # no output draws anything (the Python API without outputs)
             return Output(frame, classes, classified, None)
         status = self.stats.status_line() if self.show_status else None
-        return Output(frame, classes, classified, self.renderer.render(frame.image, classes, status))
+        image = frame.image.copy() if self.keep_frames else frame.image
+        return Output(frame, classes, classified, self.renderer.render(image, classes, status))
 
     def _write_outputs(self, inbox: "queue.Queue[Any]") -> Iterator[Output]:
         clock = self.clocks["output"]
@@ -374,6 +379,20 @@ class Pipeline:
     def _restore_signal_handlers(previous: Dict[int, Any]) -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def follow_source_fps(source: Source, sinks: List[Sink]) -> None:
+    """Video outputs play at a video input's frame rate, known once the source is open (it is opened
+    now; the pipeline's own open() keeps that capture)."""
+    video_sinks = [s for s in sinks if isinstance(s, VideoFileSink)]
+    if video_sinks and isinstance(source, CaptureSource) and not source.live:
+        try:
+            source.open()  # idempotent
+        except UserError:
+            return  # the pipeline's own open() reports it, as for any other source
+        if source.fps:
+            for sink in video_sinks:
+                sink.fps = source.fps
 
 
 def _log(message: str) -> None:

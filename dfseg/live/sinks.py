@@ -15,7 +15,7 @@ Device side: Python 3.6, no torch; OpenCV imported lazily.
 import os
 import re
 import sys
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -303,3 +303,17 @@ def open_sink(uri: str, fps: float, status: Callable[[], Dict[str, Any]], http_t
 def default_output() -> str:
     """A window where one can open (a display that opens, an OpenCV with a GUI), else nothing."""
     return "display://0" if opencv_has_gui() and has_display() else "none"
+
+
+OUTPUT_FOLDERS = ("output folder", "--save-labels")  # the names output_paths gives folders
+
+
+def output_paths(sinks: List[Sink]) -> List[Tuple[str, Optional[str]]]:
+    """(name, path) of every sink that writes files, for ``fileio.check_outputs`` before a run."""
+    paths = []  # type: List[Tuple[str, Optional[str]]]
+    for sink in sinks:
+        if isinstance(sink, VideoFileSink):
+            paths.append(("output", sink.path))
+        elif isinstance(sink, ImageFolderSink):
+            paths.append(("--save-labels" if sink.labels else "output folder", sink.directory))
+    return paths
