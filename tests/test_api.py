@@ -1,6 +1,7 @@
 """dfseg.load and Model(frame): a real tiny DF-Seg exported to ONNX, real ONNX Runtime, and the
 same class maps as the Segmenter that dfseg-run uses."""
 
+import signal
 import subprocess
 import sys
 import threading
@@ -113,6 +114,41 @@ def test_leaving_the_loop_stops_the_threads_and_finalises_the_video(onnx_path, v
         unused = model.stream(video)  # opened, never iterated: close() still releases the source
         unused.close()
         assert unused.pipeline.source.capture is None and threading.active_count() == baseline
+
+
+STREAM_FOREVER = """
+import sys
+import dfseg
+
+model_path, video, out = sys.argv[1:]
+with dfseg.load(model_path, backend="onnxruntime", threads=1) as model:
+    with model.stream(video, outputs=[out], loops=-1) as stream:
+        for result in stream:
+            pass
+"""
+
+
+def test_ctrl_c_in_a_stream_finalises_the_video_and_propagates(onnx_path, video, tmp_path) -> None:
+    """A real SIGINT to a program looping over model.stream: KeyboardInterrupt reaches the program (the
+    API does not swallow it), and the video written so far is playable."""
+    import time
+
+    from signals import like_a_terminal
+
+    out, partial = tmp_path / "out.avi", tmp_path / ".out.partial.avi"
+    proc = subprocess.Popen([sys.executable, "-c", STREAM_FOREVER, onnx_path, video, str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=like_a_terminal)
+    deadline = time.time() + 60
+    while not (partial.exists() and partial.stat().st_size > 2000) and time.time() < deadline:
+        time.sleep(0.05)
+    assert partial.exists(), "the stream never started writing"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode in (130, -signal.SIGINT), stderr.decode()
+    assert stderr.decode().rstrip().endswith("KeyboardInterrupt") and stdout == b""  # nothing printed by dfseg
+    frames, size = count_frames(str(out))
+    assert frames > 0 and size == (HEIGHT, WIDTH, 3)
+    assert not partial.exists()
 
 
 def test_stream_bad_source_or_output_is_a_user_error_before_work(onnx_path, video, tmp_path) -> None:
