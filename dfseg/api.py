@@ -10,7 +10,7 @@ Device side: Python 3.6, no torch.
 """
 
 import os
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -24,8 +24,8 @@ from .live.http import run_status
 from .live.pipeline import Pipeline, RunResult, follow_source_fps
 from .live.render import Renderer
 from .live.segmenter import Segmenter
-from .live.sinks import OUTPUT_FOLDERS, NullSink, open_sink, output_paths
-from .live.sources import CaptureSource, open_source
+from .live.sinks import OUTPUT_FOLDERS, NullSink, Sink, open_sink, output_paths
+from .live.sources import CaptureSource, Source, open_source
 from .sizes import Size, parse_size
 
 __all__ = ["Model", "Result", "Stream", "load", "class_names", "palette_bgr", "colorize", "overlay"]
@@ -49,9 +49,9 @@ class Stream:
     an exception, ``close()`` or Ctrl-C stops the pipeline's threads, releases the source and finalises
     the outputs."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, handle_signals: bool = False) -> None:
         self.pipeline = pipeline
-        self._frames = pipeline.frames(handle_signals=False)
+        self._frames = pipeline.frames(handle_signals=handle_signals)
         self._started = False
         self._finished = False
 
@@ -158,10 +158,22 @@ class Model:
         live_source.open()  # an input that cannot be opened is an error now, not at the first frame
         if output_fps is None:
             follow_source_fps(live_source, sinks)
-        pipeline = Pipeline(live_source, self.segmenter, renderer, sinks, queue_size, max_frames,
-                            status_line=drawn, log=_quiet, keep_frames=True)
-        running["pipeline"] = pipeline
-        return Stream(pipeline)
+        stream = self.stream_to(live_source, sinks, renderer, queue_size=queue_size, max_frames=max_frames,
+                                status_line=drawn, log=_quiet)
+        running["pipeline"] = stream.pipeline
+        return stream
+
+    def stream_to(self, source: Source, sinks: List[Sink], renderer: Optional[Renderer], handle_signals: bool = False,
+                  keep_frames: bool = True, **pipeline_options: Any) -> Stream:
+        """The ``Stream`` of a ``live.sources.Source`` into ``live.sinks`` objects, built and checked by
+        the caller (``stream`` builds them from URIs; ``dfseg-run`` from its options).  With
+        ``handle_signals`` SIGINT and SIGTERM end the iteration as ``dfseg-run`` wants; ``keep_frames``
+        draws the outputs on a copy so that each ``Result.frame`` is the frame as captured;
+        ``pipeline_options`` go to ``live.pipeline.Pipeline``."""
+        if not self.runner.is_active:
+            raise UserError("model: already closed; load it again")
+        pipeline = Pipeline(source, self.segmenter, renderer, sinks, keep_frames=keep_frames, **pipeline_options)
+        return Stream(pipeline, handle_signals)
 
     def close(self) -> None:
         if self.runner.is_active:

@@ -37,7 +37,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..backends.base import BaseRunner
+    from ..api import Model
     from ..live.sinks import Sink
     from ..live.sources import Source
 
@@ -125,9 +125,12 @@ def _main(argv: Optional[List[str]]) -> int:
         from ..backends import get_runner
 
         providers = args.providers.split(",") if args.providers else None
-        with get_runner(backend, model_path, providers=providers, threads=args.threads, config=config) as runner:
+        from ..api import Model
+
+        runner = get_runner(backend, model_path, providers=providers, threads=args.threads, config=config)
+        with Model(runner, size) as model:
             running["runner"] = runner
-            return _run(args, source, runner, size, sinks, running)
+            return _run(args, source, model, sinks, running)
 
 
 def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", running: Dict[str, Any]) -> List["Sink"]:
@@ -173,25 +176,28 @@ def _http_token(args: argparse.Namespace) -> Optional[str]:
     return None
 
 
-def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size: Optional[Size], sinks: List["Sink"],
-         running: Dict[str, Any]) -> int:
+def _run(args: argparse.Namespace, source: "Source", model: "Model", sinks: List["Sink"], running: Dict[str, Any]) -> int:
+    """The API's stream loop, with dfseg-run's signals (Ctrl-C and SIGTERM end it), messages and report."""
     from ..live.counters import format_fps, format_latency, format_profile
-    from ..live.pipeline import INTERRUPTED, TERMINATED, Pipeline, follow_source_fps
+    from ..live.pipeline import INTERRUPTED, TERMINATED, follow_source_fps
     from ..live.render import Renderer
-    from ..live.segmenter import Segmenter
 
-    segmenter = Segmenter(runner, size)
+    runner = model.runner
     renderer = Renderer(args.overlay, args.alpha, legend=not args.no_legend)
-    pipeline = Pipeline(source, segmenter, renderer, sinks, args.queue_size, args.max_frames, not args.no_status,
-                        helper_policy=args.helper_priority)
-    running["pipeline"] = pipeline
+    stream = model.stream_to(source, sinks, renderer, handle_signals=True, keep_frames=False,
+                             queue_size=args.queue_size, max_frames=args.max_frames, status_line=not args.no_status,
+                             helper_policy=args.helper_priority)
+    running["pipeline"] = stream.pipeline
     if args.output_fps is None:
         follow_source_fps(source, sinks)
     built = runner.artefact or args.model
     print("dfseg-run: {} -> {} ({} on {}, {}: {})".format(
         source.description, ", ".join(s.description for s in sinks), os.path.basename(args.model), runner.backend,
         runner.config.precision, built), file=sys.stderr, flush=True)
-    result = pipeline.run()
+    with stream:
+        for _ in stream:
+            pass
+    result = stream.pipeline.result()
     print(
         "dfseg-run: {} frames in {:.1f} s: pipeline {:.1f} FPS, network {} FPS, {} dropped ({})".format(
             result.frames_written, result.elapsed_s, result.pipeline_fps,
