@@ -10,6 +10,7 @@ Device side: Python 3.6, no torch.
 """
 
 import os
+import warnings
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -24,7 +25,7 @@ from .live.http import run_status
 from .live.pipeline import Pipeline, RunResult, follow_source_fps
 from .live.render import Renderer
 from .live.segmenter import Segmenter
-from .live.sinks import OUTPUT_FOLDERS, NullSink, Sink, open_sink, output_paths
+from .live.sinks import OUTPUT_FOLDERS, HttpSink, NullSink, Sink, open_sink, output_paths
 from .live.sources import CaptureSource, Source, open_source
 from .sizes import Size, parse_size
 
@@ -150,6 +151,9 @@ class Model:
                               live_source.description)
 
         sinks = [open_sink(uri, output_fps or 30.0, status, http_token=http_token) for uri in outputs]
+        for sink in sinks:
+            if isinstance(sink, HttpSink):
+                sink.log, sink.warn = _quiet, _warn  # a view open to every host is a Python warning, not a print
         local = str(source)[len("file://"):] if str(source).startswith("file://") else str(source)
         check_outputs(output_paths(sinks), inputs=[local] if "://" not in local else [], folders=OUTPUT_FOLDERS,
                       outside_inputs=True)
@@ -213,6 +217,10 @@ def overlay(bgr: np.ndarray, classmap: np.ndarray, num_classes: int = NUM_CLASSE
 
 def _quiet(message: str) -> None:
     """The API never prints."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=2)
 
 
 def _describe(value: object) -> str:

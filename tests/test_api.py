@@ -116,6 +116,25 @@ def test_leaving_the_loop_stops_the_threads_and_finalises_the_video(onnx_path, v
         assert unused.pipeline.source.capture is None and threading.active_count() == baseline
 
 
+def test_stream_serves_the_status_page_and_prints_nothing(onnx_path, video, capfd) -> None:
+    import json
+    import urllib.request
+
+    baseline = threading.active_count()
+    with dfseg.load(onnx_path, backend="onnxruntime", threads=1) as model:
+        with model.stream(video, outputs=["http://127.0.0.1:0"]) as stream:
+            for result in stream:
+                if result.index == 3:
+                    port = stream.pipeline.sinks[0].port
+                    with urllib.request.urlopen("http://127.0.0.1:{}/status.json".format(port), timeout=10) as response:
+                        status = json.loads(response.read())
+                    break
+    assert status["state"] == "running" and status["frames"] == 4 and status["model"].startswith("tiny.onnx")
+    assert status["latency"]["classmap"]["frames"] >= 4 and status["latency"]["output"]["frames"] == 4
+    assert threading.active_count() == baseline  # the server's threads too
+    assert capfd.readouterr() == ("", "")
+
+
 STREAM_FOREVER = """
 import sys
 import dfseg

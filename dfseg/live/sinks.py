@@ -197,6 +197,9 @@ class HttpSink(Sink):
         self.token = token
         self.server = None  # type: Any
         self.description = "http://{}:{}".format(host, port)
+        # Where the address line and the open-server warning go (the API: nowhere, and a Python warning).
+        self.log = _stderr  # type: Callable[[str], None]
+        self.warn = _stderr  # type: Callable[[str], None]
 
     def open(self) -> None:
         from .http import TOKEN_ENV, MjpegServer, is_loopback
@@ -205,13 +208,13 @@ class HttpSink(Sink):
         self.port = self.server.port
         self.description = "http://{}:{}".format(self.host, self.port)
         if self.token is None and not is_loopback(self.host):
-            print("dfseg-run: warning: {} serves the camera view and status page to every host that can reach port "
-                  "{}; require a token with --http-token-file FILE or {}".format(self.description, self.port, TOKEN_ENV),
-                  file=sys.stderr, flush=True)
+            self.warn("dfseg-run: warning: {} serves the camera view and status page to every host that can reach "
+                      "port {}; require a token with --http-token-file FILE or {}".format(
+                          self.description, self.port, TOKEN_ENV))
         self.server.start()
         access = " (token required: add ?token=TOKEN)" if self.token is not None else ""
-        print("dfseg-run: streaming on {} (page) and {}/stream.mjpg{}".format(
-            self.description, self.description, access), file=sys.stderr, flush=True)
+        self.log("dfseg-run: streaming on {} (page) and {}/stream.mjpg{}".format(
+            self.description, self.description, access))
 
     def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
         import cv2
@@ -225,6 +228,10 @@ class HttpSink(Sink):
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def opencv_has_gui() -> bool:
