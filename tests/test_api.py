@@ -88,6 +88,21 @@ def test_stream_delivers_every_frame_of_a_file_in_order(onnx_path, video, tmp_pa
     assert summary.latency_ms == latency
 
 
+def test_a_live_source_drops_stale_frames_in_a_stream_too(onnx_path) -> None:
+    """The stream runs dfseg-run's live policy: a camera faster than the consumer loses its oldest
+    frames, never the newest (the consumer is slower by construction: its first write waits for the
+    camera to finish)."""
+    from test_live_pipeline import BurstCamera, RecordingSink
+
+    camera = BurstCamera(300)
+    with dfseg.load(onnx_path, backend="onnxruntime", threads=1) as model:
+        with model.stream_to(camera, [RecordingSink(gate=camera.exhausted)], None, queue_size=1) as stream:
+            indices = [result.index for result in stream]
+    summary = stream.summary
+    assert summary.frames_captured == 300 and summary.frames_written + summary.frames_dropped == 300
+    assert 0 < len(indices) <= 12 and indices == sorted(set(indices)) and indices[-1] == 299
+
+
 def test_leaving_the_loop_stops_the_threads_and_finalises_the_video(onnx_path, video, tmp_path) -> None:
     baseline = threading.active_count()
     out = tmp_path / "out.avi"

@@ -3,14 +3,15 @@
 Each step runs in its own thread, linked by bounded queues, so while the network works on frame
 n the next frames are being captured and preprocessed and the previous ones drawn and written
 (OpenCV, numpy and the inference runtimes release the GIL in their heavy calls).  Outputs are
-written from the calling thread, because GUI toolkits want that.
+written from the calling thread, because GUI toolkits want that: ``frames()`` is that loop, yielding
+each frame once written (the Python API's ``Model.stream`` iterates it; ``run()`` drains it).
 
 * Live sources (cameras, streams): when the first queue is full the oldest frame is dropped, so the
   output shows the newest picture instead of an ever older backlog.
 * Files and folders: every queue blocks, so no frame is ever lost.
 * Ctrl-C (SIGINT), SIGTERM (``docker stop``, systemd) and the end of the input stop capture; the
   frames in flight still reach the outputs, which are then finalised.  A second signal abandons the
-  frames in flight but still finalises the outputs.  An error in any stage stops every stage and is raised from ``run``.
+  frames in flight but still finalises the outputs.  An error in any stage stops every stage and is raised from ``frames``/``run``.
 
 Device side: Python 3.6, no torch.
 """
