@@ -1,14 +1,17 @@
-"""The Python API: ``model = dfseg.load(path)``, then ``classmap = model(bgr_frame)``.
+"""The Python API: ``model = dfseg.load(path)``, then ``classmap = model(bgr_frame)``, or
+``for result in model.stream(source): ...``.
 
 One frame in, one uint8 class map (Cityscapes trainIds) out, at the frame's own size, through the
-same runner and ``Segmenter`` as ``dfseg-run`` and ``dfseg-eval``.  Bad input raises the CLI's
-one-line ``dfseg.errors.UserError``; nothing here prints.
+same runner and ``Segmenter`` as ``dfseg-run`` and ``dfseg-eval``; ``stream`` runs any input of
+``dfseg-run`` through its threaded ``live.pipeline.Pipeline`` (same frame policies, same outputs).
+Bad input raises the CLI's one-line ``dfseg.errors.UserError``; nothing here prints.
 
 Device side: Python 3.6, no torch.
 """
 
 import os
-from typing import Optional, Sequence
+import warnings
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -17,11 +20,81 @@ from .backends.base import BaseRunner
 from .build_config import BuildConfig
 from .cityscapes import NUM_CLASSES, class_names, palette_bgr
 from .errors import UserError
+from .fileio import check_outputs
+from .live.http import run_status
+from .live.pipeline import Pipeline, RunResult, follow_source_fps
 from .live.render import Renderer
 from .live.segmenter import Segmenter
+from .live.sinks import OUTPUT_FOLDERS, HttpSink, NullSink, Sink, open_sink, output_paths
+from .live.sources import CaptureSource, Source, open_source
 from .sizes import Size, parse_size
 
-__all__ = ["Model", "load", "class_names", "palette_bgr", "colorize", "overlay"]
+__all__ = ["Model", "Result", "Stream", "load", "class_names", "palette_bgr", "colorize", "overlay"]
+
+
+class Result(NamedTuple):
+    """One frame of ``Model.stream``: times are ``time.monotonic()`` seconds."""
+
+    index: int  # position in the source (files: exact; live sources count delivered frames)
+    frame: np.ndarray  # BGR uint8, as captured
+    classmap: np.ndarray  # uint8 trainIds, the frame's height x width
+    captured: float
+    classified: float  # the class map was ready
+    latency_ms: float  # capture -> class map
+    name: str  # the frame's stem (image folders keep the input's name)
+    image: Optional[np.ndarray]  # the annotated frame the outputs got; None without outputs
+
+
+class Stream:
+    """An iterator of ``Result``s over a running pipeline; a context manager.  Leaving the loop early,
+    an exception, ``close()`` or Ctrl-C stops the pipeline's threads, releases the source and finalises
+    the outputs."""
+
+    def __init__(self, pipeline: Pipeline, handle_signals: bool = False) -> None:
+        self.pipeline = pipeline
+        self._frames = pipeline.frames(handle_signals=handle_signals)
+        self._started = False
+        self._finished = False
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def __next__(self) -> Result:
+        self._started = True
+        try:
+            output = next(self._frames)
+        except BaseException:
+            self._finished = True
+            raise
+        frame = output.frame
+        return Result(frame.index, frame.image, output.classmap, frame.captured, output.classified,
+                      (output.classified - frame.captured) * 1000.0, frame.name, output.image)
+
+    def latency(self) -> Dict[str, Optional[Dict[str, float]]]:
+        """So far, per span (``classmap``: capture -> class map, ``output``: capture -> written to the
+        outputs): p50, p95, p99, mean in ms and the frame count, or None before the first frame."""
+        return self.pipeline.stats.latency()
+
+    @property
+    def summary(self) -> Optional[RunResult]:
+        """Frames, drops, FPS, latency and end reason once the stream has ended or was closed, else None."""
+        return self.pipeline.result() if self._finished else None
+
+    def close(self) -> None:
+        if not self._started:  # the generator never ran: the source opened by stream() is released here
+            self.pipeline.source.close()
+        self._frames.close()
+        self._finished = True
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not self._finished:
+            self.close()
 
 
 class Model:
@@ -49,6 +122,62 @@ class Model:
         if not self.runner.is_active:
             raise UserError("model: already closed; load it again")
         return self.segmenter.segment(bgr)
+
+    def stream(self, source: Union[str, int], outputs: Sequence[str] = (), overlay: str = "blend",
+               alpha: float = 0.5, legend: bool = True, max_frames: Optional[int] = None, loops: int = 0,
+               queue_size: int = 2, camera_size: str = "1280x720", camera_fps: int = 30,
+               output_fps: Optional[float] = None, http_token: Optional[str] = None) -> Stream:
+        """Segment every frame of ``source`` (what ``dfseg-run`` takes: a camera number, ``csi://0``,
+        ``/dev/video0``, ``rtsp://...``, a video file, an image or a folder) through ``dfseg-run``'s
+        threaded pipeline: live sources drop stale frames, files and folders keep every frame.
+
+        ``outputs`` are ``dfseg-run``'s (a video file, ``folder/``, ``http://HOST:PORT``,
+        ``display://0``), fed from the same loop and drawn as ``overlay``/``alpha``/``legend`` say.
+        The source and the outputs are checked now (UserError); the work starts with the iteration.
+        """
+        if not self.runner.is_active:
+            raise UserError("model: already closed; load it again")
+        if max_frames is not None and max_frames < 1:
+            raise UserError("max_frames: must be at least 1, got {}".format(max_frames))
+        size = parse_size(camera_size)
+        live_source = open_source(str(source), size.width, size.height, camera_fps, loops=loops)
+        if isinstance(live_source, CaptureSource):
+            live_source.log = _quiet  # reconnection notes would print; a program reads end_reason instead
+        running = {}  # type: Dict[str, Any]
+        model_name = os.path.basename(getattr(self.runner, "model_path", "") or self.backend)
+
+        def status() -> Dict[str, Any]:
+            return run_status(running.get("pipeline"), self.runner, model_name, self.runner.config.precision,
+                              live_source.description)
+
+        sinks = [open_sink(uri, output_fps or 30.0, status, http_token=http_token) for uri in outputs]
+        for sink in sinks:
+            if isinstance(sink, HttpSink):
+                sink.log, sink.warn = _quiet, _warn  # a view open to every host is a Python warning, not a print
+        local = str(source)[len("file://"):] if str(source).startswith("file://") else str(source)
+        check_outputs(output_paths(sinks), inputs=[local] if "://" not in local else [], folders=OUTPUT_FOLDERS,
+                      outside_inputs=True)
+        drawn = any(not isinstance(sink, NullSink) for sink in sinks)
+        renderer = Renderer(overlay, alpha, legend=legend) if drawn else None
+        live_source.open()  # an input that cannot be opened is an error now, not at the first frame
+        if output_fps is None:
+            follow_source_fps(live_source, sinks)
+        stream = self.stream_to(live_source, sinks, renderer, queue_size=queue_size, max_frames=max_frames,
+                                status_line=drawn, log=_quiet)
+        running["pipeline"] = stream.pipeline
+        return stream
+
+    def stream_to(self, source: Source, sinks: List[Sink], renderer: Optional[Renderer], handle_signals: bool = False,
+                  keep_frames: bool = True, **pipeline_options: Any) -> Stream:
+        """The ``Stream`` of a ``live.sources.Source`` into ``live.sinks`` objects, built and checked by
+        the caller (``stream`` builds them from URIs; ``dfseg-run`` from its options).  With
+        ``handle_signals`` SIGINT and SIGTERM end the iteration as ``dfseg-run`` wants; ``keep_frames``
+        draws the outputs on a copy so that each ``Result.frame`` is the frame as captured;
+        ``pipeline_options`` go to ``live.pipeline.Pipeline``."""
+        if not self.runner.is_active:
+            raise UserError("model: already closed; load it again")
+        pipeline = Pipeline(source, self.segmenter, renderer, sinks, keep_frames=keep_frames, **pipeline_options)
+        return Stream(pipeline, handle_signals)
 
     def close(self) -> None:
         if self.runner.is_active:
@@ -84,6 +213,14 @@ def colorize(classmap: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray
 def overlay(bgr: np.ndarray, classmap: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """The frame blended with its colour mask, as ``dfseg-run --overlay blend`` draws it."""
     return Renderer(mode="blend", legend=False, num_classes=num_classes).render(bgr, classmap)
+
+
+def _quiet(message: str) -> None:
+    """The API never prints."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=2)
 
 
 def _describe(value: object) -> str:

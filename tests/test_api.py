@@ -1,12 +1,14 @@
 """dfseg.load and Model(frame): a real tiny DF-Seg exported to ONNX, real ONNX Runtime, and the
 same class maps as the Segmenter that dfseg-run uses."""
 
+import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
-from test_live_pipeline import HEIGHT, WIDTH, tiny_onnx
+from test_live_pipeline import FRAMES, HEIGHT, WIDTH, count_frames, tiny_onnx, write_video
 
 import dfseg
 from dfseg import api
@@ -59,6 +61,148 @@ def test_bad_input_is_a_one_line_user_error(onnx_path, tmp_path) -> None:
         model(frame())
 
 
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> str:
+    return write_video(str(tmp_path_factory.mktemp("api-video") / "clip.avi"))
+
+
+def test_stream_delivers_every_frame_of_a_file_in_order(onnx_path, video, tmp_path) -> None:
+    labels = tmp_path / "labels"
+    with dfseg.load(onnx_path, backend="onnxruntime", threads=1) as model:
+        with model.stream(video, outputs=[str(labels) + "/"]) as stream:
+            results = list(stream)
+        assert [r.index for r in results] == list(range(FRAMES))
+        for r in results:
+            assert r.frame.shape == (HEIGHT, WIDTH, 3) and r.frame.dtype == np.uint8
+            assert r.classmap.shape == r.frame.shape[:2] and r.classmap.dtype == np.uint8
+            assert r.captured <= r.classified and r.latency_ms >= 0
+            assert r.latency_ms == pytest.approx((r.classified - r.captured) * 1000.0)
+            np.testing.assert_array_equal(r.classmap, model(r.frame))  # each class map belongs to its frame
+            assert r.image.shape == r.frame.shape and not np.array_equal(r.image, r.frame)  # drawn on a copy
+    assert sorted(p.name for p in labels.iterdir()) == ["{:06d}.png".format(i) for i in range(FRAMES)]
+    latency = stream.latency()
+    assert latency["classmap"]["frames"] == latency["output"]["frames"] == FRAMES
+    assert 0 <= latency["classmap"]["p50"] <= latency["classmap"]["p95"] <= latency["classmap"]["p99"]
+    summary = stream.summary
+    assert (summary.frames_captured, summary.frames_written, summary.frames_dropped) == (FRAMES, FRAMES, 0)
+    assert summary.latency_ms == latency
+
+
+def test_a_live_source_drops_stale_frames_in_a_stream_too(onnx_path) -> None:
+    """The stream runs dfseg-run's live policy: a camera faster than the consumer loses its oldest
+    frames, never the newest (the consumer is slower by construction: its first write waits for the
+    camera to finish)."""
+    from test_live_pipeline import BurstCamera, RecordingSink
+
+    camera = BurstCamera(300)
+    with dfseg.load(onnx_path, backend="onnxruntime", threads=1) as model:
+        with model.stream_to(camera, [RecordingSink(gate=camera.exhausted)], None, queue_size=1) as stream:
+            indices = [result.index for result in stream]
+    summary = stream.summary
+    assert summary.frames_captured == 300 and summary.frames_written + summary.frames_dropped == 300
+    assert 0 < len(indices) <= 12 and indices == sorted(set(indices)) and indices[-1] == 299
+
+
+def test_leaving_the_loop_stops_the_threads_and_finalises_the_video(onnx_path, video, tmp_path) -> None:
+    baseline = threading.active_count()
+    out = tmp_path / "out.avi"
+    with dfseg.load(onnx_path, backend="onnxruntime", threads=1) as model:
+        for result in model.stream(video, outputs=[str(out)], max_frames=FRAMES):  # no reference kept: break closes it
+            if result.index == 4:
+                break
+        assert threading.active_count() == baseline
+        assert count_frames(str(out)) == (5, (HEIGHT, WIDTH, 3))  # every frame handed out was written, and playable
+        assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+        with model.stream(video) as stream:
+            assert next(stream).image is None  # nothing drawn without outputs
+        assert threading.active_count() == baseline
+        assert stream.pipeline.source.capture is None  # released
+        assert stream.summary.end_reason == "closed by the caller"
+
+        with pytest.raises(RuntimeError, match="the caller's own error"):
+            with model.stream(video) as stream:
+                for _result in stream:
+                    raise RuntimeError("the caller's own error")
+        assert threading.active_count() == baseline and stream.pipeline.source.capture is None
+
+        unused = model.stream(video)  # opened, never iterated: close() still releases the source
+        unused.close()
+        assert unused.pipeline.source.capture is None and threading.active_count() == baseline
+
+
+def test_stream_serves_the_status_page_and_prints_nothing(onnx_path, video, capfd) -> None:
+    import json
+    import urllib.request
+
+    baseline = threading.active_count()
+    with dfseg.load(onnx_path, backend="onnxruntime", threads=1) as model:
+        with model.stream(video, outputs=["http://127.0.0.1:0"]) as stream:
+            for result in stream:
+                if result.index == 3:
+                    port = stream.pipeline.sinks[0].port
+                    with urllib.request.urlopen("http://127.0.0.1:{}/status.json".format(port), timeout=10) as response:
+                        status = json.loads(response.read())
+                    break
+    assert status["state"] == "running" and status["frames"] == 4 and status["model"].startswith("tiny.onnx")
+    assert status["latency"]["classmap"]["frames"] >= 4 and status["latency"]["output"]["frames"] == 4
+    assert threading.active_count() == baseline  # the server's threads too
+    assert capfd.readouterr() == ("", "")
+
+
+STREAM_FOREVER = """
+import sys
+import dfseg
+
+model_path, video, out = sys.argv[1:]
+with dfseg.load(model_path, backend="onnxruntime", threads=1) as model:
+    with model.stream(video, outputs=[out], loops=-1) as stream:
+        for result in stream:
+            pass
+"""
+
+
+def test_ctrl_c_in_a_stream_finalises_the_video_and_propagates(onnx_path, video, tmp_path) -> None:
+    """A real SIGINT to a program looping over model.stream: KeyboardInterrupt reaches the program (the
+    API does not swallow it), and the video written so far is playable."""
+    import time
+
+    from signals import like_a_terminal
+
+    out, partial = tmp_path / "out.avi", tmp_path / ".out.partial.avi"
+    proc = subprocess.Popen([sys.executable, "-c", STREAM_FOREVER, onnx_path, video, str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=like_a_terminal)
+    deadline = time.time() + 60
+    while not (partial.exists() and partial.stat().st_size > 2000) and time.time() < deadline:
+        time.sleep(0.05)
+    assert partial.exists(), "the stream never started writing"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode in (130, -signal.SIGINT), stderr.decode()
+    assert stderr.decode().rstrip().endswith("KeyboardInterrupt") and stdout == b""  # nothing printed by dfseg
+    frames, size = count_frames(str(out))
+    assert frames > 0 and size == (HEIGHT, WIDTH, 3)
+    assert not partial.exists()
+
+
+def test_stream_bad_source_or_output_is_a_user_error_before_work(onnx_path, video, tmp_path) -> None:
+    with dfseg.load(onnx_path, backend="onnxruntime", threads=1) as model:
+        with pytest.raises(UserError, match="missing.mp4"):
+            model.stream(str(tmp_path / "missing.mp4"))
+        (tmp_path / "a-file").write_text("not a folder")
+        with pytest.raises(UserError, match="a-file"):
+            model.stream(video, outputs=[str(tmp_path / "a-file" / "out.avi")])
+        with pytest.raises(UserError, match="is the input"):
+            model.stream(video, outputs=[video])
+        with pytest.raises(UserError, match="unknown output"):
+            model.stream(video, outputs=["ftp://host/x"])
+        with pytest.raises(UserError, match="max_frames"):
+            model.stream(video, max_frames=0)
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # nothing written
+    with pytest.raises(UserError, match="already closed"):
+        model.stream(video)
+
+
 def test_import_dfseg_stays_cheap() -> None:
     code = "import sys, dfseg; assert callable(dfseg.load); print(sorted(m for m in ('torch', 'onnxruntime', 'cv2', 'dfseg.api') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, check=True).stdout.decode()
@@ -80,14 +224,24 @@ def test_the_readme_example_runs_as_printed(onnx_path, tmp_path) -> None:
     import cv2
 
     examples = readme_examples()
-    assert examples, "README.md: the Python API section has no example"
+    assert len(examples) == 2, "README.md: the Python API section should have the frame and the stream example"
     shutil.copy(onnx_path, str(tmp_path / "df1-seg.onnx"))
     cv2.imwrite(str(tmp_path / "frame.png"), frame(2))
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (WIDTH, HEIGHT))
+    for i in range(FRAMES):
+        writer.write(frame(i))
+    writer.release()
+    printed = []
     for example in examples:
         script = tmp_path / "example.py"
         script.write_text(example)
         done = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), capture_output=True)
         assert done.returncode == 0, done.stderr.decode()
+        printed.append(done.stdout.decode().splitlines())
     image = cv2.imread(str(tmp_path / "overlay.png"))
     assert image is not None and image.shape == (HEIGHT, WIDTH, 3)
-    assert done.stdout.decode().strip() in api.class_names()
+    assert len(printed[0]) == 1 and printed[0][0] in api.class_names()
+    assert count_frames(str(tmp_path / "clip.mp4")) == (FRAMES, (HEIGHT, WIDTH, 3))  # the input as written
+    assert count_frames(str(tmp_path / "annotated.mp4")) == (FRAMES, (HEIGHT, WIDTH, 3))
+    assert [line.split(":")[0] for line in printed[1][:-1]] == ["frame {}".format(i) for i in range(FRAMES)]
+    assert printed[1][-1].startswith("latency p50 ")

@@ -81,6 +81,9 @@ def test_stream_page_and_status(server):
     assert status["state"] == "running" and status["frames"] >= 3
     assert status["network_fps"] > 0 and status["pipeline_fps"] > 0 and status["latency_ms"] > 0
     assert status["model"].startswith("tiny.onnx")
+    output = status["latency"]["output"]
+    assert output["frames"] >= 3 and 0 <= output["p50"] <= output["p95"] <= output["p99"]
+    assert 'id="latency_output"' in page
 
     with urllib.request.urlopen(url + "/snapshot.jpg", timeout=10) as response:
         assert response.headers["Content-Type"] == "image/jpeg"

@@ -348,6 +348,9 @@ def test_profile_accounts_for_every_frame_in_every_stage(model, video, tmp_path)
         rows[name] = [float(v) for v in values]
     assert set(rows) == {"capture", "preprocess", "inference", "postprocess", "render", "output"}
     assert any(line.startswith("process CPU") for line in lines)
+    latency = [line for line in lines if line.startswith("latency capture -> ")]
+    assert [line.split()[3] for line in latency] == ["classmap", "output"]
+    assert all("({} frames)".format(FRAMES) in line for line in latency)
 
 
 def test_profile_numbers_add_up(model, video):
@@ -369,3 +372,19 @@ def test_profile_numbers_add_up(model, video):
         # each stage's thread is either working or waiting: together at most the whole run
         assert (row["work_ms"] + row["wait_in_ms"] + row["wait_out_ms"]) * FRAMES <= wall_ms * 1.05, name
     assert result.profile["inference"]["work_ms"] > 0 and result.process_cpu_ms_per_frame > 0
+    classmap, output = result.latency_ms["classmap"], result.latency_ms["output"]
+    assert classmap["frames"] == output["frames"] == FRAMES
+    for span in (classmap, output):
+        assert 0 <= span["p50"] <= span["p95"] <= span["p99"] and span["mean"] >= 0
+    # a frame is written after its class map is ready
+    assert output["p50"] >= classmap["p50"] and output["mean"] >= classmap["mean"]
+
+
+def test_latency_percentiles_are_nearest_rank():
+    from dfseg.live.counters import percentiles
+
+    assert percentiles([]) is None
+    values = [float(v) for v in range(100, 0, -1)]  # 1..100, unsorted
+    assert percentiles(values) == {"p50": 50.0, "p95": 95.0, "p99": 99.0, "mean": 50.5, "frames": 100}
+    assert percentiles([7.0]) == {"p50": 7.0, "p95": 7.0, "p99": 7.0, "mean": 7.0, "frames": 1}
+    assert percentiles([1.0, 2.0, 3.0, 4.0, 1000.0])["p95"] == 1000.0

@@ -37,7 +37,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..backends.base import BaseRunner
+    from ..api import Model
     from ..live.sinks import Sink
     from ..live.sources import Source
 
@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=whole_number(1), help="stop after this many frames")
     parser.add_argument("--profile", action="store_true",
                         help="at the end, print where each frame's time went: every stage's thread CPU time, its "
-                             "work time and its waits for input and for the next stage (also on the status page)")
+                             "work time and its waits for input and for the next stage (also on the status page), and the "
+                             "latency percentiles (p50, p95, p99, mean) from capture to class map and to the outputs")
     parser.add_argument("--input-loop", type=whole_number(-1), default=0, metavar="N",
                         help="replay a file or folder N more times (-1: forever), e.g. to demo a stream")
     parser.add_argument("--helper-priority", choices=POLICIES, default=IDLE,
@@ -124,39 +125,25 @@ def _main(argv: Optional[List[str]]) -> int:
         from ..backends import get_runner
 
         providers = args.providers.split(",") if args.providers else None
-        with get_runner(backend, model_path, providers=providers, threads=args.threads, config=config) as runner:
+        from ..api import Model
+
+        runner = get_runner(backend, model_path, providers=providers, threads=args.threads, config=config)
+        with Model(runner, size) as model:
             running["runner"] = runner
-            return _run(args, source, runner, size, sinks, running)
+            return _run(args, source, model, sinks, running)
 
 
 def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", running: Dict[str, Any]) -> List["Sink"]:
     """Every output, checked before any work: none may be the input, lie inside an input folder,
     be named twice, or sit where nothing can be written."""
     from ..fileio import check_outputs
-    from ..live.sinks import ImageFolderSink, VideoFileSink, default_output, open_sink
+    from ..live.sinks import OUTPUT_FOLDERS, ImageFolderSink, default_output, open_sink, output_paths
 
     def status() -> dict:
-        from ..live.http import device_state
+        from ..live.http import run_status
 
-        pipeline = running.get("pipeline")
-        runner = running.get("runner")
-        stats = pipeline.stats if pipeline is not None else None
-        device = device_state()
-        return {
-            "network_fps": stats.network_fps() if stats else None,
-            "pipeline_fps": stats.pipeline_fps() if stats else None,
-            "latency_ms": stats.latency_ms() if stats else None,
-            "frames": stats.written if stats else 0,
-            "dropped": stats.dropped if stats else 0,
-            "state": stats.state if stats else "starting",
-            "model": "{} ({}, {})".format(os.path.basename(args.model), runner.backend if runner else "loading",
-                                          args.build_config.precision),
-            "built_model": runner.artefact if runner else None,
-            "device": ", ".join(device.get("temperatures", [])[:3]) or device["time"],
-            "device_state": device,
-            "input": source.description,
-            "profile": {name: clock.summary() for name, clock in pipeline.clocks.items()} if pipeline else {},
-        }
+        return run_status(running.get("pipeline"), running.get("runner"), os.path.basename(args.model),
+                          args.build_config.precision, source.description)
 
     outputs = args.outputs or [default_output()]
     fps = args.output_fps or 30.0
@@ -164,17 +151,11 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
     sinks = [open_sink(uri, fps, status, http_token=token) for uri in outputs]
     if args.save_labels:
         sinks.append(ImageFolderSink(args.save_labels, labels=True))
-    paths = []  # type: List[Tuple[str, Optional[str]]]
-    for sink in sinks:
-        if isinstance(sink, VideoFileSink):
-            paths.append(("output", sink.path))
-        elif isinstance(sink, ImageFolderSink):
-            paths.append(("--save-labels" if sink.labels else "output folder", sink.directory))
     local_input = input_uri[len("file://"):] if input_uri.startswith("file://") else input_uri
     inputs = ([local_input] if "://" not in local_input else []) + [args.model, args.weights]
     check_build_files(args.build_config, inputs)
-    check_outputs(paths, inputs=inputs + [args.build_config.calibration],
-                  folders=("output folder", "--save-labels"), outside_inputs=True)
+    check_outputs(output_paths(sinks), inputs=inputs + [args.build_config.calibration],
+                  folders=OUTPUT_FOLDERS, outside_inputs=True)
     return sinks
 
 
@@ -195,25 +176,28 @@ def _http_token(args: argparse.Namespace) -> Optional[str]:
     return None
 
 
-def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size: Optional[Size], sinks: List["Sink"],
-         running: Dict[str, Any]) -> int:
-    from ..live.counters import format_fps, format_profile
-    from ..live.pipeline import INTERRUPTED, TERMINATED, Pipeline
+def _run(args: argparse.Namespace, source: "Source", model: "Model", sinks: List["Sink"], running: Dict[str, Any]) -> int:
+    """The API's stream loop, with dfseg-run's signals (Ctrl-C and SIGTERM end it), messages and report."""
+    from ..live.counters import format_fps, format_latency, format_profile
+    from ..live.pipeline import INTERRUPTED, TERMINATED, follow_source_fps
     from ..live.render import Renderer
-    from ..live.segmenter import Segmenter
 
-    segmenter = Segmenter(runner, size)
+    runner = model.runner
     renderer = Renderer(args.overlay, args.alpha, legend=not args.no_legend)
-    pipeline = Pipeline(source, segmenter, renderer, sinks, args.queue_size, args.max_frames, not args.no_status,
-                        helper_policy=args.helper_priority)
-    running["pipeline"] = pipeline
+    stream = model.stream_to(source, sinks, renderer, handle_signals=True, keep_frames=False,
+                             queue_size=args.queue_size, max_frames=args.max_frames, status_line=not args.no_status,
+                             helper_policy=args.helper_priority)
+    running["pipeline"] = stream.pipeline
     if args.output_fps is None:
-        _follow_source_fps(source, sinks)
+        follow_source_fps(source, sinks)
     built = runner.artefact or args.model
     print("dfseg-run: {} -> {} ({} on {}, {}: {})".format(
         source.description, ", ".join(s.description for s in sinks), os.path.basename(args.model), runner.backend,
         runner.config.precision, built), file=sys.stderr, flush=True)
-    result = pipeline.run()
+    with stream:
+        for _ in stream:
+            pass
+    result = stream.pipeline.result()
     print(
         "dfseg-run: {} frames in {:.1f} s: pipeline {:.1f} FPS, network {} FPS, {} dropped ({})".format(
             result.frames_written, result.elapsed_s, result.pipeline_fps,
@@ -225,6 +209,8 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
     if args.profile:
         print(format_profile(result.profile, result.process_cpu_ms_per_frame, result.helper_policy), file=sys.stderr,
               flush=True)
+        if any(result.latency_ms.values()):
+            print(format_latency(result.latency_ms), file=sys.stderr, flush=True)
     if result.end_reason == INTERRUPTED:
         return EXIT_INTERRUPTED
     if result.end_reason == TERMINATED:
@@ -232,22 +218,6 @@ def _run(args: argparse.Namespace, source: "Source", runner: "BaseRunner", size:
     if source.live and "disconnected" in result.end_reason:
         return EXIT_SOURCE_LOST
     return 0
-
-
-def _follow_source_fps(source: "Source", sinks: List["Sink"]) -> None:
-    # A video output plays at the input's rate; known only once the source is open, so peek now.
-    from ..live.sinks import VideoFileSink
-    from ..live.sources import CaptureSource
-
-    video_sinks = [s for s in sinks if isinstance(s, VideoFileSink)]
-    if video_sinks and isinstance(source, CaptureSource) and not source.live:
-        try:
-            source.open()  # idempotent: the pipeline's open() later keeps this capture
-        except UserError:
-            return  # the pipeline's own open() reports it, as for any other source
-        if source.fps:
-            for sink in video_sinks:
-                sink.fps = source.fps
 
 
 def _input_uri(args: argparse.Namespace) -> str:

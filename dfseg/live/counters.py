@@ -4,13 +4,41 @@ are printed.  ``dfseg.live.pipeline`` runs the stages.  Device side: Python 3.6.
 """
 
 import collections
+import math
 import threading
 import time
-from typing import Deque, Dict, Optional
+from typing import Deque, Dict, Optional, Sequence
 
 from .scheduling import HELPER_NICENESS, IDLE
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "output")
+LATENCY_WINDOW = 100000  # frames whose latencies the percentiles cover (a day of 30 FPS would be 2.6 M)
+LATENCY_SPANS = ("classmap", "output")  # capture -> class map, capture -> written to every output
+
+
+def percentiles(values: Sequence[float]) -> Optional[Dict[str, float]]:
+    """p50, p95, p99 (nearest rank) and the mean of ``values``, rounded to microseconds; None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    count = len(ordered)
+
+    def rank(p: float) -> float:
+        return ordered[max(0, min(count - 1, int(math.ceil(p / 100.0 * count)) - 1))]
+
+    return {"p50": round(rank(50), 3), "p95": round(rank(95), 3), "p99": round(rank(99), 3),
+            "mean": round(sum(ordered) / count, 3), "frames": count}
+
+
+def format_latency(latency: Dict[str, Optional[Dict[str, float]]]) -> str:
+    """Latency percentiles per span as lines for people (``dfseg-run --profile``)."""
+    lines = []
+    for span in LATENCY_SPANS:
+        row = latency.get(span)
+        if row:
+            lines.append("latency capture -> {:<8} p50 {p50:.2f} ms, p95 {p95:.2f} ms, p99 {p99:.2f} ms, mean "
+                         "{mean:.2f} ms ({frames} frames)".format(span, **row))
+    return "\n".join(lines)
 
 
 class StageClock:
@@ -60,18 +88,32 @@ class LiveCounters:
         self._infer_ms: Deque[float] = collections.deque(maxlen=window)
         self._out_times: Deque[float] = collections.deque(maxlen=window)
         self._latency_ms: Deque[float] = collections.deque(maxlen=window)
+        # Every frame's latency (the last LATENCY_WINDOW of them), per span, for the percentiles.
+        self._spans_ms = {span: collections.deque(maxlen=LATENCY_WINDOW) for span in LATENCY_SPANS}  # type: Dict[str, Deque[float]]
         self.state = "starting"
 
     def add_inference(self, ms: float) -> None:
         with self._lock:
             self._infer_ms.append(ms)
 
+    def add_classmap(self, captured: float, classified: float) -> None:
+        """A frame's class map is ready: ``captured`` and ``classified`` are time.monotonic() values."""
+        with self._lock:
+            self._spans_ms["classmap"].append((classified - captured) * 1000.0)
+
     def add_output(self, captured: float) -> None:
-        now = time.perf_counter()
+        now = time.monotonic()
         with self._lock:
             self.written += 1
             self._out_times.append(now)
             self._latency_ms.append((now - captured) * 1000.0)
+            self._spans_ms["output"].append((now - captured) * 1000.0)
+
+    def latency(self) -> Dict[str, Optional[Dict[str, float]]]:
+        """Per span (capture -> class map, capture -> outputs): p50, p95, p99 and mean in ms, or None."""
+        with self._lock:
+            samples = {span: list(values) for span, values in self._spans_ms.items()}
+        return {span: percentiles(values) for span, values in samples.items()}
 
     def network_fps(self) -> Optional[float]:
         with self._lock:

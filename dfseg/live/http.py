@@ -57,6 +57,7 @@ PAGE = """<!DOCTYPE html>
  <tr><td>network FPS</td><td class="value" id="network_fps">-</td></tr>
  <tr><td>pipeline FPS</td><td class="value" id="pipeline_fps">-</td></tr>
  <tr><td>latency (ms)</td><td class="value" id="latency_ms">-</td></tr>
+ <tr><td>latency to output p50 / p95 / p99 (ms)</td><td class="value" id="latency_output">-</td></tr>
  <tr><td>frames</td><td class="value" id="frames">-</td></tr>
  <tr><td>dropped</td><td class="value" id="dropped">-</td></tr>
  <tr><td>model</td><td class="value" id="model">-</td></tr>
@@ -74,6 +75,8 @@ function refresh() {
     show("network_fps", fixed(s.network_fps));
     show("pipeline_fps", fixed(s.pipeline_fps));
     show("latency_ms", fixed(s.latency_ms));
+    var out = s.latency && s.latency.output;
+    show("latency_output", out ? [out.p50, out.p95, out.p99].map(fixed).join(" / ") : "-");
     show("frames", s.frames);
     show("dropped", s.dropped);
     show("model", s.model || "-");
@@ -269,3 +272,24 @@ def device_state() -> Dict[str, Any]:
             continue
     state["time"] = time.strftime("%H:%M:%S")
     return state
+
+
+def run_status(pipeline: Any, runner: Any, model: str, precision: str, input_description: str) -> Dict[str, Any]:
+    """What ``/status.json`` serves about a run: ``pipeline`` and ``runner`` may still be None (loading)."""
+    stats = pipeline.stats if pipeline is not None else None
+    device = device_state()
+    return {
+        "network_fps": stats.network_fps() if stats else None,
+        "pipeline_fps": stats.pipeline_fps() if stats else None,
+        "latency_ms": stats.latency_ms() if stats else None,
+        "latency": stats.latency() if stats else {},  # per span: p50, p95, p99, mean over the run
+        "frames": stats.written if stats else 0,
+        "dropped": stats.dropped if stats else 0,
+        "state": stats.state if stats else "starting",
+        "model": "{} ({}, {})".format(model, runner.backend if runner else "loading", precision),
+        "built_model": runner.artefact if runner else None,
+        "device": ", ".join(device.get("temperatures", [])[:3]) or device["time"],
+        "device_state": device,
+        "input": input_description,
+        "profile": {name: clock.summary() for name, clock in pipeline.clocks.items()} if pipeline else {},
+    }

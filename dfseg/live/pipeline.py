@@ -3,14 +3,15 @@
 Each step runs in its own thread, linked by bounded queues, so while the network works on frame
 n the next frames are being captured and preprocessed and the previous ones drawn and written
 (OpenCV, numpy and the inference runtimes release the GIL in their heavy calls).  Outputs are
-written from the calling thread, because GUI toolkits want that.
+written from the calling thread, because GUI toolkits want that: ``frames()`` is that loop, yielding
+each frame once written (the Python API's ``Model.stream`` iterates it; ``run()`` drains it).
 
 * Live sources (cameras, streams): when the first queue is full the oldest frame is dropped, so the
   output shows the newest picture instead of an ever older backlog.
 * Files and folders: every queue blocks, so no frame is ever lost.
 * Ctrl-C (SIGINT), SIGTERM (``docker stop``, systemd) and the end of the input stop capture; the
   frames in flight still reach the outputs, which are then finalised.  A second signal abandons the
-  frames in flight but still finalises the outputs.  An error in any stage stops every stage and is raised from ``run``.
+  frames in flight but still finalises the outputs.  An error in any stage stops every stage and is raised from ``frames``/``run``.
 
 Device side: Python 3.6, no torch.
 """
@@ -22,19 +23,22 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional
 
+import numpy as np
+
 from ..clocks import thread_cpu_s
-from ..errors import Terminated
+from ..errors import Terminated, UserError
 from ..uri import redact
 from .counters import STAGES, LiveCounters, StageClock
 from .render import Renderer
 from .scheduling import HELPER_NICENESS, IDLE, NICE, HelperThreads, StarvationGuard
 from .segmenter import Segmenter
-from .sinks import Sink
-from .sources import Frame, Source
+from .sinks import Sink, VideoFileSink
+from .sources import CaptureSource, Frame, Source
 
 _END = object()  # end-of-stream marker passed down the queues
 INTERRUPTED = "interrupted"  # end reasons of a run stopped by SIGINT or SIGTERM
 TERMINATED = "terminated"
+CLOSED = "closed by the caller"  # the end reason when the caller stops iterating Pipeline.frames()
 _POLL_S = 0.05
 
 
@@ -49,6 +53,16 @@ class RunResult(NamedTuple):
     profile: Dict[str, Dict[str, float]]  # per stage, per frame: see StageClock.summary
     process_cpu_ms_per_frame: Optional[float]  # every thread of the process, the runtime's pool included
     helper_policy: str  # how the stages other than inference ran at the end: scheduling.IDLE or NICE
+    latency_ms: Dict[str, Optional[Dict[str, float]]]  # per span (counters.LATENCY_SPANS): p50, p95, p99, mean
+
+
+class Output(NamedTuple):
+    """One frame as written to the outputs."""
+
+    frame: Frame
+    classmap: np.ndarray  # uint8 trainIds at the frame's size
+    classified: float  # time.monotonic() when the class map was ready
+    image: Optional[np.ndarray]  # what the outputs got (None without a renderer)
 
 
 class Pipeline:
@@ -58,13 +72,14 @@ class Pipeline:
         self,
         source: Source,
         segmenter: Segmenter,
-        renderer: Renderer,
+        renderer: Optional[Renderer],
         sinks: List[Sink],
         queue_size: int = 2,
         max_frames: Optional[int] = None,
         status_line: bool = True,
         log: Optional[Callable[[str], None]] = None,
         helper_policy: str = IDLE,
+        keep_frames: bool = False,
     ) -> None:
         self.source = source
         self.segmenter = segmenter
@@ -74,6 +89,9 @@ class Pipeline:
         self.max_frames = max_frames
         self.show_status = status_line
         self.log = log or _log
+        # Draw on a copy, so that the captured frame reaches frames()' caller unchanged (the blend
+        # overlay draws into the frame itself, which dfseg-run can allow).
+        self.keep_frames = keep_frames
         self.stats = LiveCounters()
         self.stop_event = threading.Event()  # stop capturing; frames in flight still finish
         self.abort_event = threading.Event()  # drop everything (error or second Ctrl-C)
@@ -81,6 +99,7 @@ class Pipeline:
         self.end_reason = "end of input"
         self.clocks = {name: StageClock() for name in STAGES}
         self.output_times = []  # type: List[float]  perf_counter() of every frame written
+        self._start = self._elapsed = self._cpu_start = self._cpu = 0.0
         # The light stages yield the cores to inference (see scheduling); the guard undoes it if they starve.
         self.helpers = HelperThreads(helper_policy)
         self.guard = StarvationGuard()
@@ -93,6 +112,18 @@ class Pipeline:
 
     def run(self) -> RunResult:
         """Process until the input ends, ``max_frames``, a window's quit key, or Ctrl-C."""
+        for _ in self.frames():
+            pass
+        return self.result()
+
+    def frames(self, handle_signals: bool = True) -> Iterator[Output]:
+        """Run the stages and write every output, yielding each frame once it has been written.
+
+        The coordinating loop (outputs included) runs in the caller's thread.  With ``handle_signals``
+        (and in the main thread) SIGINT and SIGTERM stop capture and end the iteration; without, a
+        KeyboardInterrupt propagates to the caller after the threads stopped and the outputs were
+        finalised.  Closing the generator early (``break``) does the same.
+        """
         queues = [queue.Queue(maxsize=self.queue_size) for _ in range(5)]
         threads = [
             threading.Thread(target=self._capture, args=(queues[0],), name="capture", daemon=True),
@@ -101,16 +132,19 @@ class Pipeline:
             self._stage("postprocess", self._postprocess, queues[2], queues[3]),
             self._stage("render", self._render, queues[3], queues[4]),
         ]
-        previous_handlers = self._install_signal_handlers()
-        start = time.perf_counter()
-        cpu_start = time.process_time()
+        previous_handlers = self._install_signal_handlers() if handle_signals else {}
+        self._start = time.perf_counter()
+        self._cpu_start = time.process_time()
         try:
             for sink in self.sinks:
                 sink.open()
             self.stats.state = "running"
             for thread in threads:
                 thread.start()
-            self._write_outputs(queues[4])
+            yield from self._write_outputs(queues[4])
+        except GeneratorExit:  # the caller stopped iterating: stop and finalise; close() ends the generator
+            self.request_stop(CLOSED)
+            self.abort_event.set()
         except BaseException as exc:  # KeyboardInterrupt included: outputs are still finalised
             self.abort_event.set()
             self.stop_event.set()
@@ -118,7 +152,7 @@ class Pipeline:
                 self.end_reason = TERMINATED
             elif isinstance(exc, KeyboardInterrupt):
                 self.end_reason = INTERRUPTED
-            else:
+            if not handle_signals or not isinstance(exc, (Terminated, KeyboardInterrupt)):
                 self.errors.append(exc)
         finally:
             self.stats.state = "stopping"
@@ -133,22 +167,27 @@ class Pipeline:
                 except Exception as exc:  # finalise the others before reporting
                     self.errors.append(exc)
             self.source.close()
+            self._elapsed = time.perf_counter() - self._start
+            self._cpu = time.process_time() - self._cpu_start
             self.stats.state = "stopped"
-        if self.errors:
+        if self.errors:  # also on close(): a video that could not be finalised must not pass unnoticed
             raise self.errors[0]
-        elapsed = time.perf_counter() - start
-        cpu = time.process_time() - cpu_start
+
+    def result(self) -> RunResult:
+        """The run's summary, once ``frames()`` has ended."""
+        elapsed, written = self._elapsed, self.stats.written
         return RunResult(
             frames_captured=self.stats.captured,
-            frames_written=self.stats.written,
+            frames_written=written,
             frames_dropped=self.stats.dropped,
             elapsed_s=elapsed,
-            pipeline_fps=self.stats.written / elapsed if elapsed > 0 else 0.0,
+            pipeline_fps=written / elapsed if elapsed > 0 else 0.0,
             network_fps=self.stats.network_fps(),
             end_reason=self.end_reason,
             profile={name: clock.summary() for name, clock in self.clocks.items() if clock.items},
-            process_cpu_ms_per_frame=1000.0 * cpu / self.stats.written if self.stats.written else None,
+            process_cpu_ms_per_frame=1000.0 * self._cpu / written if written else None,
             helper_policy=self.helpers.policy,
+            latency_ms=self.stats.latency(),
         )
 
     # ---------------------------------------------------------------- stages
@@ -194,20 +233,26 @@ class Pipeline:
         frame, outputs = item
         classes = self.segmenter.classmap(outputs)
         height, width = frame.image.shape[:2]
-        return frame, self.segmenter.to_frame_size(classes, height, width)
+        classes = self.segmenter.to_frame_size(classes, height, width)
+        classified = time.monotonic()
+        self.stats.add_classmap(frame.captured, classified)
+        return frame, classes, classified
 
     def _render(self, item: Any) -> Any:
-        frame, classes = item
+        frame, classes, classified = item
+        if self.renderer is None:  # no output draws anything (the Python API without outputs)
+            return Output(frame, classes, classified, None)
         status = self.stats.status_line() if self.show_status else None
-        return frame, classes, self.renderer.render(frame.image, classes, status)
+        image = frame.image.copy() if self.keep_frames else frame.image
+        return Output(frame, classes, classified, self.renderer.render(image, classes, status))
 
-    def _write_outputs(self, inbox: "queue.Queue[Any]") -> None:
+    def _write_outputs(self, inbox: "queue.Queue[Any]") -> Iterator[Output]:
         clock = self.clocks["output"]
         for item in self._items(inbox, clock):
             cpu, wall = thread_cpu_s(), time.perf_counter()
-            frame, classes, image = item
+            frame, classes = item.frame, item.classmap
             for sink in self.sinks:
-                sink.write(image, frame.name, classes)
+                sink.write(item.image, frame.name, classes)
                 if sink.quit_requested:
                     self.request_stop("closed by the user")
             clock.cpu_s += thread_cpu_s() - cpu
@@ -215,6 +260,7 @@ class Pipeline:
             clock.items += 1
             self.stats.add_output(frame.captured)
             self.output_times.append(time.perf_counter())
+            yield item
 
     def _guard_helpers(self) -> None:
         if self.helpers.policy != IDLE:
@@ -334,6 +380,20 @@ class Pipeline:
     def _restore_signal_handlers(previous: Dict[int, Any]) -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def follow_source_fps(source: Source, sinks: List[Sink]) -> None:
+    """Video outputs play at a video input's frame rate, known once the source is open (it is opened
+    now; the pipeline's own open() keeps that capture)."""
+    video_sinks = [s for s in sinks if isinstance(s, VideoFileSink)]
+    if video_sinks and isinstance(source, CaptureSource) and not source.live:
+        try:
+            source.open()  # idempotent
+        except UserError:
+            return  # the pipeline's own open() reports it, as for any other source
+        if source.fps:
+            for sink in video_sinks:
+                sink.fps = source.fps
 
 
 def _log(message: str) -> None:

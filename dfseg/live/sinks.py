@@ -15,7 +15,7 @@ Device side: Python 3.6, no torch; OpenCV imported lazily.
 import os
 import re
 import sys
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -246,6 +246,9 @@ class HttpSink(Sink):
         self.token = token
         self.server = None  # type: Any
         self.description = "http://{}:{}".format(host, port)
+        # Where the address line and the open-server warning go (the API: nowhere, and a Python warning).
+        self.log = _stderr  # type: Callable[[str], None]
+        self.warn = _stderr  # type: Callable[[str], None]
 
     def open(self) -> None:
         from .http import TOKEN_ENV, MjpegServer, is_loopback
@@ -254,13 +257,13 @@ class HttpSink(Sink):
         self.port = self.server.port
         self.description = "http://{}:{}".format(self.host, self.port)
         if self.token is None and not is_loopback(self.host):
-            print("dfseg-run: warning: {} serves the camera view and status page to every host that can reach port "
-                  "{}; require a token with --http-token-file FILE or {}".format(self.description, self.port, TOKEN_ENV),
-                  file=sys.stderr, flush=True)
+            self.warn("dfseg-run: warning: {} serves the camera view and status page to every host that can reach "
+                      "port {}; require a token with --http-token-file FILE or {}".format(
+                          self.description, self.port, TOKEN_ENV))
         self.server.start()
         access = " (token required: add ?token=TOKEN)" if self.token is not None else ""
-        print("dfseg-run: streaming on {} (page) and {}/stream.mjpg{}".format(
-            self.description, self.description, access), file=sys.stderr, flush=True)
+        self.log("dfseg-run: streaming on {} (page) and {}/stream.mjpg{}".format(
+            self.description, self.description, access))
 
     def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
         import cv2
@@ -274,6 +277,10 @@ class HttpSink(Sink):
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def opencv_has_gui() -> bool:
@@ -352,3 +359,17 @@ def open_sink(uri: str, fps: float, status: Callable[[], Dict[str, Any]], http_t
 def default_output() -> str:
     """A window where one can open (a display that opens, an OpenCV with a GUI), else nothing."""
     return "display://0" if opencv_has_gui() and has_display() else "none"
+
+
+OUTPUT_FOLDERS = ("output folder", "--save-labels")  # the names output_paths gives folders
+
+
+def output_paths(sinks: List[Sink]) -> List[Tuple[str, Optional[str]]]:
+    """(name, path) of every sink that writes files, for ``fileio.check_outputs`` before a run."""
+    paths = []  # type: List[Tuple[str, Optional[str]]]
+    for sink in sinks:
+        if isinstance(sink, VideoFileSink):
+            paths.append(("output", sink.path))
+        elif isinstance(sink, ImageFolderSink):
+            paths.append(("--save-labels" if sink.labels else "output folder", sink.directory))
+    return paths

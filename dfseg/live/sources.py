@@ -36,7 +36,7 @@ class Frame(NamedTuple):
     index: int  # position in the source (files: exact; live: counts delivered frames)
     image: np.ndarray  # BGR uint8, H x W x 3
     name: str  # a stem for per-frame outputs (image folders keep the input's name)
-    captured: float  # time.perf_counter() at capture, for latency
+    captured: float  # time.monotonic() at capture, for latency
 
 
 class Source:
@@ -68,7 +68,7 @@ class Source:
         return True
 
     def _frame(self, image: np.ndarray, name: Optional[str] = None) -> Frame:
-        frame = Frame(self.frames_read, _as_bgr(image), name or "{:06d}".format(self.frames_read), time.perf_counter())
+        frame = Frame(self.frames_read, _as_bgr(image), name or "{:06d}".format(self.frames_read), time.monotonic())
         self.frames_read += 1
         return frame
 
