@@ -11,7 +11,7 @@ Device side: Python 3.6, no torch.
 
 import os
 import warnings
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -191,18 +191,82 @@ class Model:
 
 
 def load(model: str, backend: str = "auto", precision: Optional[str] = None, size: Optional[str] = None,
-         threads: Optional[int] = None, providers: Optional[Sequence[str]] = None) -> Model:
-    """Load an ONNX file or TensorRT engine on ``backend`` (``auto`` chooses as ``dfseg-run`` does).
+         threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
+         weights: Optional[str] = None) -> Model:
+    """Load an ONNX file or TensorRT engine on ``backend`` (``auto`` chooses as ``dfseg-run`` does); on
+    the host also a model name or architecture (``df1-seg``, ``64x1_64x1_64x1-wc19.32.32``) with
+    optional ``weights`` (safetensors, or a weights-only torch file), exported to ONNX first.
 
-    ``size`` is ``WIDTHxHEIGHT`` as on the command line; ``precision`` as ``--precision``.
+    ``size`` is ``WIDTHxHEIGHT`` as on the command line (a name is exported at it, default 640x360);
+    ``precision`` as ``--precision``.
     """
-    if not os.path.isfile(model):
-        raise UserError("{}: no such model file; give an .onnx file or a TensorRT engine".format(model))
+    import shutil
+    import tempfile
+
     config = BuildConfig(precision=precision).checked() if precision is not None else None
-    choice = resolve_backend(backend, model)
-    runner = get_runner(choice.backend, model, providers=list(providers) if providers else None, threads=threads,
-                        config=config)
-    return Model(runner, parse_size(size) if size else None, choice.note)
+    parsed_size = parse_size(size) if size else None
+    scratch = tempfile.mkdtemp(prefix="dfseg-model-")
+    try:
+        path = model_file(model, weights, parsed_size, scratch, _quiet, warn=_warn)
+        choice = resolve_backend(backend, path)
+        runner = get_runner(choice.backend, path, providers=list(providers) if providers else None,
+                            threads=threads, config=config)
+        # A runtime reads its model when it activates: the exported file is kept until then.
+        result = Model(runner, parsed_size, choice.note)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return result
+
+
+UNTRAINED_WARNING = (
+    "{}: no --weights given, so the network has random weights: the class map will be noise. Pass trained "
+    "weights (dfseg-convert turns the authors' Caffe models into safetensors)"
+)
+
+
+def model_file(model: str, weights: Optional[str], size: Optional[Size], scratch: str,
+               log: Callable[[str], None], untrained: str = UNTRAINED_WARNING,
+               warn: Optional[Callable[[str], None]] = None) -> str:
+    """The model file to run: an existing ONNX file or engine as is; a model name exported (host) into
+    ``scratch`` at ``size`` (default 640x360) with ``weights``.  ``log`` gets what a user should hear
+    and ``warn`` (default ``log``) the ``untrained`` warning when a name comes without weights."""
+    from .backends import ENGINE_SUFFIXES
+
+    if os.path.isfile(model):
+        if weights:
+            raise UserError("--weights: {} is already a model file; --weights goes with a model name such as "
+                            "df1-seg".format(model))
+        return model
+    if os.path.isdir(model):
+        raise UserError("--model {}: is a folder; give an .onnx file, a TensorRT engine or a model name".format(model))
+    if model.endswith((".onnx",) + ENGINE_SUFFIXES):
+        raise UserError("{}: file not found; give an existing .onnx file, a TensorRT engine or a model name such as "
+                        "df1-seg".format(model))
+    try:
+        from .export import export_onnx
+    except ImportError as exc:
+        raise UserError(
+            "--model {}: not a file, and exporting a model name needs the host extras ({}); on the device pass "
+            "an .onnx file or engine exported on the host with dfseg-export".format(model, exc)
+        ) from None
+    from .arch import Arch
+
+    arch = Arch.parse(model)
+    if not arch.is_segmentation:
+        raise UserError("--model {}: an ImageNet backbone; dfseg-run needs a segmentation model (df1-seg, ...)".format(model))
+    if weights is None:
+        (warn or log)(untrained.format(model))
+    elif not os.path.isfile(weights):
+        raise UserError("--weights {}: file not found".format(weights))
+    from .models.registry import create_model
+
+    # Built (and its weights read, once) before the export is announced: unreadable weights are an error first.
+    network = create_model(arch, pretrained_weights=weights)
+    export_size = size or Size(640, 360)
+    path = os.path.join(scratch, "model.onnx")
+    log("exporting {} at {} to ONNX".format(model, export_size))
+    export_onnx(network, export_size, path, output="classmap")
+    return path
 
 
 def colorize(classmap: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:

@@ -50,7 +50,7 @@ def test_colour_mask_and_overlay_have_the_frame_shape(onnx_path) -> None:
 
 
 def test_bad_input_is_a_one_line_user_error(onnx_path, tmp_path) -> None:
-    with pytest.raises(UserError, match="no such model file"):
+    with pytest.raises(UserError, match="missing.onnx: file not found; give an existing .onnx file"):
         dfseg.load(str(tmp_path / "missing.onnx"))
     with dfseg.load(onnx_path, backend="onnxruntime", threads=1) as model:
         with pytest.raises(UserError, match="BGR uint8"):
@@ -245,3 +245,37 @@ def test_the_readme_example_runs_as_printed(onnx_path, tmp_path) -> None:
     assert count_frames(str(tmp_path / "annotated.mp4")) == (FRAMES, (HEIGHT, WIDTH, 3))
     assert [line.split(":")[0] for line in printed[1][:-1]] == ["frame {}".format(i) for i in range(FRAMES)]
     assert printed[1][-1].startswith("latency p50 ")
+
+
+def test_a_model_name_with_weights_is_exported_and_runs_as_the_exported_file_does(tmp_path):
+    """On the host, dfseg.load takes a name and weights as dfseg-run --model NAME --weights does."""
+    import warnings
+
+    import torch
+    from safetensors.torch import save_file
+    from test_live_pipeline import TINY_ARCH
+
+    from dfseg.export import export_onnx
+    from dfseg.models import create_model
+
+    torch.manual_seed(3)
+    network = create_model(TINY_ARCH)
+    weights = str(tmp_path / "w.safetensors")
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, weights)
+    reference = str(tmp_path / "ref.onnx")
+    export_onnx(create_model(TINY_ARCH, pretrained_weights=weights), "{}x{}".format(WIDTH, HEIGHT), reference,
+                output="classmap")
+    frame = np.random.RandomState(1).randint(0, 255, (HEIGHT, WIDTH, 3)).astype(np.uint8)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with dfseg.load(TINY_ARCH, weights=weights, size="{}x{}".format(WIDTH, HEIGHT)) as named:
+            got = named(frame)
+    assert not [w for w in said if "dfseg" in str(w.filename) or "weights" in str(w.message)]  # nothing from dfseg
+    with dfseg.load(reference) as exported:
+        assert np.array_equal(got, exported(frame))
+    with pytest.warns(UserWarning, match="random weights"):
+        dfseg.load(TINY_ARCH, size="{}x{}".format(WIDTH, HEIGHT)).close()
+    with pytest.raises(UserError, match="nowhere.safetensors: file not found"):
+        dfseg.load(TINY_ARCH, weights=str(tmp_path / "nowhere.safetensors"))
+    with pytest.raises(UserError, match="is already a model file"):
+        dfseg.load(reference, weights=weights)

@@ -233,44 +233,14 @@ def _input_uri(args: argparse.Namespace) -> str:
 
 
 def _resolve_model(args: argparse.Namespace, size: Optional[Size], scratch: str) -> Tuple[str, str]:
-    """(model file, backend): an existing ONNX file or engine as is; a model name is exported (host)."""
-    from ..backends import ENGINE_SUFFIXES
+    """(model file, backend): the API's ``model_file`` (a name is exported on the host), loudly."""
+    from ..api import model_file
 
-    model = args.model
-    backend = args.backend
-    if os.path.isfile(model):
-        if args.weights:
-            raise UserError("--weights: {} is already a model file; --weights goes with a model name such as df1-seg".format(model))
-        return model, _auto(backend, model)
-    if os.path.isdir(model):
-        raise UserError("--model {}: is a folder; give an .onnx file, a TensorRT engine or a model name".format(model))
-    if model.endswith((".onnx",) + ENGINE_SUFFIXES):
-        raise UserError("--model {}: file not found".format(model))
-    try:
-        from ..export import export_onnx
-    except ImportError as exc:
-        raise UserError(
-            "--model {}: not a file, and exporting a model name needs the host extras ({}); on the device pass "
-            "an .onnx file or engine exported on the host with dfseg-export".format(model, exc)
-        ) from None
-    from ..arch import Arch
+    def log(message: str) -> None:
+        print(message if message.startswith("\n") else "dfseg-run: " + message, file=sys.stderr, flush=True)
 
-    arch = Arch.parse(model)
-    if not arch.is_segmentation:
-        raise UserError("--model {}: an ImageNet backbone; dfseg-run needs a segmentation model (df1-seg, ...)".format(model))
-    if args.weights is None:
-        print(UNTRAINED_WARNING.format(model), file=sys.stderr, flush=True)
-    elif not os.path.isfile(args.weights):
-        raise UserError("--weights {}: file not found".format(args.weights))
-    from ..models.registry import create_model
-
-    # Built (and its weights read, once) before the export is announced: unreadable weights are an error first.
-    network = create_model(arch, pretrained_weights=args.weights)
-    export_size = size or Size(640, 360)
-    path = os.path.join(scratch, "model.onnx")
-    print("dfseg-run: exporting {} at {} to ONNX".format(model, export_size), file=sys.stderr, flush=True)
-    export_onnx(network, export_size, path, output="classmap")
-    return path, _auto(backend, path)
+    path = model_file(args.model, args.weights, size, scratch, log, untrained=UNTRAINED_WARNING)
+    return path, _auto(args.backend, path)
 
 
 def _auto(backend: str, model_path: str) -> str:
