@@ -192,18 +192,22 @@ class Model:
 
 def load(model: str, backend: str = "auto", precision: Optional[str] = None, size: Optional[str] = None,
          threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
-         weights: Optional[str] = None) -> Model:
+         weights: Optional[str] = None, config: Optional[BuildConfig] = None) -> Model:
     """Load an ONNX file or TensorRT engine on ``backend`` (``auto`` chooses as ``dfseg-run`` does); on
     the host also a model name or architecture (``df1-seg``, ``64x1_64x1_64x1-wc19.32.32``) with
     optional ``weights`` (safetensors, or a weights-only torch file), exported to ONNX first.
 
     ``size`` is ``WIDTHxHEIGHT`` as on the command line (a name is exported at it, default 640x360);
-    ``precision`` as ``--precision``.
+    ``precision`` as ``--precision``; ``config`` a whole ``BuildConfig`` (FP32 layers, calibration),
+    as the commands build it from their options.
     """
     import shutil
     import tempfile
 
-    config = BuildConfig(precision=precision).checked() if precision is not None else None
+    if config is not None and precision is not None and precision != config.precision:
+        raise UserError("precision={!r} and config.precision={!r}: give one".format(precision, config.precision))
+    if config is None and precision is not None:
+        config = BuildConfig(precision=precision).checked()
     parsed_size = parse_size(size) if size else None
     scratch = tempfile.mkdtemp(prefix="dfseg-model-")
     try:

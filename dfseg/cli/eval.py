@@ -20,7 +20,6 @@ import numpy as np
 from .. import eval as evaluation
 from ..errors import UserError
 from ..fileio import check_outputs
-from ..sizes import parse_size
 from .common import (
     ArgumentParser,
     add_build_options,
@@ -83,18 +82,15 @@ def _main(argv: Optional[List[str]]) -> int:
 
 
 def _evaluate_model(args: argparse.Namespace, samples: List[evaluation.Sample], progress: bool):
-    from ..backends import get_runner, resolve_backend
-    from ..live.segmenter import Segmenter
+    from ..api import load
 
     if not os.path.isfile(args.model):
         raise UserError("--model {}: file not found; export one with dfseg-export".format(args.model))
-    choice = resolve_backend(args.backend, args.model)
-    if choice.note:
-        print("dfseg-eval: {}".format(choice.note), file=sys.stderr)
-    backend = choice.backend
     providers = args.providers.split(",") if args.providers else None
-    with get_runner(backend, args.model, providers=providers, config=args.build_config) as runner:
-        segmenter = Segmenter(runner, parse_size(args.size) if args.size else None)
+    with load(args.model, backend=args.backend, size=args.size, providers=providers,
+              config=args.build_config) as model:
+        if model.note:
+            print("dfseg-eval: {}".format(model.note), file=sys.stderr)
 
         def predictions() -> Iterator[np.ndarray]:
             import cv2
@@ -103,15 +99,16 @@ def _evaluate_model(args: argparse.Namespace, samples: List[evaluation.Sample], 
                 image = cv2.imread(sample.image_path, cv2.IMREAD_COLOR)
                 if image is None:
                     raise UserError("{}: cannot read this image".format(sample.image_path))
-                yield segmenter.segment(image)
+                yield model(image)
 
         confusion = evaluation.evaluate(samples, predictions(), progress=progress)
+        runner = model.runner
         source = {
             "model": os.path.abspath(args.model),
             "backend": runner.backend,
             "built_model": runner.artefact,
             "build_config": runner.config.to_dict(),
-            "input_size": None if segmenter.size is None else str(segmenter.size),
+            "input_size": None if model.segmenter.size is None else str(model.segmenter.size),
         }
     return confusion, source
 
