@@ -371,7 +371,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the runtime's)")
     parser.add_argument("--pairs", type=int, default=None,
                         help="bare/pipeline pairs (default: {} idle, {} with --stress)".format(PAIRS_IDLE, PAIRS_STRESS))
-    parser.add_argument("--seconds", type=float, default=4.0, help="length of every segment")
+    parser.add_argument("--seconds", type=float, default=None, help="length of every segment (default 4, 3.5 with --latency)")
     parser.add_argument("--goal", type=float, default=None,
                         help="least median pipeline/bare ratio (default: {} idle, {} with --stress)".format(GOAL_IDLE, GOAL_STRESS))
     parser.add_argument("--stress", action="store_true", help="run stress-ng --cpu 1 beside the whole benchmark")
@@ -388,9 +388,9 @@ def main() -> int:
     if args.latency:
         if args.rounds < 6:
             parser.error("--rounds: at least 6 (fewer cannot bound the median with {:.0%} confidence)".format(CONFIDENCE))
-        if args.seconds == 4.0:
-            args.seconds = 3.5
+        args.seconds = args.seconds or 3.5
         return run_latency(args)
+    args.seconds = args.seconds or 4.0
     if args.pairs is None:
         args.pairs = PAIRS_STRESS if args.stress else PAIRS_IDLE
     if args.pairs < 6:
