@@ -19,6 +19,18 @@ too noisy for its number of pairs), and where the pipeline's time goes (per stag
 thread CPU, work, waits).  Goal: >= 0.95 idle, >= 0.90 under ``stress-ng --cpu 1``.
 
     python benchmarks/bench_pipeline.py [--stress] [--pairs N] [--seconds 4] [--helper-priority idle|nice] [--goal R] [--out FILE]
+
+``--latency``: capture -> class map latency and FPS on a live-paced source (the clip played at its
+own frame rate, ``--source-fps``, above the network's, each read giving the newest frame as a camera
+does, stamped with the time the "camera" delivered it), interleaved in rounds (the order rotating):
+the default pipeline, the low-latency policy (``--latency low``), a plain sequential loop as in
+jetson-inference's segnet.py (capture the newest frame, segment, render, write; one at a time) and the
+bare network.  Per subject: FPS and p50/p95/p99 over the frames after each segment's warm-up, each
+with the distribution-free 95% interval of its median over rounds.  Goals: the low policy's p99 <=
+1.5 x bare network latency + one frame interval; its FPS >= 0.9 x the default policy's; its FPS > the
+sequential loop's (both as per-round ratios).  Writes results/pipeline_latency.json.
+
+    python benchmarks/bench_pipeline.py --latency [--rounds 10] [--seconds 3.5] [--source-fps 30]
 """
 
 import argparse
@@ -35,6 +47,7 @@ import numpy as np
 from background import Stress
 
 from dfseg.live.scheduling import IDLE, POLICIES
+from dfseg.live.sources import Frame, Source
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WARM_S = 1.0  # each segment starts with this much unmeasured running
@@ -144,6 +157,212 @@ def pipeline_segment(runner: Any, video: str, size: Any, seconds: float, helper_
     return fps, holder["result"]
 
 
+class PacedVideo(Source):
+    """A live source playing decoded frames at ``fps`` from ``open()``, as a camera delivers them: each
+    read returns the newest frame already delivered (waiting for the next one if the reader is ahead),
+    stamped with its delivery time, a fresh buffer each time."""
+
+    live = True
+    description = "paced video"
+
+    def __init__(self, images: List[np.ndarray], fps: float) -> None:
+        super().__init__()
+        self.images, self.fps = images, fps
+        self.start = 0.0
+        self.next_index = 0
+        self.end_reason = None
+
+    def open(self) -> None:
+        if not self.start:
+            self.start = time.monotonic()
+
+    def read(self) -> Frame:
+        self.open()
+        due = int((time.monotonic() - self.start) * self.fps)
+        if due < self.next_index:  # the reader is ahead of the camera: wait for the next frame
+            due = self.next_index
+            time.sleep(max(0.0, self.start + due / self.fps - time.monotonic()))
+        self.next_index = due + 1
+        self.frames_read += 1
+        image = self.images[due % len(self.images)].copy()
+        return Frame(due, image, "{:06d}".format(due), self.start + due / self.fps)
+
+def _after_warm(records: List[Tuple[float, float]], stop: float) -> Tuple[float, List[float]]:
+    """FPS and capture -> class map latencies (ms) of ``records`` (output time, latency ms) from WARM_S
+    after the first output to ``stop``."""
+    records = [r for r in records if r[0] <= stop]
+    if not records:
+        raise RuntimeError("no frame came out")
+    kept = [r for r in records if r[0] >= records[0][0] + WARM_S]
+    if len(kept) < 3:
+        raise RuntimeError("too few frames after the warm-up to measure")
+    return (len(kept) - 1) / (kept[-1][0] - kept[0][0]), [r[1] for r in kept]
+
+
+def paced_pipeline(runner: Any, images: List[np.ndarray], fps: float, size: Any, seconds: float, latency: str):
+    from dfseg.live.pipeline import Pipeline
+    from dfseg.live.render import Renderer
+    from dfseg.live.segmenter import Segmenter
+    from dfseg.live.sinks import NullSink
+
+    pipeline = Pipeline(PacedVideo(images, fps), Segmenter(runner, size), Renderer(), [NullSink()],
+                        status_line=True, log=lambda message: None, latency=latency)
+    records: List[Tuple[float, float]] = []
+
+    def consume() -> None:
+        for output in pipeline.frames(handle_signals=False):
+            records.append((time.monotonic(), (output.classified - output.frame.captured) * 1000.0))
+
+    worker = threading.Thread(target=consume, daemon=True)
+    worker.start()
+    time.sleep(WARM_S + seconds)
+    stop = time.monotonic()
+    pipeline.request_stop("segment over")
+    worker.join()
+    fps_out, latencies = _after_warm(records, stop)
+    return fps_out, latencies, pipeline.result()
+
+
+def paced_sequential(runner: Any, images: List[np.ndarray], fps: float, size: Any, seconds: float):
+    """jetson-inference's segnet.py loop: capture the newest frame, segment, render, write; one at a time."""
+    from dfseg.live.render import Renderer
+    from dfseg.live.segmenter import Segmenter
+    from dfseg.live.sinks import NullSink
+
+    source, segmenter, renderer, sink = PacedVideo(images, fps), Segmenter(runner, size), Renderer(), NullSink()
+    source.open()
+    records: List[Tuple[float, float]] = []
+    end = time.monotonic() + WARM_S + seconds
+    while time.monotonic() < end:
+        frame = source.read()
+        classes = segmenter.segment(frame.image)
+        classified = time.monotonic()
+        sink.write(renderer.render(frame.image, classes, "FPS"), frame.name, classes)
+        records.append((time.monotonic(), (classified - frame.captured) * 1000.0))
+    return _after_warm(records, end)
+
+
+def interval_verdict(interval: Tuple[float, float], at_most: Optional[float] = None,
+                     at_least: Optional[float] = None, above: Optional[float] = None) -> str:
+    low, high = interval
+    if at_most is not None:
+        return "met" if high <= at_most else ("missed" if low > at_most else "not decided")
+    if at_least is not None:
+        return "met" if low >= at_least else ("missed" if high < at_least else "not decided")
+    assert above is not None
+    return "met" if low > above else ("missed" if high <= above else "not decided")
+
+
+def run_latency(args: argparse.Namespace) -> int:
+    import cv2
+
+    from dfseg.backends import get_runner
+    from dfseg.backends.versions import backend_version
+    from dfseg.bench.machine import describe_machine, machine_identity
+    from dfseg.fileio import write_json_atomic
+    from dfseg.live.counters import percentiles
+    from dfseg.live.segmenter import Segmenter
+    from dfseg.sizes import parse_size
+
+    size = parse_size(args.size)
+    out = args.out or os.path.join(HERE, "results", "pipeline_latency.json")
+    before = describe_machine()
+    subjects = ["default", "low", "sequential", "bare"]
+    rounds: List[Dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as work:
+        model = args.model or export_model(args.arch, size, work)
+        video = make_video(os.path.join(work, "street.avi"), size.width, size.height, 120)
+        capture = cv2.VideoCapture(video)
+        images = []
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            images.append(image)
+        capture.release()
+        cores = os.cpu_count() or 1
+        with get_runner("onnxruntime", model, threads=args.threads) as runner:
+            feed = {Segmenter(runner, size).input_name: Segmenter(runner, size).prepare(images[0])}
+            for index in range(args.rounds):
+                order = subjects[index % 4:] + subjects[:index % 4]
+                row: Dict[str, Any] = {"order": order}
+                for subject in order:
+                    if subject == "bare":
+                        bare_fps = bare_segment(runner, feed, args.seconds, spinners=cores)
+                        row["bare"] = {"fps": round(bare_fps, 3), "ms": round(1000.0 / bare_fps, 3)}
+                        continue
+                    if subject == "sequential":
+                        fps, latencies = paced_sequential(runner, images, args.source_fps, size, args.seconds)
+                        row[subject] = {"fps": round(fps, 3)}
+                    else:
+                        fps, latencies, result = paced_pipeline(runner, images, args.source_fps, size, args.seconds,
+                                                                subject)
+                        row[subject] = {"fps": round(fps, 3), "drops": result.drops}
+                    row[subject].update(percentiles(latencies) or {})
+                rounds.append(row)
+                print("round {}: ".format(index + 1) + "; ".join(
+                    "{} {:.1f} FPS{}".format(name, row[name]["fps"], "" if name == "bare" else
+                                             ", p99 {:.0f} ms".format(row[name]["p99"])) for name in subjects), flush=True)
+    frame_ms = 1000.0 / args.source_fps
+    summary: Dict[str, Any] = {}
+    for name in subjects:
+        keys = ["fps", "ms"] if name == "bare" else ["fps", "p50", "p95", "p99"]
+        summary[name] = {key: {"median": round(statistics.median(r[name][key] for r in rounds), 3),
+                               "interval": list(median_interval([r[name][key] for r in rounds]))} for key in keys}
+    bare_ms = summary["bare"]["ms"]["median"]
+    bound = 1.5 * bare_ms + frame_ms
+    low_vs_default = [r["low"]["fps"] / r["default"]["fps"] for r in rounds]
+    low_vs_sequential = [r["low"]["fps"] / r["sequential"]["fps"] for r in rounds]
+    goals = {
+        "low p99 <= 1.5 x bare latency + one frame interval ({:.1f} ms)".format(bound):
+            (summary["low"]["p99"]["median"], summary["low"]["p99"]["interval"],
+             interval_verdict(tuple(summary["low"]["p99"]["interval"]), at_most=bound)),
+        "low FPS / default FPS >= 0.9":
+            (round(statistics.median(low_vs_default), 4), list(median_interval(low_vs_default)),
+             interval_verdict(median_interval(low_vs_default), at_least=0.9)),
+        "low FPS / sequential FPS > 1":
+            (round(statistics.median(low_vs_sequential), 4), list(median_interval(low_vs_sequential)),
+             interval_verdict(median_interval(low_vs_sequential), above=1.0)),
+    }
+    record = {
+        "benchmark": "bench_pipeline --latency", "model": args.model or args.arch, "size": str(size),
+        "backend": "onnxruntime", "threads": args.threads, "source_fps": args.source_fps, "segment_s": args.seconds,
+        "rounds_n": args.rounds, "interval_confidence": CONFIDENCE, "summary": summary,
+        "goals": {name: {"median": g[0], "interval": g[1], "verdict": g[2]} for name, g in goals.items()},
+        "rounds": rounds,
+        "identity": machine_identity("onnxruntime", backend_version("onnxruntime"), args.threads, "fp32"),
+        "machine_before": before, "machine_after": describe_machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_json_atomic(out, record)
+    print("\n{} rounds of {:.1f} s segments, source {:.0f} FPS (frame interval {:.1f} ms); median "
+          "[95% interval]".format(args.rounds, args.seconds, args.source_fps, frame_ms))
+    print("{:<11} {:>20} {:>20} {:>20} {:>20}".format("subject", "FPS", "p50 ms", "p95 ms", "p99 ms"))
+    for name in subjects:
+        cells = []
+        for key in ["fps", "p50", "p95", "p99"] if name != "bare" else ["fps", "ms"]:
+            item = summary[name][key]
+            cells.append("{:.1f} [{:.1f}-{:.1f}]".format(item["median"], *item["interval"]))
+        if name == "bare":
+            cells = [cells[0], "per inference " + cells[1], "", ""]
+        print("{:<11} {:>20} {:>20} {:>20} {:>20}".format(name, *cells))
+    for name, (median, interval, verdict) in goals.items():
+        print("goal {}: {:.3f} [{:.3f}-{:.3f}]: {}".format(name, median, interval[0], interval[1], verdict))
+    print("wrote {}".format(out))
+    return 0
+
+
+def export_model(arch: str, size: Any, work: str) -> str:
+    import torch
+
+    from dfseg.export import export_onnx
+    from dfseg.models import create_model
+    from dfseg.models.layers import randomize_batchnorm
+
+    torch.manual_seed(0)
+    return export_onnx(randomize_batchnorm(create_model(arch), seed=0), size, os.path.join(work, "model.onnx"),
+                       output="classmap")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="ONNX file with a classmap output (default: DF1-Seg exported at --size)")
@@ -152,7 +371,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the runtime's)")
     parser.add_argument("--pairs", type=int, default=None,
                         help="bare/pipeline pairs (default: {} idle, {} with --stress)".format(PAIRS_IDLE, PAIRS_STRESS))
-    parser.add_argument("--seconds", type=float, default=4.0, help="length of every segment")
+    parser.add_argument("--seconds", type=float, default=None, help="length of every segment (default 4, 3.5 with --latency)")
     parser.add_argument("--goal", type=float, default=None,
                         help="least median pipeline/bare ratio (default: {} idle, {} with --stress)".format(GOAL_IDLE, GOAL_STRESS))
     parser.add_argument("--stress", action="store_true", help="run stress-ng --cpu 1 beside the whole benchmark")
@@ -160,7 +379,18 @@ def main() -> int:
                         help="how the pipeline's stages other than inference are scheduled (dfseg-run's option)")
     parser.add_argument("--label", default=None, help="what ran beside (default: idle, or stress-ng --cpu 1)")
     parser.add_argument("--out", default=None, help="default: results/pipeline.json, or pipeline_stress.json")
+    parser.add_argument("--latency", action="store_true",
+                        help="measure capture -> class map latency on a live-paced source (see the docstring)")
+    parser.add_argument("--rounds", type=int, default=10, help="--latency: rounds of the four subjects (default 10)")
+    parser.add_argument("--source-fps", type=float, default=30.0,
+                        help="--latency: the live source's frame rate, above the network's (default 30)")
     args = parser.parse_args()
+    if args.latency:
+        if args.rounds < 6:
+            parser.error("--rounds: at least 6 (fewer cannot bound the median with {:.0%} confidence)".format(CONFIDENCE))
+        args.seconds = args.seconds or 3.5
+        return run_latency(args)
+    args.seconds = args.seconds or 4.0
     if args.pairs is None:
         args.pairs = PAIRS_STRESS if args.stress else PAIRS_IDLE
     if args.pairs < 6:
@@ -188,17 +418,7 @@ def run(args: argparse.Namespace, goal: float, out: str, stress: Optional[Stress
     before = describe_machine()
     pairs: List[Dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as work:
-        model = args.model
-        if model is None:
-            import torch
-
-            from dfseg.export import export_onnx
-            from dfseg.models import create_model
-            from dfseg.models.layers import randomize_batchnorm
-
-            torch.manual_seed(0)
-            model = export_onnx(randomize_batchnorm(create_model(args.arch), seed=0), size,
-                                os.path.join(work, "model.onnx"), output="classmap")
+        model = args.model or export_model(args.arch, size, work)
         video = make_video(os.path.join(work, "street.avi"), size.width, size.height, 240)
         with get_runner("onnxruntime", model, threads=args.threads) as runner:
             import cv2

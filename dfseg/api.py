@@ -22,7 +22,7 @@ from .cityscapes import NUM_CLASSES, class_names, palette_bgr
 from .errors import UserError
 from .fileio import check_outputs
 from .live.http import run_status
-from .live.pipeline import Pipeline, RunResult, follow_source_fps
+from .live.pipeline import Pipeline, RunResult, check_latency, follow_source_fps
 from .live.render import Renderer
 from .live.segmenter import Segmenter
 from .live.sinks import OUTPUT_FOLDERS, HttpSink, NullSink, Sink, open_sink, output_paths
@@ -126,17 +126,21 @@ class Model:
     def stream(self, source: Union[str, int], outputs: Sequence[str] = (), overlay: str = "blend",
                alpha: float = 0.5, legend: bool = True, max_frames: Optional[int] = None, loops: int = 0,
                queue_size: int = 2, camera_size: str = "1280x720", camera_fps: int = 30,
-               output_fps: Optional[float] = None, http_token: Optional[str] = None) -> Stream:
+               output_fps: Optional[float] = None, http_token: Optional[str] = None, latency: str = "default") -> Stream:
         """Segment every frame of ``source`` (what ``dfseg-run`` takes: a camera number, ``csi://0``,
         ``/dev/video0``, ``rtsp://...``, a video file, an image or a folder) through ``dfseg-run``'s
         threaded pipeline: live sources drop stale frames, files and folders keep every frame.
 
         ``outputs`` are ``dfseg-run``'s (a video file, ``folder/``, ``http://HOST:PORT``,
         ``display://0``), fed from the same loop and drawn as ``overlay``/``alpha``/``legend`` say.
+        ``latency="low"`` (live sources): queues of one, and every stage drops a waiting frame for a
+        newer one, so each class map is as fresh as the network allows (``dfseg-run --latency low``);
+        files and folders keep every frame whatever the policy.
         The source and the outputs are checked now (UserError); the work starts with the iteration.
         """
         if not self.runner.is_active:
             raise UserError("model: already closed; load it again")
+        check_latency(latency)
         if max_frames is not None and max_frames < 1:
             raise UserError("max_frames: must be at least 1, got {}".format(max_frames))
         size = parse_size(camera_size)
@@ -163,7 +167,7 @@ class Model:
         if output_fps is None:
             follow_source_fps(live_source, sinks)
         stream = self.stream_to(live_source, sinks, renderer, queue_size=queue_size, max_frames=max_frames,
-                                status_line=drawn, log=_quiet)
+                                status_line=drawn, log=_quiet, latency=latency)
         running["pipeline"] = stream.pipeline
         return stream
 

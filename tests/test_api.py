@@ -66,10 +66,11 @@ def video(tmp_path_factory) -> str:
     return write_video(str(tmp_path_factory.mktemp("api-video") / "clip.avi"))
 
 
-def test_stream_delivers_every_frame_of_a_file_in_order(onnx_path, video, tmp_path) -> None:
+@pytest.mark.parametrize("latency", ["default", "low"])  # the low-latency policy never drops a file's frames
+def test_stream_delivers_every_frame_of_a_file_in_order(onnx_path, video, tmp_path, latency) -> None:
     labels = tmp_path / "labels"
     with dfseg.load(onnx_path, backend="onnxruntime", threads=1) as model:
-        with model.stream(video, outputs=[str(labels) + "/"]) as stream:
+        with model.stream(video, outputs=[str(labels) + "/"], latency=latency) as stream:
             results = list(stream)
         assert [r.index for r in results] == list(range(FRAMES))
         for r in results:
@@ -198,6 +199,8 @@ def test_stream_bad_source_or_output_is_a_user_error_before_work(onnx_path, vide
             model.stream(video, outputs=["ftp://host/x"])
         with pytest.raises(UserError, match="max_frames"):
             model.stream(video, max_frames=0)
+        with pytest.raises(UserError, match="latency: expected one of default, low, got 'lowest'"):
+            model.stream(video, latency="lowest")
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # nothing written
     with pytest.raises(UserError, match="already closed"):
         model.stream(video)

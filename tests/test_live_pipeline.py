@@ -107,9 +107,11 @@ def assert_labels_match(model, video, labels_dir, frames):
     capture.release()
 
 
-def test_saved_labels_equal_direct_segmentation_in_order(model, video, tmp_path):
+@pytest.mark.parametrize("policy", [[], ["--latency", "low"]])  # a file keeps every frame under either policy
+def test_saved_labels_equal_direct_segmentation_in_order(model, video, tmp_path, policy):
     """Each output belongs to its own input frame (the threads never reorder or mix frames)."""
-    proc = run_cli("--model", model, video, "none", "--save-labels", str(tmp_path / "labels"), "--queue-size", "1")
+    proc = run_cli("--model", model, video, "none", "--save-labels", str(tmp_path / "labels"), "--queue-size", "1",
+                   *policy)
     assert proc.returncode == 0, proc.stderr
     assert_labels_match(model, video, tmp_path / "labels", FRAMES)
 
@@ -193,6 +195,7 @@ def test_model_name_with_weights_runs_those_weights_without_the_warning(model, v
         (["VIDEO", "http://127.0.0.1:99999"], "expected http://HOST:PORT"),
         (["VIDEO", "none", "--max-frames", "0"], "--max-frames: must be at least 1, got 0"),
         (["VIDEO", "none", "--size", "640x360"], "was built for 64x48"),
+        (["VIDEO", "none", "--latency", "fast"], "--latency: invalid choice: 'fast'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(model, video, tmp_path, args, message):
@@ -388,3 +391,103 @@ def test_latency_percentiles_are_nearest_rank():
     assert percentiles(values) == {"p50": 50.0, "p95": 95.0, "p99": 99.0, "mean": 50.5, "frames": 100}
     assert percentiles([7.0]) == {"p50": 7.0, "p95": 7.0, "p99": 7.0, "mean": 7.0, "frames": 1}
     assert percentiles([1.0, 2.0, 3.0, 4.0, 1000.0])["p95"] == 1000.0
+
+
+class StagedPipeline(Pipeline):
+    """The real pipeline whose stages each hold their first frame until the stage before them has had
+    to drop one: every stage is, in turn, slower than its source by construction, not by a sleep.  It
+    also records the most items any queue held whenever a stage took one."""
+
+    UPSTREAM = {"preprocess": "capture", "inference": "preprocess", "postprocess": "inference",
+                "render": "postprocess"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.held = set()
+        self.most_queued = 0
+
+    def _hold(self, stage):
+        self.most_queued = max([self.most_queued] + [q.qsize() for q in self.queues])
+        if stage not in self.held:
+            self.held.add(stage)
+            deadline = time.monotonic() + 120
+            while not self.drops[self.UPSTREAM[stage]] and time.monotonic() < deadline:
+                time.sleep(0.001)
+
+    def _preprocess(self, frame):
+        self._hold("preprocess")
+        return super()._preprocess(frame)
+
+    def _infer(self, item):
+        self._hold("inference")
+        return super()._infer(item)
+
+    def _postprocess(self, item):
+        self._hold("postprocess")
+        return super()._postprocess(item)
+
+    def _render(self, item):
+        self._hold("render")
+        return super()._render(item)
+
+
+class DropGate(threading.Event):
+    """Set once every stage of ``pipeline`` has dropped a frame (the camera then ends, the sink's first
+    write may proceed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pipeline = None
+
+    def wait(self, timeout=None):
+        deadline = time.monotonic() + (timeout or 0)
+        while not all(self.pipeline.drops.values()) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return all(self.pipeline.drops.values())
+
+
+class UntilDropsCamera(BurstCamera):
+    """A live source faster than everything after it: frames until every stage has dropped one."""
+
+    def __init__(self, gate):
+        super().__init__(100000)
+        self.gate = gate
+
+    def read(self):
+        if self.gate.pipeline is not None and all(self.gate.pipeline.drops.values()):
+            self.total = self.frames_read
+        return super().read()
+
+
+def test_low_latency_live_source_drops_at_every_stage_in_order(model):
+    with OnnxRuntimeRunner(model, threads=1) as runner:
+        gate = DropGate()
+        camera = UntilDropsCamera(gate)
+        sink = RecordingSink(gate=gate)
+        pipeline = StagedPipeline(camera, Segmenter(runner), Renderer(), [sink], queue_size=4, latency="low")
+        gate.pipeline = pipeline
+        result = pipeline.run()
+    assert result.latency_policy == "low" and pipeline.queue_size == 1
+    assert all(q.maxsize == 1 for q in pipeline.queues) and pipeline.most_queued <= 1
+    assert all(result.drops[stage] > 0 for stage in ("capture", "preprocess", "inference", "postprocess", "render"))
+    assert result.frames_dropped == sum(result.drops.values())
+    assert result.frames_written + result.frames_dropped == result.frames_captured
+    indices = [int(name) for name in sink.names]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    assert indices[-1] == result.frames_captured - 1  # the newest frame is never the one dropped
+
+
+def test_low_latency_policy_keeps_every_frame_of_a_file(model, video):
+    with OnnxRuntimeRunner(model, threads=1) as runner:
+        sink = RecordingSink()
+        pipeline = Pipeline(open_source(video), Segmenter(runner), Renderer(), [sink], latency="low")
+        result = pipeline.run()
+    assert result.latency_policy == "default" and result.drops == dict.fromkeys(result.drops, 0)
+    assert (result.frames_captured, result.frames_written, result.frames_dropped) == (FRAMES, FRAMES, 0)
+    assert sink.names == ["{:06d}".format(i) for i in range(FRAMES)]
+
+
+def test_unknown_latency_policy_is_one_line(model, video):
+    with OnnxRuntimeRunner(model, threads=1) as runner:
+        with pytest.raises(UserError, match="latency: expected one of default, low, got 'fast'"):
+            Pipeline(open_source(video), Segmenter(runner), None, [], latency="fast")

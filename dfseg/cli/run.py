@@ -51,6 +51,7 @@ UNTRAINED_WARNING = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..live.pipeline import DEFAULT, LATENCY_POLICIES
     from ..live.render import OVERLAY_MODES
     from ..live.scheduling import IDLE, POLICIES
 
@@ -92,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--http-token-file", metavar="FILE",
                         help="require the token in FILE (its first line) from every viewer of an http:// output: "
                              "open http://HOST:PORT/?token=TOKEN; or set the token in DFSEG_HTTP_TOKEN")
+    parser.add_argument("--latency", choices=LATENCY_POLICIES, default=DEFAULT,
+                        help="low: for live sources, queues of one and every stage drops a waiting frame for a newer "
+                             "one (freshest class maps; files keep every frame either way). default: today's queues")
     parser.add_argument("--queue-size", type=whole_number(1), default=2, help="frames buffered between stages (default 2)")
     parser.add_argument("--output-fps", type=number(0.0, above=True), help="frame rate of video outputs (default: the input's, else 30)")
     parser.add_argument("--camera-size", default="1280x720", help="capture size for cameras (default 1280x720)")
@@ -186,7 +190,7 @@ def _run(args: argparse.Namespace, source: "Source", model: "Model", sinks: List
     renderer = Renderer(args.overlay, args.alpha, legend=not args.no_legend)
     stream = model.stream_to(source, sinks, renderer, handle_signals=True, keep_frames=False,
                              queue_size=args.queue_size, max_frames=args.max_frames, status_line=not args.no_status,
-                             helper_policy=args.helper_priority)
+                             helper_policy=args.helper_priority, latency=args.latency)
     running["pipeline"] = stream.pipeline
     if args.output_fps is None:
         follow_source_fps(source, sinks)

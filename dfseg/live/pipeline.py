@@ -8,7 +8,10 @@ each frame once written (the Python API's ``Model.stream`` iterates it; ``run()`
 
 * Live sources (cameras, streams): when the first queue is full the oldest frame is dropped, so the
   output shows the newest picture instead of an ever older backlog.
-* Files and folders: every queue blocks, so no frame is ever lost.
+* Live sources with the low-latency policy (``latency=LOW``): every queue holds one item and every
+  stage replaces a waiting item with its newer one (the stale one is dropped and counted against the
+  stage that made it), so no stage ever waits behind a backlog; frames still leave in capture order.
+* Files and folders: every queue blocks, so no frame is ever lost; the latency policy does not apply.
 * Ctrl-C (SIGINT), SIGTERM (``docker stop``, systemd) and the end of the input stop capture; the
   frames in flight still reach the outputs, which are then finalised.  A second signal abandons the
   frames in flight but still finalises the outputs.  An error in any stage stops every stage and is raised from ``frames``/``run``.
@@ -40,6 +43,9 @@ INTERRUPTED = "interrupted"  # end reasons of a run stopped by SIGINT or SIGTERM
 TERMINATED = "terminated"
 CLOSED = "closed by the caller"  # the end reason when the caller stops iterating Pipeline.frames()
 _POLL_S = 0.05
+DEFAULT, LOW = "default", "low"  # latency policies (dfseg-run --latency, Model.stream(latency=...))
+LATENCY_POLICIES = (DEFAULT, LOW)
+QUEUES = STAGES[:-1]  # each stage but the output writes one queue; a drop is counted against its writer
 
 
 class RunResult(NamedTuple):
@@ -54,6 +60,8 @@ class RunResult(NamedTuple):
     process_cpu_ms_per_frame: Optional[float]  # every thread of the process, the runtime's pool included
     helper_policy: str  # how the stages other than inference ran at the end: scheduling.IDLE or NICE
     latency_ms: Dict[str, Optional[Dict[str, float]]]  # per span (counters.LATENCY_SPANS): p50, p95, p99, mean
+    drops: Dict[str, int]  # frames dropped per stage whose output was replaced by a newer one (QUEUES)
+    latency_policy: str  # the policy in effect: LOW only for a live source run with latency=LOW
 
 
 class Output(NamedTuple):
@@ -80,12 +88,18 @@ class Pipeline:
         log: Optional[Callable[[str], None]] = None,
         helper_policy: str = IDLE,
         keep_frames: bool = False,
+        latency: str = DEFAULT,
     ) -> None:
+        check_latency(latency)
         self.source = source
         self.segmenter = segmenter
         self.renderer = renderer
         self.sinks = sinks
-        self.queue_size = max(1, queue_size)
+        # Files keep every frame, so the low-latency policy (which drops) applies to live sources only.
+        self.latency = LOW if latency == LOW and source.live else DEFAULT
+        self.queue_size = 1 if self.latency == LOW else max(1, queue_size)
+        self.drops = {name: 0 for name in QUEUES}
+        self.queues = []  # type: List[queue.Queue]  # set by frames(), in QUEUES order
         self.max_frames = max_frames
         self.show_status = status_line
         self.log = log or _log
@@ -124,7 +138,7 @@ class Pipeline:
         KeyboardInterrupt propagates to the caller after the threads stopped and the outputs were
         finalised.  Closing the generator early (``break``) does the same.
         """
-        queues = [queue.Queue(maxsize=self.queue_size) for _ in range(5)]
+        queues = self.queues = [queue.Queue(maxsize=self.queue_size) for _ in QUEUES]
         threads = [
             threading.Thread(target=self._capture, args=(queues[0],), name="capture", daemon=True),
             self._stage("preprocess", self._preprocess, queues[0], queues[1]),
@@ -188,6 +202,8 @@ class Pipeline:
             process_cpu_ms_per_frame=1000.0 * self._cpu / written if written else None,
             helper_policy=self.helpers.policy,
             latency_ms=self.stats.latency(),
+            drops=dict(self.drops),
+            latency_policy=self.latency,
         )
 
     # ---------------------------------------------------------------- stages
@@ -211,7 +227,7 @@ class Pipeline:
                 self.stats.captured += 1
                 clock.items += 1
                 if self.source.live:
-                    self._put_latest(out, frame)
+                    self._put_latest(out, frame, "capture")
                 else:
                     self._put(out, frame, clock)
         except BaseException as exc:
@@ -289,7 +305,10 @@ class Pipeline:
                     clock.items += 1
                     if name == "inference":
                         self._guard_helpers()
-                    self._put(outbox, result, clock)
+                    if self.latency == LOW:
+                        self._put_latest(outbox, result, name)
+                    else:
+                        self._put(outbox, result, clock)
             except BaseException as exc:
                 self._fail(exc)
             finally:
@@ -329,8 +348,9 @@ class Pipeline:
             if clock is not None:
                 clock.wait_out_s += time.perf_counter() - waited
 
-    def _put_latest(self, out: "queue.Queue[Any]", item: Any) -> None:
-        """Put ``item``, dropping the oldest queued frame when full (live sources only)."""
+    def _put_latest(self, out: "queue.Queue[Any]", item: Any, stage: str) -> None:
+        """Put ``item``, dropping the oldest queued item when full (live sources only).  Only ``stage``
+        writes ``out`` and the end marker comes after its last item, so the marker is never dropped."""
         while True:
             try:
                 out.put_nowait(item)
@@ -339,6 +359,7 @@ class Pipeline:
                 try:
                     out.get_nowait()
                     self.stats.dropped += 1
+                    self.drops[stage] += 1
                 except queue.Empty:
                     pass
 
@@ -380,6 +401,12 @@ class Pipeline:
     def _restore_signal_handlers(previous: Dict[int, Any]) -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def check_latency(policy: str) -> None:
+    """A latency policy other than LATENCY_POLICIES is a one-line UserError."""
+    if policy not in LATENCY_POLICIES:
+        raise UserError("latency: expected one of {}, got {!r}".format(", ".join(LATENCY_POLICIES), policy))
 
 
 def follow_source_fps(source: Source, sinks: List[Sink]) -> None:
