@@ -28,6 +28,7 @@ from .live.segmenter import Segmenter
 from .live.sinks import OUTPUT_FOLDERS, HttpSink, NullSink, Sink, open_sink, output_paths
 from .live.sources import CaptureSource, Source, open_source
 from .sizes import Size, parse_size
+from .uri import local_path
 
 __all__ = ["Model", "Result", "Stream", "load", "class_names", "palette_bgr", "colorize", "overlay"]
 
@@ -119,8 +120,7 @@ class Model:
         if not isinstance(bgr, np.ndarray) or bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
             raise UserError("frame: expected a BGR uint8 array of shape (height, width, 3), got {}".format(
                 _describe(bgr)))
-        if not self.runner.is_active:
-            raise UserError("model: already closed; load it again")
+        self._check_open()
         return self.segmenter.segment(bgr)
 
     def stream(self, source: Union[str, int], outputs: Sequence[str] = (), overlay: str = "blend",
@@ -138,8 +138,7 @@ class Model:
         files and folders keep every frame whatever the policy.
         The source and the outputs are checked now (UserError); the work starts with the iteration.
         """
-        if not self.runner.is_active:
-            raise UserError("model: already closed; load it again")
+        self._check_open()
         check_latency(latency)
         if max_frames is not None and max_frames < 1:
             raise UserError("max_frames: must be at least 1, got {}".format(max_frames))
@@ -158,9 +157,8 @@ class Model:
         for sink in sinks:
             if isinstance(sink, HttpSink):
                 sink.log, sink.warn = _quiet, _warn  # a view open to every host is a Python warning, not a print
-        local = str(source)[len("file://"):] if str(source).startswith("file://") else str(source)
-        check_outputs(output_paths(sinks), inputs=[local] if "://" not in local else [], folders=OUTPUT_FOLDERS,
-                      outside_inputs=True)
+        check_outputs(output_paths(sinks), inputs=[p for p in (local_path(str(source)),) if p],
+                      folders=OUTPUT_FOLDERS, outside_inputs=True)
         drawn = any(not isinstance(sink, NullSink) for sink in sinks)
         renderer = Renderer(overlay, alpha, legend=legend) if drawn else None
         live_source.open()  # an input that cannot be opened is an error now, not at the first frame
@@ -178,10 +176,13 @@ class Model:
         ``handle_signals`` SIGINT and SIGTERM end the iteration as ``dfseg-run`` wants; ``keep_frames``
         draws the outputs on a copy so that each ``Result.frame`` is the frame as captured;
         ``pipeline_options`` go to ``live.pipeline.Pipeline``."""
-        if not self.runner.is_active:
-            raise UserError("model: already closed; load it again")
+        self._check_open()
         pipeline = Pipeline(source, self.segmenter, renderer, sinks, keep_frames=keep_frames, **pipeline_options)
         return Stream(pipeline, handle_signals)
+
+    def _check_open(self) -> None:
+        if not self.runner.is_active:
+            raise UserError("model: already closed; load it again")
 
     def close(self) -> None:
         if self.runner.is_active:

@@ -6,6 +6,7 @@ query parameters (``?token=...``) are masked the same way.  Device side: Python 
 """
 
 import re
+from typing import Optional
 
 MASK = "***"
 # scheme://userinfo@ : the userinfo runs to the last '@' before the first '/' or white space, so a
@@ -20,3 +21,14 @@ _SECRET_QUERY = re.compile(
 def redact(text: str) -> str:
     """``text`` with the userinfo and secret query values of every URI in it masked."""
     return _SECRET_QUERY.sub(r"\g<1>" + MASK, _USERINFO.sub(r"\g<1>" + MASK + "@", str(text)))
+
+
+def file_path(text: str) -> str:
+    """The path a ``file://`` URI names, or ``text`` itself."""
+    return text[len("file://"):] if text.startswith("file://") else text
+
+
+def local_path(text: str) -> Optional[str]:
+    """The local file or folder an input names (a path or ``file://``), None for a camera or stream URL."""
+    path = file_path(text)
+    return None if "://" in path else path

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..fileio import DISK_RESERVE_BYTES, claim_output, disk_full, free_bytes, write_atomic
+from ..uri import file_path
 
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
 
@@ -343,7 +344,7 @@ def open_sink(uri: str, fps: float, status: Callable[[], Dict[str, Any]], http_t
             "{}: unknown output; use display://0, http://HOST:PORT, a video file (.mp4/.avi), "
             "a folder (frames/) or none".format(text)
         )
-    path = text[len("file://"):] if text.startswith("file://") else text
+    path = file_path(text)
     extension = os.path.splitext(path.rstrip("/"))[1].lower()
     if extension in VIDEO_CODECS:
         return VideoFileSink(path, fps)

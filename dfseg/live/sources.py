@@ -26,7 +26,7 @@ from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from ..errors import UserError
-from ..uri import redact
+from ..uri import file_path, redact
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 STREAM_TIMEOUT_S = 10.0  # rtsp:// and other network streams: longest wait to open, or for a frame
@@ -273,7 +273,7 @@ def _make_source(
         # The URL opens the stream as given; only its redacted form is ever shown (messages, status page).
         return CaptureSource(text, redact(text), True, None, reconnect_attempts, reconnect_delay,
                              timeout_s=STREAM_TIMEOUT_S)
-    path = text[len("file://"):] if text.startswith("file://") else text
+    path = file_path(text)
     if os.path.isdir(path):
         images = sorted(p for p in glob.glob(os.path.join(path, "*")) if p.lower().endswith(IMAGE_EXTENSIONS))
         if not images:
