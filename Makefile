@@ -14,7 +14,13 @@ DEVICE_MODULES := dfseg/__init__.py dfseg/api.py dfseg/errors.py dfseg/trt_parse
 	dfseg/cli/__init__.py dfseg/cli/common.py dfseg/cli/space_options.py dfseg/cli/bench.py dfseg/cli/run.py \
 	dfseg/cli/eval.py
 
-.PHONY: demo test test-browser test-display lint vermin clean
+# A real H.264 RTSP server for tests/test_live_rtsp_h264.py: Debian's gst-rtsp-server, run by the system
+# Python (python3-gi).  make test installs what is missing where it runs as root with apt-get (about
+# 15 s, once); elsewhere, or when apt-get fails, those tests skip and say why.
+RTSP_TEST_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-ugly
+
+.PHONY: demo test test-packages test-browser test-display lint vermin clean
 
 # The file target: rebuilt when the packaging changes.  CPU torch 2.13.0 comes first so that the
 # host extra's torch range is already satisfied and pip never pulls a CUDA build.
@@ -31,8 +37,14 @@ lint: $(VENV)
 vermin: $(VENV)
 	$(BIN)/vermin --no-tips --violations --eval-annotations --backport dataclasses --backport typing -t=3.6- $(DEVICE_MODULES)
 
-test: $(VENV) lint vermin
+test: $(VENV) lint vermin test-packages
 	bash tools/run_pytest.sh $(BIN)/python
+
+test-packages:
+	@/usr/bin/python3 tests/gst_rtsp_server.py --check >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(RTSP_TEST_PACKAGES) >/dev/null; } || \
+		echo "make test: no GStreamer RTSP server here (needs root and apt-get): the H.264 RTSP tests will skip"
 
 # The live page in a real headless Chromium (Debian's package; needs root for apt-get).
 test-browser: $(VENV)

@@ -32,31 +32,17 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
+from frame_pattern import PALETTE, PATTERN_BLOCKS, REFERENCE_GREY, pattern_bgr
 
 RTP_PAYLOAD_JPEG = 26
 RTP_CLOCK = 90000
 MAX_PAYLOAD = 1400  # bytes of RTP payload per packet (JPEG header + data)
 SERVER_NAME = "dfseg-test-rtsp"
 
-# Eight colours far apart (the corners of the RGB cube), BGR; a frame shows three of them plus a
-# fixed mid-grey reference block, so a frame number 0..511 survives JPEG and chroma subsampling.
-PALETTE = [(b, g, r) for b in (0, 255) for g in (0, 255) for r in (0, 255)]
-PATTERN_BLOCKS = 3
-PATTERN_PERIOD = len(PALETTE) ** PATTERN_BLOCKS
-REFERENCE_GREY = (128, 128, 128)
-
 
 def pattern_frame(index: int, width: int = 192, height: int = 96) -> np.ndarray:
-    """Frame ``index`` (mod 512): four vertical blocks, three palette colours (base-8 digits of the
-    index, most significant first) and the mid-grey reference."""
-    image = np.empty((height, width, 3), np.uint8)
-    number = index % PATTERN_PERIOD
-    digits = [(number // len(PALETTE) ** (PATTERN_BLOCKS - 1 - i)) % len(PALETTE) for i in range(PATTERN_BLOCKS)]
-    colours = [PALETTE[d] for d in digits] + [REFERENCE_GREY]
-    step = width // len(colours)
-    for i, colour in enumerate(colours):
-        image[:, i * step:(i + 1) * step if i < len(colours) - 1 else width] = colour
-    return image
+    """Frame ``index`` (mod 512) of tests/frame_pattern.py as a BGR image."""
+    return np.frombuffer(pattern_bgr(index, width, height), np.uint8).reshape(height, width, 3).copy()
 
 
 def read_pattern(image: np.ndarray, tolerance: float = 48.0) -> Optional[int]:

@@ -12,6 +12,8 @@ Live sources (cameras, streams) are retried when they stop delivering frames and
 so the pipeline drops stale frames instead of queueing them; files never lose a frame.  A network
 stream that stalls (still connected, no frame for ``STREAM_TIMEOUT_S``) counts as stopped too; an
 OpenCV without open/read timeout parameters (before 4.5.4) keeps its FFmpeg backend's fixed 30 s.
+An ``rtsp://`` stream that does not open is one question to its server (``rtsp_auth``), so that
+refused credentials say so instead of "cannot open it".
 
 Device side: Python 3.6, no torch; OpenCV is imported when a source opens.
 """
@@ -27,9 +29,11 @@ import numpy as np
 
 from ..errors import UserError
 from ..uri import file_path, redact
+from .rtsp_auth import credentials_problem
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 STREAM_TIMEOUT_S = 10.0  # rtsp:// and other network streams: longest wait to open, or for a frame
+PROBE_TIMEOUT_S = 5.0  # asking an RTSP server why a stream did not open (rtsp_auth), after the open failed
 
 
 class Frame(NamedTuple):
@@ -152,11 +156,20 @@ class CaptureSource(Source):
             return  # already open (opening twice would restart a file)
         self.capture = self._open_capture()
         if self.capture is None:
-            raise UserError("{}: cannot open it{}".format(self.description, _open_hint(self.description, self.live)))
+            raise UserError("{}: {}".format(self.description, self._open_failure()))
         import cv2
 
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else None
+
+    def _open_failure(self) -> str:
+        """Why the capture did not open: refused credentials where an RTSP server says so (OpenCV
+        cannot tell), else what to check."""
+        if isinstance(self.target, str) and self.target.lower().startswith("rtsp://"):
+            problem = credentials_problem(self.target, min(PROBE_TIMEOUT_S, self.timeout_s or PROBE_TIMEOUT_S))
+            if problem:
+                return problem
+        return "cannot open it" + _open_hint(self.description, self.live)
 
     def read(self) -> Optional[Frame]:
         while True:
