@@ -64,19 +64,37 @@ def no_space_as_error(path: str, detail: str = "") -> Iterator[None]:
 
 def claim_output(path: str) -> int:
     """An exclusive lock on the file (created empty if missing) or folder at ``path``, held until the
-    returned descriptor is closed (or the process dies), so that two runs never write one output."""
+    returned descriptor is closed (or the process dies), so that two runs never write one output and
+    no run writes what another reads (``share_input``)."""
+    return _lock(path, exclusive=True, refusal="another dfseg process is writing this output (or reading it); "
+                                               "wait for it to finish or choose another output")
+
+
+def share_input(path: str, what: str) -> int:
+    """A shared lock on the existing file or folder at ``path`` that a run reads, held until the returned
+    descriptor is closed: readers share it, and a writer's ``claim_output`` is refused meanwhile, as this
+    is while a writer holds its claim."""
+    return _lock(path, exclusive=False, refusal="another dfseg process is writing this {}; wait for it to "
+                                                "finish".format(what))
+
+
+def _lock(path: str, exclusive: bool, refusal: str) -> int:
     import fcntl  # POSIX only, as the rest of dfseg's locking
 
+    if os.path.isdir(path) or not exclusive:
+        flags = os.O_RDONLY
+    else:
+        flags = os.O_WRONLY | os.O_CREAT
     try:
-        handle = os.open(path, os.O_RDONLY if os.path.isdir(path) else os.O_WRONLY | os.O_CREAT, 0o666)
+        handle = os.open(path, flags, 0o666)
     except OSError as exc:
-        raise UserError("{}: cannot write there ({})".format(path, exc.strerror)) from None
+        raise UserError("{}: cannot {} there ({})".format(path, "write" if exclusive else "read",
+                                                          exc.strerror)) from None
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except OSError:
         os.close(handle)
-        raise UserError("{}: another dfseg process is writing this output; wait for it to finish or choose "
-                        "another output".format(path)) from None
+        raise UserError("{}: {}".format(path, refusal)) from None
     return handle
 
 
@@ -87,6 +105,13 @@ def free_bytes(directory: str) -> Optional[int]:
     except (OSError, AttributeError):
         return None
     return stats.f_bavail * stats.f_frsize
+
+
+def disk_nearly_full(directory: str) -> bool:
+    """Whether less than ``DISK_RESERVE_BYTES`` is left where ``directory`` lies: after another program
+    failed writing there without saying why (a training command), the likely reason."""
+    free = free_bytes(directory)
+    return free is not None and free < DISK_RESERVE_BYTES
 
 
 def disk_full(path: str, detail: str = "") -> DiskFullError:

@@ -3,7 +3,7 @@ measured parts): one JSON object per line, fsync'd before the call returns, stat
 
 A crash can at worst tear the last line; reading drops such a line and truncates it away before
 appending again, so the next record starts on a line of its own and no finished record is ever
-lost.  Any other unreadable content (a line that is not a JSON object, binary bytes) is refused with
+lost; an append that fails (a full disk) is cut back off at once.  Any other unreadable content (a line that is not a JSON object, binary bytes) is refused with
 the file's name, never discarded.  A lock stops two processes from writing the same journal.  What a record must hold is its
 user's to check (``dfseg.search.study``, ``dfseg.bench.table_run``).  Device side: Python 3.6.
 """
@@ -84,7 +84,8 @@ class Journal:
                                "write to another output".format(self.path, self.lock_path)) from None
         self._lock = lock
         records, good_bytes = read_records(self.path)
-        self._handle = open(self.path, "ab")
+        # Unbuffered: a failed append leaves nothing queued that closing the file would write later.
+        self._handle = open(self.path, "ab", buffering=0)
         if self._handle.tell() != good_bytes:
             # Drop a torn last line so the next record starts on a line of its own.
             self._handle.truncate(good_bytes)
@@ -99,10 +100,22 @@ class Journal:
         """Append ``records`` with one fsync: after a crash each is there whole or is a torn last line."""
         if self._handle is None:
             raise RuntimeError("journal is not open")
-        with no_space_as_error(self.path, "what was journalled before is kept; the run resumes from it"):
-            self._handle.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode("utf-8"))
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+        data = memoryview("".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode("utf-8"))
+        fd = self._handle.fileno()
+        end = os.fstat(fd).st_size  # the lock makes this process the only writer
+        try:
+            with no_space_as_error(self.path, "what was journalled before is kept; the run resumes from it"):
+                while data:
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)
+        except BaseException:
+            # A full disk (or a signal) between two writes: cut the records back off, so the journal
+            # ends on a whole record (shrinking a file needs no space).
+            try:
+                os.ftruncate(fd, end)
+            except OSError:
+                pass
+            raise
 
     def remove(self) -> None:
         """Delete the journal (its run is complete) and release the lock."""

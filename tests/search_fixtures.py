@@ -5,8 +5,10 @@ import sys
 from dfseg.search.landscapes import synthetic_table, tiny_space
 
 # A stand-in training command: its accuracy grows with every block's width (the partial-order
-# assumption holds), it fails on purpose when stage 3 is FAIL_STAGE3 (e.g. 64+64), and with
-# KILL_AT=N it kills its parent (the search) once, while training trial N.
+# assumption holds), it fails on purpose when stage 3 is FAIL_STAGE3 (e.g. 64+64), with
+# KILL_AT=N it kills its parent (the search) once, while training trial N, and with FILL_MARKER (a file it
+# deletes: once) and FILL_TRIAL=00005 it fills the disk with the file FILL_DISK while training that trial,
+# then fails writing its result as a training program on a full disk does.
 TRAIN_SCRIPT = r'''
 import json, math, os, signal, sys
 arch_path, result_path = sys.argv[1], sys.argv[2]
@@ -22,6 +24,16 @@ if marker and os.path.exists(marker):
         os.kill(os.getppid(), signal.SIGKILL)
         sys.exit(1)
     open(marker, "w").write(str(count))
+fill_marker = os.environ.get("FILL_MARKER")
+if fill_marker and os.path.exists(fill_marker) and os.path.basename(
+        os.path.dirname(os.path.abspath(result_path))) == os.environ["FILL_TRIAL"]:
+    os.unlink(fill_marker)
+    fd = os.open(os.environ["FILL_DISK"], os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        os.close(fd)
 if os.environ.get("RECORD_PARENT"):  # which process ran this training (e.g. a Ray worker)
     with open(result_path + ".parent", "wb") as out:
         out.write(open("/proc/{}/cmdline".format(os.getppid()), "rb").read())

@@ -1,4 +1,4 @@
-"""A full disk under a real dfseg-run: a 4 MB tmpfs (mounting needs root, as CI runs; skipped elsewhere)."""
+"""A full disk under real dfseg-run and dfseg-bench runs: a 4 MB tmpfs (``small_disk`` in conftest)."""
 
 import json
 import os
@@ -12,20 +12,6 @@ import cv2
 import numpy as np
 import pytest
 from test_live_pipeline import tiny_onnx
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here ({}); CI runs as root".format(proc.stderr.strip()))
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def noisy_video(path, frames=160, width=320, height=240):
@@ -78,10 +64,9 @@ def test_frames_into_a_full_folder_end_with_one_line_and_no_partial_file(tmp_pat
     assert all(cv2.imread(str(folder / name)) is not None for name in names)
 
 
-def test_a_table_run_on_a_full_disk_stops_with_one_line_and_resumes_once_space_is_freed(small_disk):
-    filler = small_disk / "filler"
-    with open(str(filler), "wb") as handle:  # leave a few KB: the journal's first records fit, the table does not
-        handle.write(b"\0" * (4096 - 6) * 1024)
+def test_a_table_run_on_a_full_disk_stops_with_one_line_and_resumes_once_space_is_freed(small_disk, fill_disk):
+    # A few KB left: the journal's first records fit, the table does not.
+    filler = fill_disk(small_disk / "filler", leave_kb=6)
     table = str(small_disk / "t.json")
     command = [sys.executable, "-m", "dfseg.cli.bench", "--table", table, "--models", "df1", "--no-space",
                "--no-progress"]
@@ -139,3 +124,65 @@ def test_a_second_run_onto_the_same_output_is_refused_and_the_first_finishes(tmp
         assert capture.isOpened() and capture.read()[0]
         capture.release()
         assert not os.path.exists(str(tmp_path / ".out.partial.avi"))
+
+
+def test_a_checkpoint_onto_a_full_disk_is_one_line_and_keeps_the_last_whole_one(small_disk, fill_disk):
+    torch = pytest.importorskip("torch")
+    from dfseg.fileio import DiskFullError
+    from dfseg.search.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+
+    path = checkpoint_path(str(small_disk / "trial"))
+    save_checkpoint(path, {"fingerprint": "a", "epoch": 1, "weights": torch.ones(8)})
+    fill_disk(small_disk / "filler", leave_kb=64)
+    with pytest.raises(DiskFullError) as raised:
+        save_checkpoint(path, {"fingerprint": "a", "epoch": 2, "weights": torch.ones(1 << 18)})  # 1 MB
+    message = str(raised.value)
+    assert message.startswith(path + ": the disk is full") and "\n" not in message
+    state = load_checkpoint(path, "a")
+    assert state["epoch"] == 1 and torch.equal(state["weights"], torch.ones(8))  # the last one, whole
+    assert os.listdir(os.path.dirname(path)) == ["checkpoint.pt"]  # no temporary file left
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+def test_a_trainer_whose_checkpoint_fills_the_disk_stops_with_a_disk_full_error(tmp_path, small_disk, fill_disk,
+                                                                               devices):
+    """The built-in trainer, in one process or as two data-parallel ranks: the full disk arrives as
+    ``DiskFullError`` (which stops a search; the trial runs again on --resume), never as a failed trial."""
+    pytest.importorskip("torch")
+    from test_search_trainer import make_cityscapes_dataset
+
+    from dfseg.arch import Arch
+    from dfseg.fileio import DiskFullError
+    from dfseg.search.trainer import TrainerConfig, fit
+    from dfseg.sizes import Size
+
+    city = make_cityscapes_dataset(tmp_path / "city", counts=(("train", 4), ("val", 2)))
+    config = TrainerConfig(str(city), epochs=2, batch_size=2, lr=0.05, input_size=Size(48, 48), threads=1,
+                           loader_workers=0, devices=devices)
+    trial = small_disk / "trials" / "00000"
+    fill_disk(small_disk / "filler", leave_kb=32)  # the log and progress files fit, a checkpoint does not
+    with pytest.raises(DiskFullError) as raised:
+        fit(Arch.from_short("64x1_64x1_64x1-wc3.32.32-k3"), config, trial_dir=str(trial))
+    assert str(raised.value).startswith(str(trial / "checkpoint.pt") + ": the disk is full"), str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert sorted(os.listdir(str(trial))) == ["progress.jsonl", "train.log"]  # no checkpoint, whole or partial
+
+
+def test_a_plot_onto_a_full_disk_is_one_line_and_keeps_the_last_whole_one(small_disk, fill_disk):
+    from dfseg.fileio import DiskFullError
+    from dfseg.plots import pyplot, save_png
+
+    def figure(points):
+        made, axis = pyplot().subplots(figsize=(6, 4))
+        axis.plot(np.random.RandomState(0).rand(points))
+        return made
+
+    path = str(small_disk / "tradeoff.png")
+    save_png(figure(10), path)
+    before = open(path, "rb").read()
+    fill_disk(small_disk / "filler")
+    with pytest.raises(DiskFullError) as raised:
+        save_png(figure(1000), path)
+    assert str(raised.value).startswith(path + ": the disk is full") and "\n" not in str(raised.value)
+    assert open(path, "rb").read() == before
+    assert sorted(os.listdir(str(small_disk))) == ["filler", "tradeoff.png"]

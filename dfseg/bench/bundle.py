@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import dfseg
 
 from ..arch import REFERENCE_MODEL_NAMES
-from ..fileio import sha256_file, write_json_atomic
+from ..fileio import claim_output, sha256_file, write_json_atomic
 from ..parts import Part
 from ..trt_parse_rules import require_parsable
 from .boundary import boundary_shapes
@@ -33,7 +33,19 @@ def write_bundle(
     calibration: Sequence[ModelSpec] = (),
     extra: Optional[Dict[str, Any]] = None,
 ) -> str:
-    """Export everything into ``directory`` and write its manifest; returns the manifest path."""
+    """Export everything into ``directory`` and write its manifest; returns the manifest path.  Refused
+    (one line) while a ``BundleSource`` reads the bundle or another process writes it."""
+    os.makedirs(directory, exist_ok=True)
+    claim = claim_output(directory)
+    try:
+        return _write_bundle(directory, benchmark, parts, validation, show_progress, calibration, extra)
+    finally:
+        os.close(claim)
+
+
+def _write_bundle(directory: str, benchmark: Sequence[ModelSpec], parts: Sequence[Part],
+                  validation: Sequence[ModelSpec], show_progress: bool, calibration: Sequence[ModelSpec],
+                  extra: Optional[Dict[str, Any]]) -> str:
     source = HostSource(directory, cache=False)
     roles: Dict[str, Dict[str, Any]] = {}
     for role, specs in (("benchmark", benchmark), ("validate", validation), ("calibrate", calibration)):

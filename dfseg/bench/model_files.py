@@ -14,7 +14,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from ..arch import PRESETS, REFERENCE_MODEL_NAMES, Arch
 from ..errors import UserError
-from ..fileio import read_json, sha256_file
+from ..fileio import read_json, sha256_file, share_input
 from ..parts import Part
 from ..sizes import Size, parse_size
 
@@ -52,6 +52,9 @@ class ModelSource:
     """Gives ONNX file paths for models, parts and the per-call overhead probe."""
 
     kind = "base"
+
+    def close(self) -> None:
+        """Release what the source holds (a bundle's read lock)."""
 
     def model_path(self, spec: ModelSpec) -> str:
         raise NotImplementedError
@@ -181,6 +184,9 @@ class BundleSource(ModelSource):
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
+        # Held while this source is open: dfseg-export --bundle is refused meanwhile, and a bundle that it is
+        # writing is refused here, so a run never reads a bundle half rewritten.
+        self._lock = share_input(directory, "bundle (dfseg-export --bundle)") if os.path.isdir(directory) else None
         manifest_path = os.path.join(directory, MANIFEST)
         manifest = read_json(manifest_path, "the bundle manifest", "; create the bundle on a host with "
                              "dfseg-export --bundle {}".format(directory))
@@ -194,6 +200,11 @@ class BundleSource(ModelSource):
         self._parts = {p["key"]: p for p in manifest.get("parts", [])}
         self._boundaries = {tuple(b["shape"]): b for b in manifest.get("boundaries", [])}
         self._checked: set = set()
+
+    def close(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     # -------------------------------------------------------------- contents
     def model_specs(self, role: Optional[str] = None) -> List[ModelSpec]:

@@ -151,6 +151,7 @@ class _Sources:
         self.source = HostSource(work_dir)
 
     def close(self) -> None:
+        self.source.close()
         if self.temp is not None:
             shutil.rmtree(self.temp, ignore_errors=True)
 

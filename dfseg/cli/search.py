@@ -18,7 +18,7 @@ from typing import Any, List, Optional
 
 from ..arch import Arch
 from ..errors import UserError
-from ..fileio import check_outputs
+from ..fileio import DiskFullError, check_outputs
 from ..search.selection import SELECTIONS
 from ..space import DEFAULT_WIDTHS, DecoderSpace
 from .common import ArgumentParser, number, run_command, whole_number
@@ -319,8 +319,12 @@ def _main(argv: Optional[List[str]] = None) -> int:
             print("{}: no evaluator given, so nothing was trained; add --train-cmd, --replay or --trainer to "
                   "search".format(PROG))
         return 0
-    study = _search(args, out, candidates, table, evaluator)
-    return _report(args, out, study)
+    try:
+        study = _search(args, out, candidates, table, evaluator)
+        return _report(args, out, study)
+    except DiskFullError as exc:
+        raise DiskFullError("{}; the journal keeps every finished trial, so continue with --resume".format(
+            exc)) from None
 
 
 def _search(args: argparse.Namespace, out: str, candidates: Any, table: Any, evaluator: Any) -> Any:

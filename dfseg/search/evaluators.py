@@ -28,7 +28,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence
 
 from ..arch import Arch, ArchError
 from ..errors import UserError
-from ..fileio import parse_json, read_json, write_atomic
+from ..fileio import disk_full, disk_nearly_full, no_space_as_error, parse_json, read_json, write_atomic
 
 ARCH_FIELD = "{arch}"
 RESULT_FIELD = "{result}"
@@ -96,13 +96,19 @@ class CommandEvaluator:
         attempt = len([n for n in os.listdir(trial_dir) if n.startswith("attempt-")]) + 1
         log_path = os.path.join(trial_dir, "attempt-{}.log".format(attempt))
         argv = self.command(arch_path, result_path, progress_path)
-        with open(log_path, "wb") as log:
+        with no_space_as_error(log_path), open(log_path, "wb") as log:
             log.write(("$ " + " ".join(shlex.quote(a) for a in argv) + "\n").encode("utf-8"))
             log.flush()
             returncode = run_process_group(argv, log, self.timeout_s, log_path)
-        if returncode != 0:
-            raise EvaluationError("exit code {} (log {})".format(returncode, log_path))
-        return read_accuracy(result_path)
+        try:
+            if returncode != 0:
+                raise EvaluationError("exit code {} (log {})".format(returncode, log_path))
+            return read_accuracy(result_path)
+        except EvaluationError as exc:
+            if disk_nearly_full(trial_dir):
+                # The likely cause, and no result of the trial: the search stops, the trial runs again on --resume.
+                raise disk_full(trial_dir, "the training command failed: {}".format(exc)) from None
+            raise
 
 
 def read_progress(trial_dir: str) -> List[Dict[str, Any]]:
@@ -141,7 +147,9 @@ def run_process_group(argv: List[str], log: Any, timeout_s: Optional[float], log
                                    start_new_session=True)
     except OSError as exc:
         raise EvaluationError("cannot run {}: {}".format(argv[0], exc)) from None
-    copier = threading.Thread(target=copy_capped, args=(process.stdout, log), daemon=True)
+    failed = []  # type: List[OSError]
+    copier = threading.Thread(target=copy_capped, args=(process.stdout, log, LOG_HEAD_BYTES, LOG_TAIL_BYTES, failed),
+                              daemon=True)
     copier.start()
     try:
         returncode = process.wait(timeout=timeout_s)
@@ -153,6 +161,9 @@ def run_process_group(argv: List[str], log: Any, timeout_s: Optional[float], log
         end_process_group(process)
         copier.join(timeout=10.0)
         process.stdout.close()
+    if failed:
+        with no_space_as_error(log_path):
+            raise failed[0]
     return returncode
 
 
@@ -160,9 +171,23 @@ LOG_HEAD_BYTES = 8 << 20  # of a trial's output, the first 8 MiB and the last 1 
 LOG_TAIL_BYTES = 1 << 20
 
 
-def copy_capped(stream: Any, log: Any, head: int = LOG_HEAD_BYTES, tail: int = LOG_TAIL_BYTES) -> None:
+def copy_capped(stream: Any, log: Any, head: int = LOG_HEAD_BYTES, tail: int = LOG_TAIL_BYTES,
+                failed: Optional[List[OSError]] = None) -> None:
     """Copy ``stream`` into ``log`` keeping its first ``head`` and last ``tail`` bytes, so a chatty or
-    runaway training command cannot fill the disk; what was left out is counted in the log."""
+    runaway training command cannot fill the disk; what was left out is counted in the log.  A write
+    that fails (a full disk) goes into ``failed`` (raised without it) and ends the copying, but the
+    stream is still read to its end so that the command never blocks on a full pipe."""
+    try:
+        _copy_capped(stream, log, head, tail)
+    except OSError as exc:
+        if failed is None:
+            raise
+        failed.append(exc)
+        for _ in iter(lambda: stream.read(65536), b""):
+            pass
+
+
+def _copy_capped(stream: Any, log: Any, head: int, tail: int) -> None:
     written, dropped = 0, 0
     kept: Deque[bytes] = collections.deque()
     kept_bytes = 0

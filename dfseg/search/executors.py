@@ -1,7 +1,7 @@
 """Where trials run: in this process, in a local process pool, or as Ray tasks.
 
 Every executor offers ``capacity`` (trials it can hold), ``submit(trial)``, ``wait()`` (at least
-one finished ``Outcome``) and ``close()``.  Failures never escape: an evaluator error is retried
+one finished ``Outcome``) and ``close()``.  Failures never escape (a full disk comes back as an ``Outcome`` marked ``disk_full``): an evaluator error is retried
 ``retries`` times inside the worker, a dead worker (killed process, crashed Ray worker) is
 resubmitted up to ``retries`` times, and what still fails comes back as an ``Outcome`` with an
 error for the study to record.
@@ -18,6 +18,7 @@ import traceback
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from ..errors import UserError, raise_terminated
+from ..fileio import DiskFullError
 from ..uri import redact
 from .evaluators import EvaluationError, read_progress
 
@@ -31,6 +32,9 @@ class Outcome(NamedTuple):
     attempts: int
     seconds: float
     progress: Sequence[Dict[str, Any]] = ()  # the trial's per-epoch records (evaluators.PROGRESS_NAME)
+    # The trial ran out of disk space: that is no result of the trial, so the search stops with ``error``
+    # and the trial runs again on --resume instead of being recorded as failed.
+    disk_full: bool = False
 
 
 def trial_dir(root: str, number: int) -> str:
@@ -47,6 +51,8 @@ def evaluate_trial(evaluator: Evaluator, trial: Any, directory: str, retries: in
             return Outcome(trial.number, accuracy, None, attempt, time.time() - start, read_progress(directory))
         except EvaluationError as exc:
             error = str(exc)
+        except DiskFullError as exc:  # no retry: a full disk stays full
+            return Outcome(trial.number, None, str(exc), attempt, time.time() - start, disk_full=True)
         except Exception as exc:  # a buggy evaluator must not end the search: record it
             error = "{}: {} ({})".format(type(exc).__name__, exc, traceback.format_exc(limit=3).strip().splitlines()[-1])
     return Outcome(trial.number, None, error, retries + 1, time.time() - start)

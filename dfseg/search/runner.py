@@ -2,12 +2,14 @@
 
 from typing import Any, Callable, Optional
 
+from ..fileio import DiskFullError
 from .study import Study
 
 
 def run_search(study: Study, executor: Any, progress: bool = True,
                on_result: Optional[Callable[[Study], None]] = None) -> Study:
-    """Run until the study stops (front stable, space exhausted or budget) and nothing is in flight."""
+    """Run until the study stops (front stable, space exhausted or budget) and nothing is in flight; a
+    trial that ran out of disk space raises its ``DiskFullError`` (the journal keeps the others)."""
     from tqdm import tqdm
 
     bar = tqdm(total=study.max_trials, initial=len(study.trials), desc="POP search", unit="trial",
@@ -21,7 +23,11 @@ def run_search(study: Study, executor: Any, progress: bool = True,
                 executor.submit(trial)
             if executor.pending == 0:
                 break
+            full = None
             for outcome in executor.wait():
+                if outcome.disk_full:
+                    full = full or outcome
+                    continue
                 if outcome.progress:
                     study.record_progress(outcome.number, list(outcome.progress))
                 if outcome.accuracy is None:
@@ -34,6 +40,8 @@ def run_search(study: Study, executor: Any, progress: bool = True,
                                 failed=summary["failed"])
                 if on_result is not None:
                     on_result(study)
+            if full is not None:  # after the others' results are journalled; this trial stays in flight
+                raise DiskFullError(full.error)
     finally:
         bar.close()
     return study

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 from ..cityscapes import IGNORE_LABEL
 from ..errors import UserError
 from ..eval import ConfusionMatrix
-from ..fileio import write_atomic
+from ..fileio import DiskFullError, no_space_as_error, write_atomic
 from ..sizes import Size
 from .evaluators import PROGRESS_NAME
 from .training import checkpoint as ckpt
@@ -129,11 +129,14 @@ def _rank_entry(group: distributed.Group, config: TrainerConfig, arch: Any, weig
 
 
 def _one_line(exc: BaseException) -> UserError:
-    """A UserError raised in a loader worker or a rank arrives wrapped in a traceback: its last line."""
+    """A UserError raised in a loader worker or a rank arrives wrapped in a traceback: its last line (a
+    full disk stays a DiskFullError, which stops the search rather than failing the trial)."""
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     for line in reversed(lines):
-        if "UserError: " in line:
-            return UserError(line.split("UserError: ", 1)[1])
+        for kind in (DiskFullError, UserError):
+            marker = kind.__name__ + ": "
+            if marker in line:
+                return kind(line.split(marker, 1)[1])
     return UserError("training failed: {}".format(lines[-1] if lines else type(exc).__name__))
 
 
@@ -356,7 +359,8 @@ def _write_progress(trial_dir: str, progress: List[Dict[str, Any]]) -> None:
 
 
 def _log(trial_dir: str, line: str) -> None:
-    with open(os.path.join(trial_dir, "train.log"), "a") as log:
+    path = os.path.join(trial_dir, "train.log")
+    with no_space_as_error(path), open(path, "a") as log:
         log.write("{} {}\n".format(time.strftime("%Y-%m-%dT%H:%M:%S"), line))
 
 

@@ -7,11 +7,12 @@ numbers); one that does not match the trial asking for it is ignored, so an edit
 trial over rather than continuing someone else's training."""
 
 import hashlib
+import io
 import json
 import os
 from typing import Any, Dict, Optional
 
-from ...fileio import atomic_output
+from ...fileio import write_atomic
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -27,8 +28,11 @@ def fingerprint(settings: Dict[str, Any]) -> str:
 def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
     import torch
 
-    with atomic_output(path) as temp:
-        torch.save(state, temp)
+    # Serialised in memory first: torch.save's own file writer turns a full disk into a RuntimeError
+    # ("unexpected pos"), where write_atomic's plain writes give the one-line DiskFullError.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str, expected: str) -> Optional[Dict[str, Any]]:
