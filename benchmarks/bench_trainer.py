@@ -12,16 +12,20 @@ Measures (one run; JSON in benchmarks/results/trainer.json, a short table on std
   DataLoader with the same 2 workers; SGD; nothing else) on the same data and model, in alternating
   runs (``--rounds`` each).  Goal: ratio of medians >= 0.9.
 - data-parallel equivalence: 2 Gloo processes against 1 process, same global batch (4) and seed: the
-  first 20 losses (256x128 crops of 512x256, to keep the run short), in float64 (the goal: the same
-  computation) and in float32, with a control (one process, 1 against 2 threads) that shows how far
-  float32 rounding noise alone carries 20 training steps.  Goal: within 1e-3 relative.
+  first 20 losses (256x128 crops of 512x256, to keep the run short) in float32, with the relative
+  difference of every step.  Goal: within 1e-3 relative.  Also float64 (the same computation without
+  float32 rounding) and two float32 controls: one process with 1 against 2 threads (rounding noise
+  alone), and 2 processes against 1 with the model's ReLUs made SiLU (the ReLU kink is what amplifies
+  the noise).
 - resume: a trial of 3 epochs killed with SIGKILL at a random moment of epoch 2 and run again from its
   checkpoint, against the uninterrupted trial: final mIoU.  Goal: equal within 0.1.
 
     flock /tmp/bench.lock python benchmarks/bench_trainer.py --data /tmp/city2048 --generate
+    flock /tmp/bench.lock python benchmarks/bench_trainer.py --data /tmp/city2048 --measures data_parallel
 """
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -38,19 +42,26 @@ import numpy as np
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCH = "64x1_64x1_64x1-wc19.32.32-k19"
+MEASURES = ("memory", "throughput", "data_parallel", "resume")
 
 FIT = r"""
-import json, sys
-from dfseg.arch import Arch
-from dfseg.search.trainer import TrainerConfig, fit
-from dfseg.search.training.recipe import Recipe
-from dfseg.sizes import parse_size
-options, trial_dir = json.loads(sys.argv[1]), sys.argv[2]
-arch, size, crop = options.pop("arch"), parse_size(options.pop("size")), parse_size(options.pop("crop"))
-config = TrainerConfig(options.pop("data"), batch_size=4, lr=0.01, input_size=size, recipe=Recipe(crop=crop),
-                       loader_workers=2, **options)
-result = fit(Arch.parse(arch), config, trial_dir=None if trial_dir == "-" else trial_dir)
-print(json.dumps(result._asdict()))
+import json, os, sys
+if os.environ.get("BENCH_SMOOTH_RELU"):
+    # The control of the equivalence measure: every ReLU of the model (its only non-smooth operation)
+    # as SiLU.  At top level, so that the spawned ranks, which run this file as __mp_main__, get it too.
+    import torch
+    torch.nn.ReLU.forward = lambda self, x: torch.nn.functional.silu(x)
+if __name__ == "__main__":
+    from dfseg.arch import Arch
+    from dfseg.search.trainer import TrainerConfig, fit
+    from dfseg.search.training.recipe import Recipe
+    from dfseg.sizes import parse_size
+    options, trial_dir = json.loads(sys.argv[1]), sys.argv[2]
+    arch, size, crop = options.pop("arch"), parse_size(options.pop("size")), parse_size(options.pop("crop"))
+    config = TrainerConfig(options.pop("data"), batch_size=4, lr=0.01, input_size=size, recipe=Recipe(crop=crop),
+                           loader_workers=2, **options)
+    result = fit(Arch.parse(arch), config, trial_dir=None if trial_dir == "-" else trial_dir)
+    print(json.dumps(result._asdict()))
 """
 
 
@@ -131,9 +142,19 @@ def tree_memory_mb(pid: int) -> Dict[str, float]:
     return {key: value / 1024.0 for key, value in totals.items()}
 
 
-def run_child(code: str, args: List[str], watch_memory: bool = False) -> Dict[str, Any]:
-    env = dict(os.environ, PYTHONPATH=REPO)
-    process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+def script(code: str) -> str:
+    """``code`` as a file (spawned ranks run their parent's main file, not a ``-c`` string, as __mp_main__)."""
+    path = os.path.join(tempfile.gettempdir(), "bench-trainer-{}-{}.py".format(os.getpid(), abs(hash(code))))
+    if not os.path.exists(path):
+        with open(path, "w") as handle:
+            handle.write(code)
+        atexit.register(os.unlink, path)
+    return path
+
+
+def run_child(code: str, args: List[str], watch_memory: bool = False, **env_more: str) -> Dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=REPO, **env_more)
+    process = subprocess.Popen([sys.executable, script(code), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env)
     peak = {"rss": 0.0, "pss": 0.0}
 
@@ -211,45 +232,57 @@ def main() -> int:
     parser.add_argument("--generate", action="store_true", help="generate --data first if it is missing")
     parser.add_argument("--steps", type=int, default=6, help="training steps per memory / throughput run")
     parser.add_argument("--rounds", type=int, default=2, help="alternating throughput runs per subject")
-    parser.add_argument("--measures", default="memory,throughput,data_parallel,resume",
-                        help="comma-separated subset of memory, throughput, data_parallel, resume")
+    parser.add_argument("--measures", default=",".join(MEASURES),
+                        help="comma-separated subset of {}; a subset updates only its entries of --out".format(
+                            ", ".join(MEASURES)))
     parser.add_argument("--out", default=os.path.join(RESULTS, "trainer.json"))
     args = parser.parse_args()
     args.measures = args.measures.split(",")
+    unknown = sorted(set(args.measures) - set(MEASURES))
+    if unknown:
+        raise SystemExit("--measures {}: choose from {}".format(unknown[0], ",".join(MEASURES)))
     if not os.path.isdir(args.data):
         if not args.generate:
             raise SystemExit("{} does not exist; pass --generate".format(args.data))
         generate(args.data, 1000)
-    result: Dict[str, Any] = {"command": " ".join(["python"] + sys.argv), "date": time.strftime("%Y-%m-%d"),
-                              "machine": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-                              "arch": ARCH}
+    run = {"command": " ".join(["python"] + sys.argv), "date": time.strftime("%Y-%m-%d"), "machine": _cpu_model(),
+           "cores": os.cpu_count(), "python": platform.python_version()}
+    result: Dict[str, Any] = dict(run, arch=ARCH)
+    partial = set(args.measures) != set(MEASURES)
+    if partial and os.path.exists(args.out):  # a rerun of some measures keeps the others' figures
+        with open(args.out) as handle:
+            result = json.load(handle)
+    measured: Dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as work:
         if "memory" in args.measures:
-            result["memory"] = memory_measure(args.data, work, args.steps)
+            measured["memory"] = memory_measure(args.data, work, args.steps)
         if "throughput" in args.measures:
-            result["throughput"] = throughput_measure(args.data, args.steps, args.rounds)
+            measured["throughput"] = throughput_measure(args.data, args.steps, args.rounds)
         if "data_parallel" in args.measures:
-            result["data_parallel"] = data_parallel_measure(args.data)
+            measured["data_parallel"] = data_parallel_measure(args.data)
         if "resume" in args.measures:
-            result["resume"] = resume_measure(args.data, work, seed=int(time.time()))
+            measured["resume"] = resume_measure(args.data, work, seed=int(time.time()))
+    for name, value in measured.items():
+        result[name] = dict(value, run=run)  # each measure says which command, day and machine gave it
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as handle:
         json.dump(result, handle, indent=2)
     print("measure        result                                                  goal           met")
-    if "memory" in result:
+    if "memory" in measured:
         m = result["memory"]
         for key in ("pss", "rss"):
             print("memory ({})   {:.0f} MB (100 images) / {:.0f} MB (1,000), x{:.3f}            <10%, <3 GB   {}".format(
                 key.upper(), m[key]["100"], m[key]["1000"], m[key]["ratio"], m[key]["met"]))
-    if "throughput" in result:
+    if "throughput" in measured:
         t = result["throughput"]
         print("throughput     {:.3f} of the plain loop (median {:.2f} vs {:.2f} images/s)        >= 0.9         {}".format(
             t["ratio_of_medians"], np.median(t["trainer_images_per_s"]), np.median(t["plain_images_per_s"]), t["met"]))
-    if "data_parallel" in result:
+    if "data_parallel" in measured:
         d = result["data_parallel"]
-        print("2 Gloo vs 1    float64: {:.1e}; float32: {:.1e} (1 vs 2 threads alone: {:.1e})   <= 1e-3       {}".format(
-            d["float64"], d["float32"], d["float32_threads_control"], d["met"]))
-    if "resume" in result:
+        print("2 Gloo vs 1    float32: {:.1e} (1 vs 2 threads alone: {:.1e}; ReLU as SiLU: {:.1e}); "
+              "float64: {:.1e}   <= 1e-3   {}".format(d["float32"], d["float32_threads_control"],
+                                                     d["float32_silu_control"], d["float64"], d["met"]))
+    if "resume" in measured:
         r = result["resume"]
         print("resume         mIoU {:.3f} uninterrupted, {:.3f} killed in epoch 2 and resumed       <= 0.1         {}".format(
             r["straight_miou"], r["resumed_miou"], r["met"]))
@@ -284,21 +317,40 @@ def throughput_measure(data: str, steps: int, rounds: int) -> Dict[str, Any]:
 
 
 def data_parallel_measure(data: str) -> Dict[str, Any]:
-    """First 20 losses, 2 Gloo processes against 1, in float64 (the computation) and float32 (with the
-    float32 noise a change of thread count alone causes, for scale)."""
-    def losses(**options: Any) -> List[float]:
-        return run_child(FIT, fit_args(data, "512x256", "256x128", 20, threads=1, **options))["losses"][:20]
+    """First 20 losses, 2 Gloo processes against 1, in float32 (the goal) and float64 (the same
+    computation, without float32's rounding), with two float32 controls: one process with 1 against 2
+    threads (how far rounding noise alone carries 20 steps) and 2 processes against 1 with the model's
+    ReLUs as SiLU (the ReLU kink is what amplifies that noise: an input within rounding distance of 0
+    lands on the other side in the other run and changes the gradient by a whole element's share)."""
+    def losses(env: Dict[str, str] = {}, **options: Any) -> List[float]:  # noqa: B006 (read only)
+        return run_child(FIT, fit_args(data, "512x256", "256x128", 20, **dict(dict(threads=1), **options)),
+                         **env)["losses"][:20]
 
-    def worst(a: List[float], b: List[float]) -> float:
-        return max(abs(x - y) / abs(x) for x, y in zip(a, b))
+    def relative(a: List[float], b: List[float]) -> List[float]:
+        return [abs(x - y) / abs(x) for x, y in zip(a, b)]
+
+    def first_above(values: List[float], level: float = 1e-6) -> Any:
+        return next((step for step, value in enumerate(values, 1) if value > level), None)
 
     one64, two64 = losses(dtype="float64"), losses(dtype="float64", devices=2)
     one32, two32 = losses(), losses(devices=2)
-    threads32 = run_child(FIT, fit_args(data, "512x256", "256x128", 20, threads=2))["losses"][:20]
-    return {"steps": len(one64), "float64": worst(one64, two64), "float32": worst(one32, two32),
-            "float32_threads_control": worst(one32, threads32), "losses_float64_1": one64,
-            "losses_float64_2_gloo": two64, "losses_float32_1": one32, "losses_float32_2_gloo": two32,
-            "goal": 1e-3, "met": worst(one64, two64) <= 1e-3 and len(one64) == 20}
+    threads32 = losses(threads=2)
+    smooth = {"BENCH_SMOOTH_RELU": "1"}
+    one_silu, two_silu = losses(smooth), losses(smooth, devices=2)
+    per_step = relative(one32, two32)
+    return {"steps": len(one64), "float32": max(per_step), "float64": max(relative(one64, two64)),
+            "float32_threads_control": max(relative(one32, threads32)),
+            "float32_silu_control": max(relative(one_silu, two_silu)),
+            "float32_first_step_above_1e-6": first_above(per_step),
+            "float32_threads_first_step_above_1e-6": first_above(relative(one32, threads32)),
+            "float32_relative_per_step": per_step,
+            "float32_threads_relative_per_step": relative(one32, threads32),
+            "float32_silu_relative_per_step": relative(one_silu, two_silu),
+            "losses_float64_1": one64, "losses_float64_2_gloo": two64, "losses_float32_1": one32,
+            "losses_float32_2_gloo": two32, "losses_float32_1_2_threads": threads32,
+            "losses_float32_silu_1": one_silu, "losses_float32_silu_2_gloo": two_silu,
+            "goal": 1e-3, "met": max(per_step) <= 1e-3 and len(one32) == 20,
+            "float64_met": max(relative(one64, two64)) <= 1e-3 and len(one64) == 20}
 
 
 def _cpu_model() -> str:

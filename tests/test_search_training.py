@@ -165,14 +165,25 @@ def test_check_dataset_counts_the_splits(tmp_path):
 
 
 def test_data_parallel_gloo_matches_one_process(tmp_path):
+    """2 Gloo processes train what one process trains on the same global batch and seed.  float64 (the
+    computation without float32 rounding): every loss within 1e-9 (measured 1e-13 at worst).  float32:
+    the first three losses within 1e-3, at a learning rate low enough that this holds on any CPU.  Later
+    float32 losses part legitimately: a ReLU input within rounding distance of 0 lands on the other side
+    when the sums run in another order (2 processes, or 2 threads in one process, do the same), and that
+    changes the gradient by a whole pixel's share, up to 1e-3 of the next loss on this small model at lr
+    0.05; benchmarks/bench_trainer.py measures it (and that with SiLU for ReLU the runs stay within 1e-6)."""
     city = make_cityscapes_dataset(tmp_path / "city", counts=(("train", 8), ("val", 2)))
     config = TrainerConfig(str(city), epochs=2, batch_size=4, lr=0.05, input_size=Size(48, 48), threads=1,
-                           loader_workers=0)
+                           loader_workers=0, dtype="float64")
     one = fit(Arch.from_short(SEG), config)
     two = fit(Arch.from_short(SEG), config._replace(devices=2))
     assert len(one.losses) == len(two.losses) == 4
-    assert np.allclose(two.losses, one.losses, rtol=1e-3, atol=0), (one.losses, two.losses)
+    assert np.allclose(two.losses, one.losses, rtol=1e-9, atol=0), (one.losses, two.losses)
     assert two.score == pytest.approx(one.score, abs=0.5)
+    config32 = config._replace(dtype="float32", lr=0.01)
+    one32 = fit(Arch.from_short(SEG), config32).losses[:3]
+    two32 = fit(Arch.from_short(SEG), config32._replace(devices=2)).losses[:3]
+    assert np.allclose(two32, one32, rtol=1e-3, atol=0), (one32, two32)
     with pytest.raises(UserError, match=r"--batch-size 3: the global batch must split evenly over 2"):
         fit(Arch.from_short(SEG), config._replace(devices=2, batch_size=3))
 
