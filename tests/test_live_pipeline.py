@@ -469,10 +469,11 @@ def test_low_latency_inference_takes_the_newest_captured_frame(model):
 
 
 def test_low_latency_slow_drawing_pauses_inference_and_loses_no_class_map(model):
-    """While the drawing holds frame 0's class map, inference finishes at most one more, which waits to
-    be taken (no newer one replaces it, none is computed for nothing), then takes the newest frame."""
+    """While the drawing holds frame 0's class map, inference finishes at most two more (one waiting in
+    the queue, one waiting to be put; no newer one replaces them, none is computed for nothing), then
+    takes the newest frame."""
     pipeline, result, indices = run_held(model, "render")
-    assert indices == pipeline.inferred and len(indices) in (2, 3)  # 0, [the frame waiting], the newest
+    assert indices == pipeline.inferred and len(indices) in (2, 3, 4)  # 0, [up to 2 waiting], the newest
     assert pipeline.clocks["postprocess"].items == result.frames_written  # every class map was written
     assert result.drops == {"capture": 30 - len(indices), "preprocess": 0, "inference": 0, "postprocess": 0,
                             "render": 0}

@@ -13,10 +13,10 @@ each frame once written (the Python API's ``Model.stream`` iterates it; ``run()`
   Capture (at normal priority: a camera's frames must be read as they come, and that work is the
   same under any policy) keeps only the newest frame in a one-item slot, replacing an untaken one.
   One thread takes it, preprocesses, infers and makes the class map (no hand-over to an idle-class
-  thread on the way from capture to class map), then waits until the render stage has taken that
-  class map before taking the next frame: a finished class map is never thrown away, and when the
-  drawing falls behind (the CPU is busy) inference pauses and leaves it the cores instead of
-  computing class maps nobody would see.  The render stage replaces a drawn frame the outputs have
+  thread on the way from capture to class map), and hands the class map to the render stage through
+  a one-item queue, waiting while the one before is still untaken: a finished class map is never
+  thrown away, and when the drawing falls behind (the CPU is busy) inference pauses and leaves it the
+  cores instead of computing class maps nobody would see; the frame it takes next is still the newest.  The render stage replaces a drawn frame the outputs have
   not taken yet with its newer one.  Every queue holds one item; drops are counted against the
   stage whose output was replaced (capture and render); frames still leave in capture order.
 * Files and folders: every queue blocks, so no frame is ever lost; the latency policy does not apply.
@@ -151,7 +151,7 @@ class Pipeline:
         finalised.  Closing the generator early (``break``) does the same.
         """
         groups = THREADS[self.latency]
-        queues = self.queues = [Slot(maxsize=self.queue_size) for _ in range(len(groups) + 1)]
+        queues = self.queues = [queue.Queue(maxsize=self.queue_size) for _ in range(len(groups) + 1)]
         threads = [threading.Thread(target=self._capture, args=(queues[0],), name="capture", daemon=True)]
         threads += [self._stage(steps, queues[i], queues[i + 1]) for i, steps in enumerate(groups)]
         previous_handlers = self._install_signal_handlers() if handle_signals else {}
@@ -301,7 +301,7 @@ class Pipeline:
                      "is busy): they now run at normal priority, nice +{}".format(what, HELPER_NICENESS))
 
     # ---------------------------------------------------------------- plumbing
-    def _stage(self, steps: Sequence[str], inbox: "queue.Queue[Any]", outbox: "Slot") -> threading.Thread:
+    def _stage(self, steps: Sequence[str], inbox: "queue.Queue[Any]", outbox: "queue.Queue[Any]") -> threading.Thread:
         """A thread that runs ``steps`` (stage names, each a method ``_<name>``) on every item of ``inbox``."""
         clocks = [self.clocks[name] for name in steps]
         runs_inference = "inference" in steps
@@ -321,14 +321,10 @@ class Pipeline:
                         clock.items += 1
                     if runs_inference:
                         self._guard_helpers()
-                    if self.latency != LOW:
+                    if self.latency != LOW or runs_inference:
+                        # Under LOW too a class map waits (at most one) for the drawing rather than be
+                        # replaced: the next frame is taken only after, so it is still the newest.
                         self._put(outbox, item, clocks[-1])
-                    elif runs_inference:
-                        # Take the next frame only once this class map has been taken: a newer frame
-                        # then waits for the network (and is replaced if a newer still comes), never
-                        # a finished class map for the drawing.
-                        self._put(outbox, item, clocks[-1])
-                        self._wait_taken(outbox, clocks[-1])
                     else:
                         self._put_latest(outbox, item, steps[-1])
             except BaseException as exc:
@@ -369,13 +365,6 @@ class Pipeline:
         finally:
             if clock is not None:
                 clock.wait_out_s += time.perf_counter() - waited
-
-    def _wait_taken(self, out: "Slot", clock: StageClock) -> None:
-        """Wait until the item put in ``out`` has been taken (or the run is aborted)."""
-        waited = time.perf_counter()
-        while not out.wait_taken(_POLL_S) and not self.abort_event.is_set():
-            pass
-        clock.wait_out_s += time.perf_counter() - waited
 
     def _put_latest(self, out: "queue.Queue[Any]", item: Any, stage: str) -> None:
         """Put ``item``, dropping the oldest queued item when full (live sources only).  Only ``stage``
@@ -430,17 +419,6 @@ class Pipeline:
     def _restore_signal_handlers(previous: Dict[int, Any]) -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-class Slot(queue.Queue):
-    """A bounded queue whose writer can wait until its items have been taken."""
-
-    def wait_taken(self, timeout: float) -> bool:
-        """True once the queue is empty, False if it still holds an item after ``timeout`` seconds."""
-        with self.not_full:  # notified by every get
-            if self._qsize():
-                self.not_full.wait(timeout)
-            return not self._qsize()
 
 
 def check_latency(policy: str) -> None:
