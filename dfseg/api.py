@@ -133,8 +133,8 @@ class Model:
 
         ``outputs`` are ``dfseg-run``'s (a video file, ``folder/``, ``http://HOST:PORT``,
         ``display://0``), fed from the same loop and drawn as ``overlay``/``alpha``/``legend`` say.
-        ``latency="low"`` (live sources): queues of one, and every stage drops a waiting frame for a
-        newer one, so each class map is as fresh as the network allows (``dfseg-run --latency low``);
+        ``latency="low"`` (live sources): the network always takes the newest frame and nothing waits
+        behind a backlog, so each class map is as fresh as the network allows (``dfseg-run --latency low``);
         files and folders keep every frame whatever the policy.
         The source and the outputs are checked now (UserError); the work starts with the iteration.
         """

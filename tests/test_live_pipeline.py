@@ -393,88 +393,127 @@ def test_latency_percentiles_are_nearest_rank():
     assert percentiles([1.0, 2.0, 3.0, 4.0, 1000.0])["p95"] == 1000.0
 
 
-class StagedPipeline(Pipeline):
-    """The real pipeline whose stages each hold their first frame until the stage before them has had
-    to drop one: every stage is, in turn, slower than its source by construction, not by a sleep.  It
-    also records the most items any queue held whenever a stage took one."""
+class HeldCamera(BurstCamera):
+    """A live camera that delivers frame 0, then, once ``taken`` is set, the other ``burst - 1`` as fast
+    as they are read; then (its last frame queued) it sets ``delivered`` and ends once ``release`` is set."""
 
-    UPSTREAM = {"preprocess": "capture", "inference": "preprocess", "postprocess": "inference",
-                "render": "postprocess"}
+    def __init__(self, burst):
+        super().__init__(burst)
+        self.taken = threading.Event()
+        self.delivered = threading.Event()
+        self.release = threading.Event()
 
-    def __init__(self, *args, **kwargs):
+    def read(self):
+        if self.frames_read == 1 and not self.taken.wait(timeout=120):
+            raise AssertionError("the pipeline never took frame 0")
+        if self.frames_read >= self.total:
+            self.delivered.set()
+            if not self.release.wait(timeout=120):
+                raise AssertionError("the test never released the camera")
+        return super().read()
+
+
+class HeldPipeline(Pipeline):
+    """The real pipeline whose ``held`` stage holds its first item until the camera has delivered every
+    frame, then releases the camera: that stage is slower than the camera by construction, not by a
+    sleep.  The camera's frame 0 is the first taken.  It records the frame each inference started on
+    and the most items any queue held."""
+
+    def __init__(self, held, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.held = set()
+        self.held = held
+        self.inferred = []
         self.most_queued = 0
 
     def _hold(self, stage):
         self.most_queued = max([self.most_queued] + [q.qsize() for q in self.queues])
-        if stage not in self.held:
-            self.held.add(stage)
-            deadline = time.monotonic() + 120
-            while not self.drops[self.UPSTREAM[stage]] and time.monotonic() < deadline:
-                time.sleep(0.001)
+        if stage == self.held and not self.source.release.is_set():
+            assert self.source.delivered.wait(timeout=120), "the camera never delivered its burst"
+            self.source.release.set()
 
     def _preprocess(self, frame):
-        self._hold("preprocess")
+        self.source.taken.set()
         return super()._preprocess(frame)
 
-    def _infer(self, item):
+    def _inference(self, item):
         self._hold("inference")
-        return super()._infer(item)
-
-    def _postprocess(self, item):
-        self._hold("postprocess")
-        return super()._postprocess(item)
+        self.inferred.append(item[0].index)
+        return super()._inference(item)
 
     def _render(self, item):
         self._hold("render")
         return super()._render(item)
 
 
-class DropGate(threading.Event):
-    """Set once every stage of ``pipeline`` has dropped a frame (the camera then ends, the sink's first
-    write may proceed)."""
+def run_held(model, held, burst=30):
+    with OnnxRuntimeRunner(model, threads=1) as runner:
+        sink = RecordingSink()
+        pipeline = HeldPipeline(held, HeldCamera(burst), Segmenter(runner), Renderer(), [sink], queue_size=4,
+                                latency="low")
+        result = pipeline.run()
+    assert result.latency_policy == "low" and all(q.maxsize == 1 for q in pipeline.queues)
+    assert pipeline.most_queued <= 1
+    assert result.frames_captured == burst and result.frames_written + result.frames_dropped == burst
+    assert result.frames_dropped == sum(result.drops.values())
+    indices = [int(name) for name in sink.names]
+    assert indices == sorted(indices) and indices[-1] == burst - 1  # in order; the newest is never dropped
+    return pipeline, result, indices
+
+
+def test_low_latency_inference_takes_the_newest_captured_frame(model):
+    """While the network works on frame 0 the camera delivers 29 more: the next inference starts on
+    the newest of them, the 28 between are dropped at capture and nowhere else."""
+    pipeline, result, indices = run_held(model, "inference")
+    assert pipeline.inferred == indices == [0, 29]
+    assert result.drops == {"capture": 28, "preprocess": 0, "inference": 0, "postprocess": 0, "render": 0}
+
+
+def test_low_latency_slow_drawing_pauses_inference_and_loses_no_class_map(model):
+    """While the drawing holds frame 0's class map, inference finishes at most two more (one waiting in
+    the queue, one waiting to be put; no newer one replaces them, none is computed for nothing), then
+    takes the newest frame."""
+    pipeline, result, indices = run_held(model, "render")
+    assert indices == pipeline.inferred and len(indices) in (2, 3, 4)  # 0, [up to 2 waiting], the newest
+    assert pipeline.clocks["postprocess"].items == result.frames_written  # every class map was written
+    assert result.drops == {"capture": 30 - len(indices), "preprocess": 0, "inference": 0, "postprocess": 0,
+                            "render": 0}
+
+
+class RenderDropGate:
+    """A gate for RecordingSink that opens once the render stage of ``pipeline`` has dropped a frame."""
 
     def __init__(self):
-        super().__init__()
         self.pipeline = None
 
-    def wait(self, timeout=None):
-        deadline = time.monotonic() + (timeout or 0)
-        while not all(self.pipeline.drops.values()) and time.monotonic() < deadline:
+    def wait(self, timeout):
+        deadline = time.monotonic() + timeout
+        while not self.pipeline.drops["render"] and time.monotonic() < deadline:
             time.sleep(0.001)
-        return all(self.pipeline.drops.values())
+        return bool(self.pipeline.drops["render"])
 
 
-class UntilDropsCamera(BurstCamera):
-    """A live source faster than everything after it: frames until every stage has dropped one."""
+def test_low_latency_slow_output_gets_the_newest_drawn_frame(model):
+    """An output slower than the camera (held until render had to drop): the drawn frame waiting for
+    it is replaced by a newer drawn one, counted against render; frame -> class map drops nothing."""
 
-    def __init__(self, gate):
-        super().__init__(100000)
-        self.gate = gate
+    class UntilRenderDrops(BurstCamera):
+        def read(self):
+            if gate.pipeline.drops["render"]:
+                self.total = self.frames_read
+            return super().read()
 
-    def read(self):
-        if self.gate.pipeline is not None and all(self.gate.pipeline.drops.values()):
-            self.total = self.frames_read
-        return super().read()
-
-
-def test_low_latency_live_source_drops_at_every_stage_in_order(model):
+    gate = RenderDropGate()
     with OnnxRuntimeRunner(model, threads=1) as runner:
-        gate = DropGate()
-        camera = UntilDropsCamera(gate)
         sink = RecordingSink(gate=gate)
-        pipeline = StagedPipeline(camera, Segmenter(runner), Renderer(), [sink], queue_size=4, latency="low")
-        gate.pipeline = pipeline
+        pipeline = gate.pipeline = Pipeline(UntilRenderDrops(100000), Segmenter(runner), Renderer(), [sink],
+                                            latency="low")
         result = pipeline.run()
-    assert result.latency_policy == "low" and pipeline.queue_size == 1
-    assert all(q.maxsize == 1 for q in pipeline.queues) and pipeline.most_queued <= 1
-    assert all(result.drops[stage] > 0 for stage in ("capture", "preprocess", "inference", "postprocess", "render"))
-    assert result.frames_dropped == sum(result.drops.values())
     assert result.frames_written + result.frames_dropped == result.frames_captured
+    assert result.drops["preprocess"] == result.drops["inference"] == result.drops["postprocess"] == 0
+    assert result.drops["render"] > 0 and result.frames_dropped == sum(result.drops.values())
+    assert pipeline.clocks["postprocess"].items == result.frames_written + result.drops["render"]
     indices = [int(name) for name in sink.names]
-    assert indices == sorted(indices) and len(set(indices)) == len(indices)
-    assert indices[-1] == result.frames_captured - 1  # the newest frame is never the one dropped
+    assert indices == sorted(indices) and indices[-1] == result.frames_captured - 1
 
 
 def test_low_latency_policy_keeps_every_frame_of_a_file(model, video):

@@ -4,6 +4,7 @@ gives starved helpers their share back."""
 import os
 import sys
 import threading
+import time
 
 import pytest
 from test_live_pipeline import tiny_onnx, write_video
@@ -61,6 +62,77 @@ def test_pipeline_helpers_are_sched_idle_while_inference_and_outputs_are_not(tmp
     assert seen["helpers"] == [IDLE] * 4
     assert seen["output"] is None
     assert result.helper_policy == IDLE
+
+
+@linux_idle
+def test_low_latency_only_the_drawing_is_sched_idle(tmp_path):
+    """Under the low-latency policy a live source is read at normal priority (a camera's frames must be
+    taken as they come) and frame -> class map is one normal thread; only the drawing yields."""
+    from test_live_pipeline import BurstCamera
+
+    from dfseg.backends import get_runner
+    from dfseg.live.pipeline import Pipeline
+    from dfseg.live.render import Renderer
+    from dfseg.live.segmenter import Segmenter
+    from dfseg.live.sinks import NullSink
+
+    seen = {}
+
+    class LookingCamera(BurstCamera):
+        def read(self):
+            seen.setdefault("capture", policy_of(scheduling.native_thread_id()))
+            return super().read()
+
+    class LookingSink(NullSink):
+        def write(self, image, name, classes):
+            seen.setdefault("helpers", [policy_of(tid) for tid in pipeline.helpers.tids()])
+            seen.setdefault("output", policy_of(scheduling.native_thread_id()))
+            super().write(image, name, classes)
+
+    with get_runner("onnxruntime", tiny_onnx(str(tmp_path / "tiny.onnx")), threads=1) as runner:
+        pipeline = Pipeline(LookingCamera(20), Segmenter(runner), Renderer(), [LookingSink()], latency="low")
+        result = pipeline.run()
+    assert result.latency_policy == "low" and result.helper_policy == IDLE
+    assert seen == {"capture": None, "helpers": [IDLE], "output": None}
+
+
+def test_low_latency_guard_gives_a_starved_drawing_its_share(tmp_path):
+    """Under the low-latency policy inference waits for the drawing to take each class map; a drawing
+    that keeps it waiting while runnable but not running (here: it sleeps, as a thread the busy cores
+    never get to) moves the helpers to nice, as a starved preprocessing does under the default policy."""
+    from test_live_pipeline import BurstCamera
+
+    from dfseg.backends import get_runner
+    from dfseg.live.pipeline import Pipeline
+    from dfseg.live.render import Renderer
+    from dfseg.live.segmenter import Segmenter
+    from dfseg.live.sinks import NullSink
+
+    class Camera(BurstCamera):  # a camera's read waits for the next frame (it does not hold the GIL)
+        def read(self):
+            time.sleep(0.002)
+            return super().read()
+
+    class StarvedPipeline(Pipeline):
+        def _render(self, item):
+            time.sleep(0.03)  # wall time without CPU time, as for a thread that is not running
+            return super()._render(item)
+
+    messages = []
+    with get_runner("onnxruntime", tiny_onnx(str(tmp_path / "tiny.onnx")), threads=1) as runner:
+        pipeline = StarvedPipeline(Camera(100000), Segmenter(runner), Renderer(), [NullSink()], latency="low",
+                                   log=messages.append)
+
+        def stop_once_moved():
+            for _ in pipeline.frames(handle_signals=False):
+                if pipeline.helpers.policy == NICE or pipeline.stats.written >= 200:
+                    pipeline.request_stop("test over")
+
+        stop_once_moved()
+    assert pipeline.result().helper_policy == NICE
+    assert messages == ["inference was waiting for the drawing that the low-priority stages could not keep up "
+                        "with (the CPU is busy): they now run at normal priority, nice +{}".format(
+                            scheduling.HELPER_NICENESS)]
 
 
 @linux_idle

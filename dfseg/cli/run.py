@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="require the token in FILE (its first line) from every viewer of an http:// output: "
                              "open http://HOST:PORT/?token=TOKEN; or set the token in DFSEG_HTTP_TOKEN")
     parser.add_argument("--latency", choices=LATENCY_POLICIES, default=DEFAULT,
-                        help="low: for live sources, queues of one and every stage drops a waiting frame for a newer "
-                             "one (freshest class maps; files keep every frame either way). default: today's queues")
+                        help="low: for live sources, the network always takes the newest frame and nothing waits behind a "
+                             "backlog (freshest class maps; files keep every frame either way). default: today's queues")
     parser.add_argument("--queue-size", type=whole_number(1), default=2, help="frames buffered between stages (default 2)")
     parser.add_argument("--output-fps", type=number(0.0, above=True), help="frame rate of video outputs (default: the input's, else 30)")
     parser.add_argument("--camera-size", default="1280x720", help="capture size for cameras (default 1280x720)")

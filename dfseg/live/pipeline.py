@@ -8,9 +8,17 @@ each frame once written (the Python API's ``Model.stream`` iterates it; ``run()`
 
 * Live sources (cameras, streams): when the first queue is full the oldest frame is dropped, so the
   output shows the newest picture instead of an ever older backlog.
-* Live sources with the low-latency policy (``latency=LOW``): every queue holds one item and every
-  stage replaces a waiting item with its newer one (the stale one is dropped and counted against the
-  stage that made it), so no stage ever waits behind a backlog; frames still leave in capture order.
+* Live sources with the low-latency policy (``latency=LOW``): the network works on the newest frame
+  whenever it is free, so a frame waits at most one frame interval before its inference starts.
+  Capture (at normal priority: a camera's frames must be read as they come, and that work is the
+  same under any policy) keeps only the newest frame in a one-item slot, replacing an untaken one.
+  One thread takes it, preprocesses, infers and makes the class map (no hand-over to an idle-class
+  thread on the way from capture to class map), and hands the class map to the render stage through
+  a one-item queue, waiting while the one before is still untaken: a finished class map is never
+  thrown away, and when the drawing falls behind (the CPU is busy) inference pauses and leaves it the
+  cores instead of computing class maps nobody would see; the frame it takes next is still the newest.  The render stage replaces a drawn frame the outputs have
+  not taken yet with its newer one.  Every queue holds one item; drops are counted against the
+  stage whose output was replaced (capture and render); frames still leave in capture order.
 * Files and folders: every queue blocks, so no frame is ever lost; the latency policy does not apply.
 * Ctrl-C (SIGINT), SIGTERM (``docker stop``, systemd) and the end of the input stop capture; the
   frames in flight still reach the outputs, which are then finalised.  A second signal abandons the
@@ -24,7 +32,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -46,6 +54,10 @@ _POLL_S = 0.05
 DEFAULT, LOW = "default", "low"  # latency policies (dfseg-run --latency, Model.stream(latency=...))
 LATENCY_POLICIES = (DEFAULT, LOW)
 QUEUES = STAGES[:-1]  # each stage but the output writes one queue; a drop is counted against its writer
+# The threads of each policy: the stages each runs, in order; the first reads the queue of the capture or of
+# the thread before it.  Under LOW, frame -> class map is one thread at the inference's priority.
+THREADS = {DEFAULT: (("preprocess",), ("inference",), ("postprocess",), ("render",)),
+           LOW: (("preprocess", "inference", "postprocess"), ("render",))}
 
 
 class RunResult(NamedTuple):
@@ -138,14 +150,10 @@ class Pipeline:
         KeyboardInterrupt propagates to the caller after the threads stopped and the outputs were
         finalised.  Closing the generator early (``break``) does the same.
         """
-        queues = self.queues = [queue.Queue(maxsize=self.queue_size) for _ in QUEUES]
-        threads = [
-            threading.Thread(target=self._capture, args=(queues[0],), name="capture", daemon=True),
-            self._stage("preprocess", self._preprocess, queues[0], queues[1]),
-            self._stage("inference", self._infer, queues[1], queues[2]),
-            self._stage("postprocess", self._postprocess, queues[2], queues[3]),
-            self._stage("render", self._render, queues[3], queues[4]),
-        ]
+        groups = THREADS[self.latency]
+        queues = self.queues = [queue.Queue(maxsize=self.queue_size) for _ in range(len(groups) + 1)]
+        threads = [threading.Thread(target=self._capture, args=(queues[0],), name="capture", daemon=True)]
+        threads += [self._stage(steps, queues[i], queues[i + 1]) for i, steps in enumerate(groups)]
         previous_handlers = self._install_signal_handlers() if handle_signals else {}
         self._start = time.perf_counter()
         self._cpu_start = time.process_time()
@@ -155,7 +163,7 @@ class Pipeline:
             self.stats.state = "running"
             for thread in threads:
                 thread.start()
-            yield from self._write_outputs(queues[4])
+            yield from self._write_outputs(queues[-1])
         except GeneratorExit:  # the caller stopped iterating: stop and finalise; close() ends the generator
             self.request_stop(CLOSED)
             self.abort_event.set()
@@ -209,7 +217,8 @@ class Pipeline:
     # ---------------------------------------------------------------- stages
     def _capture(self, out: "queue.Queue[Any]") -> None:
         clock = self.clocks["capture"]
-        self.helpers.enter()
+        if self.latency != LOW:
+            self.helpers.enter()
         try:
             self.source.open()
             while not self.stop_event.is_set():
@@ -238,7 +247,7 @@ class Pipeline:
     def _preprocess(self, frame: Frame) -> Any:
         return frame, self.segmenter.prepare(frame.image)
 
-    def _infer(self, item: Any) -> Any:
+    def _inference(self, item: Any) -> Any:
         frame, tensor = item
         started = time.perf_counter()
         outputs = self.segmenter.infer(tensor)
@@ -281,40 +290,49 @@ class Pipeline:
     def _guard_helpers(self) -> None:
         if self.helpers.policy != IDLE:
             return
-        inference, pre = self.clocks["inference"], self.clocks["preprocess"]
-        if self.guard.observe(inference.wait_in_s, inference.work_s, pre.cpu_s, pre.work_s):
+        if self.latency == LOW:
+            # Frame -> class map runs at the inference's priority; what it can wait for is the drawing.
+            waited, helper, what = self.clocks["postprocess"].wait_out_s, self.clocks["render"], "the drawing"
+        else:
+            waited, helper, what = self.clocks["inference"].wait_in_s, self.clocks["preprocess"], "frames"
+        if self.guard.observe(waited, self.clocks["inference"].work_s, helper.cpu_s, helper.work_s):
             self.helpers.move_to(NICE)
-            self.log("inference was waiting for frames that the low-priority stages could not prepare "
-                     "(the CPU is busy): they now run at normal priority, nice +{}".format(HELPER_NICENESS))
+            self.log("inference was waiting for {} that the low-priority stages could not keep up with (the CPU "
+                     "is busy): they now run at normal priority, nice +{}".format(what, HELPER_NICENESS))
 
     # ---------------------------------------------------------------- plumbing
-    def _stage(self, name: str, work: Callable[[Any], Any], inbox: "queue.Queue[Any]", outbox: "queue.Queue[Any]") -> threading.Thread:
-        clock = self.clocks[name]
+    def _stage(self, steps: Sequence[str], inbox: "queue.Queue[Any]", outbox: "queue.Queue[Any]") -> threading.Thread:
+        """A thread that runs ``steps`` (stage names, each a method ``_<name>``) on every item of ``inbox``."""
+        clocks = [self.clocks[name] for name in steps]
+        runs_inference = "inference" in steps
 
         def loop() -> None:
-            if name != "inference":
+            if not runs_inference:
                 self.helpers.enter()
             try:
-                for item in self._items(inbox, clock):
+                for item in self._items(inbox, clocks[0]):
                     if self.abort_event.is_set():
                         continue  # drain without working
-                    cpu, wall = thread_cpu_s(), time.perf_counter()
-                    result = work(item)
-                    clock.cpu_s += thread_cpu_s() - cpu
-                    clock.work_s += time.perf_counter() - wall
-                    clock.items += 1
-                    if name == "inference":
+                    for name, clock in zip(steps, clocks):
+                        cpu, wall = thread_cpu_s(), time.perf_counter()
+                        item = getattr(self, "_" + name)(item)
+                        clock.cpu_s += thread_cpu_s() - cpu
+                        clock.work_s += time.perf_counter() - wall
+                        clock.items += 1
+                    if runs_inference:
                         self._guard_helpers()
-                    if self.latency == LOW:
-                        self._put_latest(outbox, result, name)
+                    if self.latency != LOW or runs_inference:
+                        # Under LOW too a class map waits (at most one) for the drawing rather than be
+                        # replaced: the next frame is taken only after, so it is still the newest.
+                        self._put(outbox, item, clocks[-1])
                     else:
-                        self._put(outbox, result, clock)
+                        self._put_latest(outbox, item, steps[-1])
             except BaseException as exc:
                 self._fail(exc)
             finally:
                 self._put_end(outbox)
 
-        return threading.Thread(target=loop, name=name, daemon=True)
+        return threading.Thread(target=loop, name="+".join(steps), daemon=True)
 
     def _items(self, inbox: "queue.Queue[Any]", clock: Optional[StageClock] = None) -> Iterator[Any]:
         """Items from ``inbox`` until the end marker, or until the run is aborted and nothing is left."""

@@ -8,7 +8,8 @@ SCHED_IDLE class about 0-1%.  SCHED_IDLE threads run only on a core that nothing
 the runtime leaves free between operators and between frames.
 
 Against a process that keeps every core busy SCHED_IDLE helpers would starve, so ``StarvationGuard``
-watches the inference stage: when it keeps waiting for input while the helpers are runnable but not
+watches the inference stage: when it keeps waiting for a helper (for its input, or under the
+low-latency policy for the drawing to take its class map) while the helpers are runnable but not
 running, they are moved to nice +5 (a fair share), once and for all.
 
 Device side: Python 3.6, Linux first; elsewhere every call is a no-op.
@@ -104,8 +105,9 @@ class HelperThreads:
 class StarvationGuard:
     """Tells, window by window, whether the inference stage is starved by its own helpers' low priority.
 
-    Starved: over ``window`` frames, inference waited for input for more than ``wait_fraction`` of its
-    time, and preprocessing (pure CPU work) took more than ``stretch`` times its CPU time in wall time,
+    Starved: over ``window`` frames, inference waited for the helper stage it depends on (preprocessing
+    for its input; the drawing under the low-latency policy) for more than ``wait_fraction`` of its
+    time, and that stage (pure CPU work) took more than ``stretch`` times its CPU time in wall time,
     that is, it was runnable but not running.  A camera slower than the network makes inference wait
     too, but then preprocessing runs at once.  The first window (start-up) is not judged.
     """
@@ -118,16 +120,17 @@ class StarvationGuard:
         self._windows = 0
         self._last = (0.0, 0.0, 0.0, 0.0)
 
-    def observe(self, wait_s: float, busy_s: float, pre_cpu_s: float, pre_wall_s: float) -> bool:
-        """One more frame through inference, given the running totals of inference's input wait and
-        work and of preprocessing's CPU and wall time; True when the window it ends shows starvation."""
+    def observe(self, wait_s: float, busy_s: float, helper_cpu_s: float, helper_wall_s: float) -> bool:
+        """One more frame through inference, given the running totals of inference's wait for the helper
+        stage and its work, and of that stage's CPU and wall time; True when the window it ends shows
+        starvation."""
         self._frames += 1
         if self._frames < self.window:
             return False
-        now = (wait_s, busy_s, pre_cpu_s, pre_wall_s)
-        wait, busy, pre_cpu, pre_wall = (a - b for a, b in zip(now, self._last))
+        now = (wait_s, busy_s, helper_cpu_s, helper_wall_s)
+        wait, busy, helper_cpu, helper_wall = (a - b for a, b in zip(now, self._last))
         self._last, self._frames = now, 0
         self._windows += 1
         total = wait + busy
         return (self._windows > 1 and total > 0 and wait / total > self.wait_fraction
-                and pre_wall > self.stretch * pre_cpu)
+                and helper_wall > self.stretch * helper_cpu)
