@@ -28,7 +28,7 @@ from .live.segmenter import Segmenter
 from .live.sinks import OUTPUT_FOLDERS, HttpSink, NullSink, Sink, open_sink, output_paths
 from .live.sources import CaptureSource, Source, open_source
 from .sizes import Size, parse_size
-from .uri import local_path
+from .uri import local_inputs
 
 __all__ = ["Model", "Result", "Stream", "load", "class_names", "palette_bgr", "colorize", "overlay"]
 
@@ -157,7 +157,7 @@ class Model:
         for sink in sinks:
             if isinstance(sink, HttpSink):
                 sink.log, sink.warn = _quiet, _warn  # a view open to every host is a Python warning, not a print
-        check_outputs(output_paths(sinks), inputs=[p for p in (local_path(str(source)),) if p],
+        check_outputs(output_paths(sinks), inputs=local_inputs(str(source)),
                       folders=OUTPUT_FOLDERS, outside_inputs=True)
         drawn = any(not isinstance(sink, NullSink) for sink in sinks)
         renderer = Renderer(overlay, alpha, legend=legend) if drawn else None

@@ -6,7 +6,7 @@ query parameters (``?token=...``) are masked the same way.  Device side: Python 
 """
 
 import re
-from typing import Optional
+from typing import List, Optional
 
 MASK = "***"
 # scheme://userinfo@ : the userinfo runs to the last '@' before the first '/' or white space, so a
@@ -32,3 +32,10 @@ def local_path(text: str) -> Optional[str]:
     """The local file or folder an input names (a path or ``file://``), None for a camera or stream URL."""
     path = file_path(text)
     return None if "://" in path else path
+
+
+def local_inputs(text: str) -> List[str]:
+    """``[local_path(text)]`` for a local input, ``[]`` for a camera or stream: the inputs an output
+    must not overwrite."""
+    path = local_path(text)
+    return [path] if path is not None else []

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from urllib.parse import quote
 
 import cv2
@@ -21,6 +20,7 @@ import pytest
 from gst_rtsp_server import H264RtspServer, missing
 from rtsp_server import pattern_frame, read_pattern
 from test_live_pipeline import run_cli, tiny_onnx
+from test_live_rtsp import wait_for
 
 import dfseg
 from dfseg.backends.onnxrt import OnnxRuntimeRunner
@@ -66,13 +66,6 @@ def model(tmp_path_factory):
 
 def with_credentials(server, password=PASSWORD, user=USER):
     return server.url_with(quote(user, safe=""), quote(password, safe=""))
-
-
-def wait_for(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
 
 
 # ------------------------------------------------------------------ reading H.264

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..errors import UserError
 from ..sizes import Size, parse_size
-from ..uri import local_path
+from ..uri import local_inputs
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
@@ -156,7 +156,7 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
     sinks = [open_sink(uri, fps, status, http_token=token) for uri in outputs]
     if args.save_labels:
         sinks.append(ImageFolderSink(args.save_labels, labels=True))
-    inputs = [p for p in (local_path(input_uri),) if p] + [args.model, args.weights]
+    inputs = local_inputs(input_uri) + [args.model, args.weights]
     check_build_files(args.build_config, inputs)
     check_outputs(output_paths(sinks), inputs=inputs + [args.build_config.calibration],
                   folders=OUTPUT_FOLDERS, outside_inputs=True)
