@@ -337,7 +337,7 @@ def run_motpe_hyperband(candidates, curves: Curves, seed: int, budget: int) -> E
         seed=seed, multivariate=True, n_startup_trials=20))
     shadow = _pruner_study("hyperband", seed, curves.epochs)
     log, seen, asks = EpochLog(), {}, 0
-    while log.spent < budget and asks < 20 * budget:
+    while log.spent < budget and asks < 2 * budget:  # TPE repeats itself once it converges
         asks += 1
         trial = study.ask()
         counts = [trial.suggest_int("n{}".format(s + 3), low, high)
@@ -374,6 +374,7 @@ def main_curves(args) -> int:
     checkpoints = [c for c in (1000, 2000, 3000, 4000, 6000, 8000, 12000) if c <= budget]
     results = {"space": space.to_json(), "size": size, "seeds": args.seeds, "epochs_per_training": EPOCHS,
                "epoch_budget": budget, "checkpoints": checkpoints, "tpe_seeds": args.tpe_seeds,
+               "tpe_budget": args.tpe_budget,
                "landscapes": {}}  # type: Dict
     started = time.time()
     for name, noise in (("monotone", 0.0), ("noisy", args.noise)):
@@ -392,7 +393,7 @@ def main_curves(args) -> int:
                     "pop-guided+curve": run_pop_curves(candidates, curves, seed, "guided", "curve", budget),
                     "random+asha": run_random_asha(size, curves, seed, budget)}
             if seed < args.tpe_seeds:
-                runs["motpe+hyperband"] = run_motpe_hyperband(candidates, curves, seed, budget)
+                runs["motpe+hyperband"] = run_motpe_hyperband(candidates, curves, seed, min(budget, args.tpe_budget))
             for label, log in runs.items():
                 entry = per.setdefault(label, {"hv_at": {str(c): [] for c in checkpoints}, "to_99": [],
                                                "front_stopped": [], "front_pruned": [], "front_size": [],
@@ -486,6 +487,9 @@ def main() -> int:
     parser.add_argument("--curves", action="store_true",
                         help="learning-curve landscapes: compare early stopping at equal epochs (issue 26)")
     parser.add_argument("--epoch-budget", type=int, default=8000, help="with --curves: epochs per method")
+    parser.add_argument("--tpe-budget", type=int, default=1000,
+                        help="with --curves: epochs for TPE + Hyperband (each trial's ask grows with the trials "
+                             "before it; default 1000)")
     args = parser.parse_args()
     if args.curves:
         return main_curves(args)
