@@ -166,15 +166,18 @@ def run_cli(table, script, out, *extra):
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("workers", ["1", "2", "ray"])
 def test_train_cmd_trials_are_stopped_by_ending_their_process_group(tmp_path, workers):
+    if workers == "ray":  # two Ray tasks at a time on a local cluster; a stop cancels the task
+        pytest.importorskip("ray")
+        workers = "2\0--ray-address\0local"
     table = tmp_path / "t.json"
     write_table(table)
     script = tmp_path / "curve.py"
     script.write_text(CURVE_SCRIPT)
     out = tmp_path / "out"
     done = run_cli(table, script, out, "--max-trials", "12", "--early-stop", "curve", "--min-curves", "3",
-                   "--workers", workers)
+                   "--workers", *workers.split("\0"))
     assert done.returncode == 0, done.stderr
     assert "curve early stopping" in done.stderr and "stopped early" in done.stdout
     rows = list(csv.DictReader(open(out / "trials.csv")))
@@ -199,7 +202,7 @@ def test_train_cmd_trials_are_stopped_by_ending_their_process_group(tmp_path, wo
 
     # --resume goes on without training a stopped trial again.
     more = run_cli(table, script, out, "--max-trials", "16", "--early-stop", "curve", "--min-curves", "3",
-                   "--workers", workers, "--resume")
+                   "--workers", *workers.split("\0"), "--resume")
     assert more.returncode == 0, more.stderr
     asks = [r for r in map(json.loads, open(out / "journal.jsonl")) if r["type"] == "ask"]
     stopped_rows = {r["arch"] for r in stopped}
