@@ -13,6 +13,20 @@ trainings to reach 99% of the true HV, and for POP its trainings until S^ is cov
 with --patience, and true-front members it pruned.  Paper's bar: 200 trainings covered 638
 candidates (2.2x fewer than exhaustive).  Goal: POP needs <= 1/3 of exhaustive's trainings and
 beats random search and NSGA-II at equal budget.  Writes benchmarks/results/search_efficiency.json.
+
+``--curves`` (issue 26) counts epochs instead of trainings.  Every candidate learns along a
+saturating curve towards its final accuracy, a(k) = A - (A - a0) (e^(-k/tau) - e^(-E/tau)) /
+(1 - e^(-E/tau)) plus Gaussian noise before the last epoch, with a time constant tau and a noise
+level drawn per candidate (so a slower learner sometimes overtakes a faster one: the share of
+crossing pairs is reported).  Compared at equal total epochs, on the monotone and the noisy
+landscape, --seeds seeds: POP training every trial to the end; POP with curve early stopping
+(dfseg/search/curves.py, the rule dfseg-search --early-stop curve runs); guided POP with it;
+optuna's multi-objective TPE with optuna's HyperbandPruner; random search with ASHA (optuna's
+SuccessiveHalvingPruner).  Optuna refuses ``Trial.report`` in multi-objective studies, so each
+trial's accuracies are reported to a shadow single-objective study that holds the pruner and
+decides (the pruner's own code, on accuracy, as these tools are used in practice).  Reported:
+epochs to reach 99% of the true front's hypervolume, HV at equal epochs, and true-front members
+lost to wrong stops.  Writes benchmarks/results/search_efficiency_curves.json and .png.
 """
 
 import argparse
@@ -127,16 +141,27 @@ def run_optuna(candidates, accuracy, seed: int, budget: int, sampler_name: str) 
     return trained
 
 
-def plot_curves(results: Dict, path: str):
-    """Mean HV ratio against trainings, one panel per landscape; None without matplotlib."""
-    from dfseg.plots import pyplot, save_png
+def landscape_panels(results: Dict):
+    """A figure with one panel per landscape, or None without matplotlib."""
+    from dfseg.plots import pyplot
 
     try:
         plt = pyplot()
     except ImportError:
         return None
+    count = len(results["landscapes"])
+    return plt.subplots(1, count, figsize=(6 * count, 4.2), sharey=True)
+
+
+def plot_curves(results: Dict, path: str):
+    """Mean HV ratio against trainings, one panel per landscape; None without matplotlib."""
+    from dfseg.plots import save_png
+
+    panels = landscape_panels(results)
+    if panels is None:
+        return None
+    figure, axes = panels
     landscapes = results["landscapes"]
-    figure, axes = plt.subplots(1, len(landscapes), figsize=(6 * len(landscapes), 4.2), sharey=True)
     labels = []  # one colour per method across panels
     for data in landscapes.values():
         labels += [label for label in data["methods"] if label not in labels]
@@ -178,6 +203,279 @@ def print_goal(results: Dict, size: int) -> None:
             print("  {:<9} {:<15} {}; {}".format(name, label, "; ".join(parts), third))
 
 
+# ---------------------------------------------------------------------------------------- --curves
+EPOCHS = 20
+START_ACCURACY = 10.0
+
+
+class Curves:
+    """The learning curves of a landscape: ``at(row, k)`` is the validation accuracy after epoch k."""
+
+    def __init__(self, final: np.ndarray, seed: int, epochs: int = EPOCHS) -> None:
+        rng = np.random.default_rng(seed)
+        self.final, self.epochs = final, epochs
+        self.tau = rng.lognormal(np.log(3.0), 0.6, size=final.size)  # epochs; slower learners overtake later
+        self.noise = rng.uniform(0.2, 1.0, size=final.size)  # points of validation noise, per candidate
+        self.seed = seed
+
+    def at(self, row: int, epoch: int) -> float:
+        if epoch >= self.epochs:
+            return float(self.final[row])
+        tau, total = self.tau[row], self.epochs
+        share = (np.exp(-epoch / tau) - np.exp(-total / tau)) / (1.0 - np.exp(-total / tau))
+        noise = np.random.default_rng([self.seed, row, epoch]).normal(0.0, self.noise[row])
+        return float(self.final[row] - (self.final[row] - START_ACCURACY) * share + noise)
+
+    def crossing_share(self, pairs: int = 4000) -> float:
+        """Among sampled pairs, the share whose order at epoch E/4 differs from their final order."""
+        rng = np.random.default_rng(self.seed)
+        a, b = rng.integers(self.final.size, size=(2, pairs))
+        early = np.array([self.at(i, self.epochs // 4) - self.at(j, self.epochs // 4) for i, j in zip(a, b)])
+        return float(np.mean(np.sign(early) != np.sign(self.final[a] - self.final[b])))
+
+
+class EpochLog:
+    """Finished rows and the epochs spent when each finished; HV after any number of epochs."""
+
+    def __init__(self) -> None:
+        self.spent = 0
+        self.events = []  # (epochs spent so far, finished row)
+        self.stopped = []  # rows stopped early
+
+    def train(self, epochs: int, row=None) -> None:
+        self.spent += epochs
+        if row is not None:
+            self.events.append((self.spent, row))
+
+    def hv_at(self, budget: int, latency, accuracy, ref, true_hv) -> float:
+        rows = [row for spent, row in self.events if spent <= budget]
+        return hypervolume(latency[rows], accuracy[rows], *ref) / true_hv if rows else 0.0
+
+    def first_reaching(self, level: float, latency, accuracy, ref, true_hv):
+        rows = []
+        lat, acc = np.zeros(0), np.zeros(0)
+        for spent, row in self.events:
+            rows.append(row)
+            lat, acc = np.append(lat, latency[row]), np.append(acc, accuracy[row])
+            if hypervolume(lat, acc, *ref) / true_hv >= level:
+                return spent
+        return None
+
+
+def run_pop_curves(candidates, curves: Curves, seed: int, select: str, early: str, budget: int) -> EpochLog:
+    """POP epoch by epoch, as dfseg-search runs it: each epoch's record, then the stop rule."""
+    from dfseg.search.curves import EarlyStopping
+    from dfseg.search.study import Study
+
+    study = Study(candidates, seed=seed, patience=10 ** 9, select=select, early_stop=EarlyStopping(early))
+    log = EpochLog()
+    while log.spent < budget and (trial := study.ask()) is not None:
+        for epoch in range(1, curves.epochs + 1):
+            study.record_progress(trial.number, [{"epoch": epoch, "epochs": curves.epochs,
+                                                  "accuracy": curves.at(trial.index, epoch)}])
+            decision = study.check_stop(trial.number)
+            if decision is not None:
+                study.stop(trial.number, decision["epoch"], decision["bound"], decision["front"])
+                log.train(epoch)
+                log.stopped.append(trial.index)
+                break
+        else:
+            study.tell(trial.number, float(curves.final[trial.index]))
+            log.train(curves.epochs, trial.index)
+    log.pruned = study.pop.pruned & ~study.pop.trained
+    return log
+
+
+def _pruner_study(kind: str, seed: int, epochs: int):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    if kind == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    else:
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    return optuna.create_study(direction="maximize", pruner=pruner,
+                               sampler=optuna.samplers.RandomSampler(seed=seed))
+
+
+def train_with_pruner(shadow, curves: Curves, row: int, log: EpochLog) -> bool:
+    """One trial epoch by epoch under the shadow study's pruner; True when it trained to the end."""
+    import optuna
+
+    trial = shadow.ask()
+    for epoch in range(1, curves.epochs + 1):
+        trial.report(curves.at(row, epoch), epoch)
+        if epoch < curves.epochs and trial.should_prune():
+            shadow.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            log.train(epoch)
+            log.stopped.append(row)
+            return False
+    shadow.tell(trial, float(curves.final[row]))
+    log.train(curves.epochs, row)
+    return True
+
+
+def run_random_asha(size: int, curves: Curves, seed: int, budget: int) -> EpochLog:
+    shadow = _pruner_study("asha", seed, curves.epochs)
+    log = EpochLog()
+    for row in np.random.default_rng(seed).permutation(size):
+        if log.spent >= budget:
+            break
+        train_with_pruner(shadow, curves, int(row), log)
+    return log
+
+
+def run_motpe_hyperband(candidates, curves: Curves, seed: int, budget: int) -> EpochLog:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = candidates.space
+    lookup = {bytes(candidates.codes[i]): i for i in range(len(candidates))}
+    total = sum(high for _, high in space.blocks_per_stage)
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=optuna.samplers.TPESampler(
+        seed=seed, multivariate=True, n_startup_trials=20))
+    shadow = _pruner_study("hyperband", seed, curves.epochs)
+    log, seen, asks = EpochLog(), {}, 0
+    while log.spent < budget and asks < 2 * budget:  # TPE repeats itself once it converges
+        asks += 1
+        trial = study.ask()
+        counts = [trial.suggest_int("n{}".format(s + 3), low, high)
+                  for s, (low, high) in enumerate(space.blocks_per_stage)]
+        widths = [trial.suggest_categorical("w{}".format(j), list(space.widths)) for j in range(total)]
+        chosen = sorted(widths[:sum(counts)])
+        stages, start = [], 0
+        for count in counts:
+            stages.append(chosen[start:start + count])
+            start += count
+        row = lookup.get(bytes(np.asarray(space.order_key(space.make(stages)), dtype=np.uint8)))
+        if row is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        if row not in seen:  # a candidate is trained once; asked again, it costs nothing
+            seen[row] = train_with_pruner(shadow, curves, row, log)
+        if seen[row]:
+            study.tell(trial, [float(candidates.latency[row]), float(curves.final[row])])
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    return log
+
+
+def main_curves(args) -> int:
+    from dfseg.fileio import write_json_atomic
+    from dfseg.search.candidates import enumerate_space
+    from dfseg.search.landscapes import accuracy_landscape, synthetic_table, violation_rate
+    from dfseg.space import SearchSpace
+
+    space = SearchSpace(widths=(64, 128, 256, 512), blocks_per_stage=((1, 3), (1, 4), (1, 3)), t_min=1.0, t_max=5.0)
+    candidates = enumerate_space(space, synthetic_table(space.all_parts()))
+    size, latency = len(candidates), candidates.latency
+    budget = args.epoch_budget
+    checkpoints = [c for c in (1000, 2000, 3000, 4000, 6000, 8000, 12000) if c <= budget]
+    results = {"space": space.to_json(), "size": size, "seeds": args.seeds, "epochs_per_training": EPOCHS,
+               "epoch_budget": budget, "checkpoints": checkpoints, "tpe_seeds": args.tpe_seeds,
+               "tpe_budget": args.tpe_budget,
+               "landscapes": {}}  # type: Dict
+    started = time.time()
+    for name, noise in (("monotone", 0.0), ("noisy", args.noise)):
+        per, rates, crossing = {}, [], []
+        for seed in range(args.seeds):
+            accuracy = accuracy_landscape(candidates.codes, seed=100 + seed, noise=noise)
+            curves = Curves(accuracy, seed=1000 + seed)
+            rates.append(violation_rate(candidates.codes, accuracy, seed=seed))
+            crossing.append(curves.crossing_share())
+            ref = (float(latency.max()), float(accuracy.min()))
+            true_hv = hypervolume(latency, accuracy, *ref)
+            front = set(pareto_rows(latency, accuracy).tolist())
+            runs = {"pop": run_pop_curves(candidates, curves, seed, "random", "off", budget),
+                    "pop+curve": run_pop_curves(candidates, curves, seed, "random", "curve", budget),
+                    "pop-guided": run_pop_curves(candidates, curves, seed, "guided", "off", budget),
+                    "pop-guided+curve": run_pop_curves(candidates, curves, seed, "guided", "curve", budget),
+                    "random+asha": run_random_asha(size, curves, seed, budget)}
+            if seed < args.tpe_seeds:
+                runs["motpe+hyperband"] = run_motpe_hyperband(candidates, curves, seed, min(budget, args.tpe_budget))
+            for label, log in runs.items():
+                entry = per.setdefault(label, {"hv_at": {str(c): [] for c in checkpoints}, "to_99": [],
+                                               "front_stopped": [], "front_pruned": [], "front_size": [],
+                                               "trials": [], "stopped": []})
+                for c in checkpoints:
+                    entry["hv_at"][str(c)].append(log.hv_at(c, latency, accuracy, ref, true_hv))
+                entry["to_99"].append(log.first_reaching(0.99, latency, accuracy, ref, true_hv))
+                entry["front_stopped"].append(len(front & set(log.stopped)))
+                pruned = getattr(log, "pruned", None)
+                entry["front_pruned"].append(int(sum(1 for r in front if pruned[r])) if pruned is not None else 0)
+                entry["front_size"].append(len(front))
+                entry["trials"].append(len(log.events) + len(log.stopped))
+                entry["stopped"].append(len(log.stopped))
+            print("  {} seed {} done ({:.0f} s)".format(name, seed, time.time() - started), file=sys.stderr)
+        results["landscapes"][name] = {"noise": noise, "violation_rate_mean": float(np.mean(rates)),
+                                       "crossing_share_mean": float(np.mean(crossing)), "methods": per}
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, "search_efficiency_curves.json")
+    write_json_atomic(path, results, indent=1)
+    print_curves(results)
+    png = plot_epoch_curves(results, os.path.join(RESULTS, "search_efficiency_curves.png"))
+    if png:
+        print("plot: {}".format(png))
+    print("\nwrote {} in {:.0f} s".format(path, time.time() - started))
+    return 0
+
+
+def _median_reached(values):
+    reached = [v for v in values if v is not None]
+    if not reached:
+        return "never", None
+    text = "{:.0f}".format(np.median(reached))
+    if len(reached) < len(values):
+        text += " ({}/{} seeds)".format(len(reached), len(values))
+    return text, float(np.median(reached)) if len(reached) == len(values) else None
+
+
+def print_curves(results: Dict) -> None:
+    checkpoints = results["checkpoints"]
+    print("S^: {} candidates, {} epochs per full training, budget {} epochs; {} seeds (TPE {})".format(
+        results["size"], results["epochs_per_training"], results["epoch_budget"], results["seeds"],
+        results["tpe_seeds"]))
+    for name, data in results["landscapes"].items():
+        print("\nlandscape {} (noise {}, {:.1%} of comparable pairs violated, {:.1%} of pairs cross after "
+              "epoch E/4)".format(name, data["noise"], data["violation_rate_mean"], data["crossing_share_mean"]))
+        print("  {:<17} {} {:>18} {:>9} {:>9} {:>16}".format(
+            "method", " ".join("{:>7}".format("HV@{}".format(c)) for c in checkpoints), "epochs to 99% (med)",
+            "trials", "stopped", "front lost s/p"))
+        baseline = _median_reached(data["methods"]["pop"]["to_99"])[1]
+        for label, entry in data["methods"].items():
+            text, value = _median_reached(entry["to_99"])
+            if value is not None and baseline:
+                text += " = {:.2f}x".format(value / baseline)
+            print("  {:<17} {} {:>18} {:>9.0f} {:>9.0f} {:>16}".format(
+                label, " ".join("{:>7.3f}".format(np.mean(entry["hv_at"][str(c)])) for c in checkpoints), text,
+                np.median(entry["trials"]), np.median(entry["stopped"]),
+                "{} / {} of {}".format(sum(entry["front_stopped"]), sum(entry["front_pruned"]),
+                                       sum(entry["front_size"]))))
+
+
+def plot_epoch_curves(results: Dict, path: str):
+    """Mean HV ratio against epochs, one panel per landscape; None without matplotlib."""
+    from dfseg.plots import save_png
+
+    panels = landscape_panels(results)
+    if panels is None:
+        return None
+    figure, axes = panels
+    for axis, (name, data) in zip(np.atleast_1d(axes), results["landscapes"].items()):
+        for number, (label, entry) in enumerate(data["methods"].items()):
+            points = results["checkpoints"]
+            axis.plot(points, [np.mean(entry["hv_at"][str(c)]) for c in points], marker="o", markersize=3,
+                      linestyle="-" if label.startswith("pop") else "--", label=label, color="C{}".format(number))
+        axis.axhline(0.99, color="0.6", linewidth=0.6)
+        axis.set_title("{} ({:.1%} violated pairs)".format(name, data["violation_rate_mean"]), fontsize=9)
+        axis.set_xlabel("epochs trained (all trials)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="lower right")
+    np.atleast_1d(axes)[0].set_ylabel("hypervolume / true front's (mean)")
+    return save_png(figure, path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
@@ -186,7 +484,15 @@ def main() -> int:
                         help="seeds for multi-objective TPE (about 12 s each here; default 3)")
     parser.add_argument("--noise", type=float, default=1.5, help="accuracy noise (points) of the noisy landscape")
     parser.add_argument("--patience", type=int, default=30)
+    parser.add_argument("--curves", action="store_true",
+                        help="learning-curve landscapes: compare early stopping at equal epochs (issue 26)")
+    parser.add_argument("--epoch-budget", type=int, default=8000, help="with --curves: epochs per method")
+    parser.add_argument("--tpe-budget", type=int, default=1000,
+                        help="with --curves: epochs for TPE + Hyperband (each trial's ask grows with the trials "
+                             "before it; default 1000)")
     args = parser.parse_args()
+    if args.curves:
+        return main_curves(args)
 
     from dfseg.search.candidates import enumerate_space
     from dfseg.search.landscapes import accuracy_landscape, synthetic_table, violation_rate

@@ -19,6 +19,8 @@ from typing import Any, List, Optional
 from ..arch import Arch
 from ..errors import UserError
 from ..fileio import DiskFullError, check_outputs
+from ..search.curves import MODES as EARLY_STOP_MODES
+from ..search.curves import EarlyStopping
 from ..search.selection import SELECTIONS
 from ..space import DEFAULT_WIDTHS, DecoderSpace
 from .common import ArgumentParser, number, run_command, whole_number
@@ -49,6 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
                           "the front; fewer trainings for the same front, see README) (default random)")
     pop.add_argument("--explore", type=float, default=0.5,
                      help="with --select guided: share of uniformly random draws (default 0.5)")
+    pop.add_argument("--early-stop", default="off", choices=EARLY_STOP_MODES,
+                     help="curve: stop a trial after an epoch when its bound (accuracy now + the largest gain after "
+                          "that epoch among finished trials + --stop-margin) cannot beat the front at its latency; "
+                          "needs per-epoch accuracy (--val-every 1, or {progress} of --train-cmd); see README "
+                          "(default off)")
+    pop.add_argument("--min-epochs", type=whole_number(1), default=1,
+                     help="with --early-stop curve: never stop a trial before this epoch (default 1)")
+    pop.add_argument("--stop-margin", type=number(0.0), default=0.0,
+                     help="with --early-stop curve: added to every bound, in accuracy units (default 0)")
+    pop.add_argument("--min-curves", type=whole_number(1), default=10,
+                     help="with --early-stop curve: no stop at epoch k before this many finished trials have an "
+                          "accuracy at k (default 10)")
     pop.add_argument("--resume", action="store_true", help="continue the search journalled in --out")
     pop.add_argument("--strict", action="store_true",
                      help="exit 2 (instead of a warning) when --resume is given a table of another machine identity")
@@ -172,6 +186,18 @@ def _default_out(table_path: str, decoder: bool) -> str:
     return "search-{}{}".format(stem, "-decoder" if decoder else "")
 
 
+def early_stopping(args: argparse.Namespace) -> EarlyStopping:
+    return EarlyStopping(args.early_stop, args.min_epochs, args.stop_margin, args.min_curves)
+
+
+def describe_early_stopping(args: argparse.Namespace) -> str:
+    line = early_stopping(args).describe()
+    if args.early_stop != "off" and args.trainer is not None and args.val_every != 1:
+        line += "; note: the built-in trainer validates only {} (add --val-every 1 for a curve)".format(
+            "after the last epoch" if not args.val_every else "every {} epochs".format(args.val_every))
+    return line
+
+
 def describe_space(candidates: Any, table: Any, out: Optional[str]) -> None:
     from ..search.candidates import describe, latency_histogram, preset_positions
 
@@ -279,7 +305,8 @@ def _check_options(args: argparse.Namespace, out: str) -> None:
     if args.space_out and not args.dry_run:
         raise UserError("--space-out needs --dry-run")
     try:
-        check_settings(patience=args.patience, max_trials=args.max_trials, select=args.select, explore=args.explore)
+        check_settings(patience=args.patience, max_trials=args.max_trials, select=args.select, explore=args.explore,
+                       early_stop=early_stopping(args))
     except SettingError as exc:
         raise _option(exc) from None
     for option, value in (("--out", args.out), ("--space-out", args.space_out)):
@@ -315,6 +342,7 @@ def _main(argv: Optional[List[str]] = None) -> int:
         if args.space_out:
             candidates.write_jsonl(args.space_out, progress=not args.quiet)
         describe_space(candidates, table, args.space_out)
+        print(describe_early_stopping(args))
         if not args.dry_run:
             print("{}: no evaluator given, so nothing was trained; add --train-cmd, --replay or --trainer to "
                   "search".format(PROG))
@@ -334,7 +362,8 @@ def _search(args: argparse.Namespace, out: str, candidates: Any, table: Any, eva
     from ..search.study import EmptySpaceError, SettingError
 
     settings = dict(seed=args.seed, patience=args.patience, eps=args.eps, max_trials=args.max_trials,
-                    select=args.select, explore=args.explore, max_failures=args.max_failures)
+                    select=args.select, explore=args.explore, max_failures=args.max_failures,
+                    early_stop=early_stopping(args))
     try:
         session = SearchSession(candidates, table, args.table, out, settings, strict=args.strict,
                                 warn=lambda line: print("{}: warning: {}".format(PROG, line), file=sys.stderr))
@@ -348,8 +377,8 @@ def _search(args: argparse.Namespace, out: str, candidates: Any, table: Any, eva
         if session.resumed:
             print("{}: resumed {} finished trial(s) from {}".format(PROG, len(study.trials), session.journal.path),
                   file=sys.stderr)
-        print("{}: |S^| = {:,} candidates; training with {}".format(PROG, len(candidates), type(evaluator).__name__),
-              file=sys.stderr)
+        print("{}: |S^| = {:,} candidates; training with {}; {}".format(
+            PROG, len(candidates), type(evaluator).__name__, describe_early_stopping(args)), file=sys.stderr)
         session.start(evaluator, workers=args.workers, ray_address=args.ray_address,
                       cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, retries=args.retries)
         # Front, trials and reports stay current while the search runs (plots only at the end: they
@@ -369,9 +398,9 @@ def _report(args: argparse.Namespace, out: str, study: Any) -> int:
               "--resume --retry-failed (see {})".format(PROG, args.max_failures, study.trials[-1]["error"],
                                                        os.path.join(out, "trials.csv")), file=sys.stderr)
         return EXIT_FAILED
-    print("{}: stopped ({}): {} trained, {} pruned, {} failed of {:,}; front of {}".format(
-        PROG, summary["stop_reason"], summary["trained"], summary["pruned"], summary["failed"], summary["size"],
-        summary["front"]))
+    print("{}: stopped ({}): {} trained ({} stopped early), {} pruned, {} failed of {:,}; front of {}".format(
+        PROG, summary["stop_reason"], summary["trained"], summary["stopped"], summary["pruned"], summary["failed"],
+        summary["size"], summary["front"]))
     for row in study.front():
         print("  {:8.3f} ms  {:8.3f}  {}".format(row["latency_ms"], row["accuracy"], row["arch"].short()))
     print("results in {}: {}".format(out, ", ".join(sorted(os.path.basename(p) for p in paths.values()))))

@@ -29,15 +29,19 @@ from typing import Any, Deque, Dict, List, Optional, Sequence
 from ..arch import Arch, ArchError
 from ..errors import UserError
 from ..fileio import disk_full, disk_nearly_full, no_space_as_error, parse_json, read_json, write_atomic
+from .progress import PROGRESS_NAME, stop_requested
 
 ARCH_FIELD = "{arch}"
 RESULT_FIELD = "{result}"
 PROGRESS_FIELD = "{progress}"
-PROGRESS_NAME = "progress.jsonl"  # in the trial's directory: one record per epoch, by any evaluator
 
 
 class EvaluationError(Exception):
     """A trial could not be scored (command failed, timed out, wrote no result...)."""
+
+
+class TrialStopped(EvaluationError):
+    """The search asked the trial to stop (``progress.STOP_NAME``) and it ended."""
 
 
 class _ResultError(UserError):
@@ -99,7 +103,7 @@ class CommandEvaluator:
         with no_space_as_error(log_path), open(log_path, "wb") as log:
             log.write(("$ " + " ".join(shlex.quote(a) for a in argv) + "\n").encode("utf-8"))
             log.flush()
-            returncode = run_process_group(argv, log, self.timeout_s, log_path)
+            returncode = run_process_group(argv, log, self.timeout_s, log_path, stop_dir=trial_dir)
         try:
             if returncode != 0:
                 raise EvaluationError("exit code {} (log {})".format(returncode, log_path))
@@ -111,37 +115,15 @@ class CommandEvaluator:
             raise
 
 
-def read_progress(trial_dir: str) -> List[Dict[str, Any]]:
-    """The trial's per-epoch records (``PROGRESS_NAME``), in order; a torn last line (a command killed
-    while writing) is left out, any other line that is not ``{"epoch": <int>, ...}`` is an EvaluationError."""
-    path = os.path.join(trial_dir, PROGRESS_NAME)
-    try:
-        with open(path, "rb") as handle:
-            lines = handle.read().decode("utf-8", "replace").split("\n")
-    except OSError:
-        return []
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = parse_json(line, "{} line {}".format(path, number), error=_ResultError)
-        except _ResultError as exc:
-            if number == len(lines):
-                break  # no newline yet: cut short
-            raise EvaluationError(str(exc)) from None
-        epoch = record.get("epoch") if isinstance(record, dict) else None
-        if isinstance(epoch, bool) or not isinstance(epoch, int):
-            raise EvaluationError('{} line {}: expected {{"epoch": <int>, "epochs": <int>, "accuracy": <number>}}, '
-                                  'got {!r}'.format(path, number, record))
-        records.append(record)
-    return records
+STOP_POLL_S = 0.2
 
 
-def run_process_group(argv: List[str], log: Any, timeout_s: Optional[float], log_path: str) -> int:
+def run_process_group(argv: List[str], log: Any, timeout_s: Optional[float], log_path: str,
+                      stop_dir: Optional[str] = None) -> int:
     """Run ``argv`` in a process group of its own and return its exit code.  On a timeout, an
-    error or a signal to this process (SIGTERM, Ctrl-C) the whole group ends with it, so no
-    grandchild (a shell's child, a data loader) is left training beside a resumed search."""
+    error, a signal to this process (SIGTERM, Ctrl-C) or a stop request in ``stop_dir``
+    (``TrialStopped``) the whole group ends with it, so no grandchild (a shell's child, a data
+    loader) is left training beside a resumed search."""
     try:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
@@ -151,10 +133,20 @@ def run_process_group(argv: List[str], log: Any, timeout_s: Optional[float], log
     copier = threading.Thread(target=copy_capped, args=(process.stdout, log, LOG_HEAD_BYTES, LOG_TAIL_BYTES, failed),
                               daemon=True)
     copier.start()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
-        returncode = process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise EvaluationError("timed out after {} s (log {})".format(timeout_s, log_path)) from None
+        while True:
+            wait_s = STOP_POLL_S if deadline is None else min(STOP_POLL_S, max(0.0, deadline - time.monotonic()))
+            try:
+                returncode = process.wait(timeout=wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if stop_requested(stop_dir):
+                log.write(b"\n[dfseg: stopped early by the search; process group ended]\n")
+                raise TrialStopped("stopped by the search") from None
+            if deadline is not None and time.monotonic() >= deadline:
+                raise EvaluationError("timed out after {} s (log {})".format(timeout_s, log_path)) from None
     finally:
         # One place ends the group, whatever ended the wait (a finish, a timeout, a signal to us): also
         # what a finished command left running in the background.

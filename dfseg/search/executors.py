@@ -1,18 +1,23 @@
 """Where trials run: in this process, in a local process pool, or as Ray tasks.
 
-Every executor offers ``capacity`` (trials it can hold), ``submit(trial)``, ``wait()`` (at least
-one finished ``Outcome``) and ``close()``.  Failures never escape (a full disk comes back as an ``Outcome`` marked ``disk_full``): an evaluator error is retried
-``retries`` times inside the worker, a dead worker (killed process, crashed Ray worker) is
-resubmitted up to ``retries`` times, and what still fails comes back as an ``Outcome`` with an
-error for the study to record.
+Every executor offers ``capacity`` (trials it can hold), ``submit(trial)``, ``running()`` (the
+numbers of the trials in it), ``wait(timeout_s)`` (the finished ``Outcome``s, at least one unless
+``timeout_s`` passed first, so that the search can read running trials' progress in between),
+``stop(number)`` (end a running trial early; its outcome, if one still comes, is not used) and
+``close()``.  Failures never escape: a full disk comes back as an ``Outcome`` marked ``disk_full``
+(never retried), an evaluator error is retried ``retries`` times inside the worker, a dead worker
+(killed process, crashed Ray worker) is resubmitted up to ``retries`` times, and what still fails
+comes back as an ``Outcome`` with an error for the study to record.
 """
 
 import multiprocessing
 import multiprocessing.connection
 import os
+import queue
 import re
 import signal
 import socket
+import threading
 import time
 import traceback
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
@@ -20,7 +25,8 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 from ..errors import UserError, raise_terminated
 from ..fileio import DiskFullError
 from ..uri import redact
-from .evaluators import EvaluationError, read_progress
+from .evaluators import EvaluationError, TrialStopped
+from .progress import clear_stop, read_progress, request_stop
 
 Evaluator = Callable[[Any, str], float]
 
@@ -49,6 +55,8 @@ def evaluate_trial(evaluator: Evaluator, trial: Any, directory: str, retries: in
         try:
             accuracy = float(evaluator(trial, directory))
             return Outcome(trial.number, accuracy, None, attempt, time.time() - start, read_progress(directory))
+        except TrialStopped as exc:  # asked for by the search: not a failure to retry
+            return Outcome(trial.number, None, str(exc), attempt, time.time() - start)
         except EvaluationError as exc:
             error = str(exc)
         except DiskFullError as exc:  # no retry: a full disk stays full
@@ -58,28 +66,65 @@ def evaluate_trial(evaluator: Evaluator, trial: Any, directory: str, retries: in
     return Outcome(trial.number, None, error, retries + 1, time.time() - start)
 
 
+def start_trial(root: str, trial: Any) -> str:
+    """The trial's directory, without a stop request left by an earlier run (``--resume``)."""
+    directory = trial_dir(root, trial.number)
+    clear_stop(directory)
+    return directory
+
+
 class SequentialExecutor:
-    """One trial at a time, in this process."""
+    """One trial at a time, in this process (in a thread, so that the search reads its progress
+    and can stop it while it trains)."""
 
     capacity = 1
 
     def __init__(self, evaluator: Evaluator, root: str, retries: int = 0) -> None:
         self.evaluator, self.root, self.retries = evaluator, root, retries
-        self._done = []  # type: List[Outcome]
+        self._thread = None  # type: Optional[threading.Thread]
+        self._number = None  # type: Optional[int]
+        self._done = queue.Queue()  # type: queue.Queue[Outcome]
 
     @property
     def pending(self) -> int:
-        return len(self._done)
+        return int(self._thread is not None)
+
+    def running(self) -> List[int]:
+        return [] if self._number is None else [self._number]
 
     def submit(self, trial: Any) -> None:
-        self._done.append(evaluate_trial(self.evaluator, trial, trial_dir(self.root, trial.number), self.retries))
+        directory = start_trial(self.root, trial)
 
-    def wait(self) -> List[Outcome]:
-        done, self._done = self._done, []
-        return done
+        def work() -> None:
+            self._done.put(evaluate_trial(self.evaluator, trial, directory, self.retries))
+
+        self._number = trial.number
+        self._thread = threading.Thread(target=work, name="dfseg-trial-{}".format(trial.number), daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout_s: Optional[float] = None) -> List[Outcome]:
+        if self._thread is None:
+            return []
+        try:
+            outcome = self._done.get(timeout=timeout_s)
+        except queue.Empty:
+            return []
+        self._thread.join()
+        self._thread = self._number = None
+        return [outcome]
+
+    def stop(self, number: int) -> None:
+        if number != self._number or self._thread is None:
+            return
+        request_stop(trial_dir(self.root, number))
+        self._thread.join()  # the evaluator ends at its next check (see progress.STOP_NAME)
+        self._thread = self._number = None
+        while not self._done.empty():
+            self._done.get()  # its outcome, if one came, is not used
 
     def close(self) -> None:
-        pass
+        if self._number is not None:
+            self.stop(self._number)
 
 
 def _child(connection: Any, evaluator: Evaluator, trial: Any, directory: str, retries: int) -> None:
@@ -115,17 +160,29 @@ class ProcessPoolExecutor:
     def pending(self) -> int:
         return len(self._running)
 
+    def running(self) -> List[int]:
+        return list(self._running)
+
     def submit(self, trial: Any) -> None:
         receiver, sender = self._context.Pipe(duplex=False)
         process = self._context.Process(target=_child, daemon=True, args=(
-            sender, self.evaluator, trial, trial_dir(self.root, trial.number), self.retries))
+            sender, self.evaluator, trial, start_trial(self.root, trial), self.retries))
         process.start()
         sender.close()
         self._running[trial.number] = (process, receiver, trial)
 
-    def wait(self) -> List[Outcome]:
+    def stop(self, number: int) -> None:
+        """SIGTERM to the trial's worker: its evaluator's cleanup ends a training command's group."""
+        entry = self._running.pop(number, None)
+        if entry is not None:
+            process, receiver, _ = entry
+            process.terminate()
+            process.join()
+            receiver.close()
+
+    def wait(self, timeout_s: Optional[float] = None) -> List[Outcome]:
         handles = [entry[0].sentinel for entry in self._running.values()] + [e[1] for e in self._running.values()]
-        multiprocessing.connection.wait(handles)
+        multiprocessing.connection.wait(handles, timeout_s)
         outcomes = []  # type: List[Outcome]
         for number, (process, receiver, trial) in list(self._running.items()):
             outcome = None
@@ -199,12 +256,26 @@ class RayExecutor:
     def pending(self) -> int:
         return len(self._refs)
 
+    def running(self) -> List[int]:
+        return [trial.number for trial in self._refs.values()]
+
     def submit(self, trial: Any) -> None:
-        ref = self._task.remote(self._evaluator, trial, trial_dir(self.root, trial.number), self.retries)
+        ref = self._task.remote(self._evaluator, trial, start_trial(self.root, trial), self.retries)
         self._refs[ref] = trial
 
-    def wait(self) -> List[Outcome]:
-        ready, _ = self._ray.wait(list(self._refs), num_returns=1)
+    def stop(self, number: int) -> None:
+        """Cancel the trial's task (a KeyboardInterrupt inside it, so its evaluator ends a training
+        command's process group); the stop file also reaches it where the filesystem is shared."""
+        for ref, trial in list(self._refs.items()):
+            if trial.number == number:
+                request_stop(trial_dir(self.root, number))
+                self._ray.cancel(ref, force=False)
+                del self._refs[ref]
+
+    def wait(self, timeout_s: Optional[float] = None) -> List[Outcome]:
+        if not self._refs:
+            return []
+        ready, _ = self._ray.wait(list(self._refs), num_returns=1, timeout=timeout_s)
         outcomes = []
         for ref in ready:
             trial = self._refs.pop(ref)

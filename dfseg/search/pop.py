@@ -22,6 +22,13 @@ Ties, explicitly:
   pruned where some y_w beats w by eps, i.e. m would have to beat w by eps to be worth training.
 - B(D) is Eq. 6 verbatim: a trained model leaves the front only when another is strictly faster
   and strictly more accurate, so equally fast or equally accurate models stay in it together.
+
+Stopped trials (curve early stopping, curves.py).  A trial x stopped after epoch k has no Acc(x),
+only an upper bound UB(x, k) >= Acc(x).  Every precedent m <= x has Acc(m) <= Acc(x) <= UB(x, k),
+so x enters Eq. 3-4 as a w with UB in place of Acc (``add_bound``): y_x is the fastest *finished* y
+with Acc(y) >= UB(x, k) + eps.  It never serves as a y (its accuracy is not known to be high enough),
+and B(D) holds only finished trials.  D (``d_index``/``d_accuracy``) is the finished trials; the
+``trained`` mask also holds the stopped ones, which are never asked again.
 """
 
 from typing import List, Optional, Sequence, Tuple
@@ -45,9 +52,15 @@ class PartialOrderPruning:
         self.top_code = int(codes.max()) if top_code is None and codes.size else int(top_code or 0)
         self.pruned = np.zeros(self.latency.size, dtype=bool)  # P
         self.trained = np.zeros(self.latency.size, dtype=bool)  # D as a mask
-        self.d_index = []  # type: List[int]
+        self.d_index = []  # type: List[int]  # finished trials
         self.d_accuracy = []  # type: List[float]
-        self._y_latency = np.zeros(0)  # Lat(y_w) for each w in D, inf while no y_w exists
+        self.s_index = []  # type: List[int]  # stopped trials, with their upper bounds
+        self.s_bound = []  # type: List[float]
+        # Every w (finished, then stopped, in arrival order): its candidate, Acc or UB, and Lat(y_w)
+        # (inf while no y_w exists).
+        self._w_index = []  # type: List[int]
+        self._w_value = []  # type: List[float]
+        self._y_latency = np.zeros(0)
 
     # ------------------------------------------------------------------ the update
     def add(self, index: int, accuracy: float) -> int:
@@ -59,23 +72,36 @@ class PartialOrderPruning:
         self.trained[index] = True
         self.d_index.append(index)
         self.d_accuracy.append(accuracy)
-        d_lat = self.latency[self.d_index]
-        d_acc = np.asarray(self.d_accuracy)
         lat_x = self.latency[index]
-        # y_x over all of D (including x, when eps is 0).
-        better = d_acc >= accuracy + self.eps
-        y_x = float(d_lat[better].min()) if better.any() else np.inf
         old = self._y_latency
         new = old.copy()
-        improves = (accuracy >= d_acc[:-1] + self.eps) & (lat_x < old)
+        improves = (accuracy >= np.asarray(self._w_value) + self.eps) & (lat_x < old)
         new[improves] = lat_x
-        self._y_latency = np.append(new, y_x)
-        changed = list(np.flatnonzero(improves)) + [len(self.d_index) - 1]
+        self._y_latency = new
+        # y_x over all finished trials (including x, when eps is 0).
+        return self._add_w(index, accuracy, list(np.flatnonzero(improves)))
+
+    def add_bound(self, index: int, bound: float) -> int:
+        """Add a stopped trial with its upper bound UB >= Acc; returns how many became newly pruned."""
+        index = int(index)
+        if self.trained[index]:
+            raise ValueError("candidate {} is already trained".format(index))
+        self.trained[index] = True
+        self.s_index.append(index)
+        self.s_bound.append(float(bound))
+        return self._add_w(index, float(bound), [])
+
+    def _add_w(self, index: int, value: float, changed: List[int]) -> int:
+        better = np.asarray(self.d_accuracy) >= value + self.eps
+        y_x = float(self.latency[self.d_index][better].min()) if better.any() else np.inf
+        self._w_index.append(index)
+        self._w_value.append(value)
+        self._y_latency = np.append(self._y_latency, y_x)
         before = int(np.count_nonzero(self.pruned))
-        for w in changed:
+        for w in changed + [len(self._w_index) - 1]:
             y_lat = self._y_latency[w]
             if np.isfinite(y_lat):
-                self._prune(self.d_index[w], y_lat)
+                self._prune(self._w_index[w], y_lat)
         return int(np.count_nonzero(self.pruned)) - before
 
     def _prune(self, w: int, y_latency: float) -> None:
@@ -106,7 +132,19 @@ class PartialOrderPruning:
 
     @property
     def n_trained(self) -> int:
-        return len(self.d_index)
+        """Trials trained, to the end or stopped early."""
+        return len(self.d_index) + len(self.s_index)
+
+    @property
+    def n_stopped(self) -> int:
+        return len(self.s_index)
+
+    def best_at(self, latency: float) -> float:
+        """max Acc(y) over finished y with Lat(y) <= ``latency`` (the front there), -inf if none."""
+        if not self.d_index:
+            return -np.inf
+        faster = self.latency[self.d_index] <= latency
+        return float(np.asarray(self.d_accuracy)[faster].max()) if faster.any() else -np.inf
 
     @property
     def n_pruned(self) -> int:

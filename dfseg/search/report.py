@@ -1,12 +1,13 @@
 """What a search leaves in --out DIR (all written atomically):
 
 - front.json: B(D), a list of {"arch", "latency_ms", "accuracy"}, fastest first
-- trials.csv: every finished or failed trial
+- trials.csv: every finished, stopped (curve early stopping) or failed trial, with the epochs it
+  trained and why it was stopped
 - pruning.csv / pruning.png: trained, pruned and covered counts after each result (Fig. 8a)
 - violations.json / assumption.png: trained comparable pairs x <= y and those with
   Acc(x) > Acc(y) + eps, where the partial-order assumption failed (Fig. 3b)
-- tradeoff.png: latency vs accuracy of trained models, the front, and where pruned candidates lie
-  (Figs. 5 and 7)
+- tradeoff.png: latency vs accuracy of trained models, the front, stopped trials at their bounds,
+  and where pruned candidates lie (Figs. 5 and 7)
 - summary.json: counts, stop reason and these paths
 """
 
@@ -34,15 +35,18 @@ def write_outputs(out_dir: str, study: Study, plots: bool = True) -> Dict[str, s
 
     front_indices = set(study.pop.front())
     paths["trials"] = os.path.join(out_dir, "trials.csv")
-    fields = ["trial", "arch", "latency_ms", "accuracy", "status", "seconds", "in_front", "error", "arch_json"]
+    fields = ["trial", "arch", "latency_ms", "accuracy", "status", "epochs", "stop_reason", "seconds", "in_front",
+              "error", "arch_json"]
     rows = [{"trial": t["trial"], "arch": t["arch"].short(), "latency_ms": "{:.6f}".format(t["latency_ms"]),
              "accuracy": "" if t["accuracy"] is None else t["accuracy"], "status": t["status"],
+             "epochs": "" if t.get("epochs") is None else t["epochs"], "stop_reason": t.get("stop_reason") or "",
              "seconds": "" if t["seconds"] is None else t["seconds"], "in_front": int(t["index"] in front_indices),
              "error": t["error"] or "", "arch_json": t["arch"].dumps()} for t in study.trials]
     write_atomic(paths["trials"], _csv(fields, rows))
 
     paths["pruning"] = os.path.join(out_dir, "pruning.csv")
-    write_atomic(paths["pruning"], _csv(["trial", "trained", "pruned", "covered", "failed", "front"], study.history))
+    write_atomic(paths["pruning"], _csv(["trial", "trained", "stopped", "pruned", "covered", "failed", "front"],
+                                        study.history))
 
     indices, accuracies = study.pop.d_index, study.pop.d_accuracy
     index_pairs = comparable_index_pairs(candidates.codes, indices)
@@ -93,6 +97,9 @@ def write_plots(out_dir: str, study: Study, pairs: List[tuple]) -> Dict[str, str
         top.step([r["latency_ms"] for r in front], [r["accuracy"] for r in front], where="post", color="C3")
         top.scatter([r["latency_ms"] for r in front], [r["accuracy"] for r in front], s=24, color="C3",
                     label="front B(D) ({})".format(len(front)))
+    if study.pop.s_index:
+        top.scatter(candidates.latency[study.pop.s_index], study.pop.s_bound, s=16, marker="v", color="C1",
+                    label="stopped early, at its bound ({})".format(len(study.pop.s_index)))
     top.set_ylabel("accuracy")
     top.legend(loc="lower right")
     top.set_title("POP search: {} trained, {} pruned of {}".format(study.pop.n_trained, study.pop.n_pruned,

@@ -10,6 +10,12 @@ as each result arrives.  Selection draws from S^ minus (P, D, failed and in-flig
 (``select="guided"``, see selection.py).  Its generator is seeded by (seed, ask number), so a search
 is a pure function of its seed and the order of its results: replaying a journal rebuilds the exact state, and a resumed sequential
 search ends where an uninterrupted one would.
+
+Learning curves: ``record_progress`` journals a running trial's per-epoch records as they arrive;
+with ``early_stop=EarlyStopping("curve")`` ``check_stop`` then says whether the trial should end
+(curves.py), and ``stop`` journals and applies that: the trial leaves the search as "stopped" with
+its epoch and bound, prunes with its bound, never joins B(D) and is never asked again (not even by
+``--resume``).  Replay applies the journalled stop as recorded, so it is exact whatever the settings.
 """
 
 import hashlib
@@ -22,6 +28,7 @@ import numpy as np
 from ..arch import Arch
 from ..journal import Journal, JournalError
 from .candidates import CandidateSet
+from .curves import CurveGains, EarlyStopping, check_early_stopping, stop_decision
 from .pop import PartialOrderPruning
 from .selection import SELECTIONS, GuidedSelection
 
@@ -48,7 +55,7 @@ class EmptySpaceError(ValueError):
 
 
 def check_settings(patience: int = 30, max_trials: Optional[int] = None, select: str = "random",
-                   explore: float = 0.5) -> None:
+                   explore: float = 0.5, early_stop: Optional[EarlyStopping] = None) -> None:
     """The one check of the study's settings (``Study`` runs it; a command may run it before anything else)."""
     if patience < 1:
         raise SettingError("patience", patience, "must be at least 1")
@@ -58,6 +65,9 @@ def check_settings(patience: int = 30, max_trials: Optional[int] = None, select:
         raise SettingError("select", repr(select), "choose one of {}".format(", ".join(SELECTIONS)))
     if not 0.0 <= explore <= 1.0:
         raise SettingError("explore", explore, "must be between 0 and 1")
+    problem = check_early_stopping(early_stop) if early_stop is not None else None
+    if problem is not None:
+        raise SettingError(*problem)
 
 
 class Trial(NamedTuple):
@@ -70,8 +80,11 @@ class Trial(NamedTuple):
 class Study:
     def __init__(self, candidates: CandidateSet, seed: int = 0, patience: int = 30, eps: float = 0.0,
                  max_trials: Optional[int] = None, journal: Optional[Journal] = None, select: str = "random",
-                 explore: float = 0.5, max_failures: Optional[int] = None) -> None:
-        check_settings(patience=patience, max_trials=max_trials, select=select, explore=explore)
+                 explore: float = 0.5, max_failures: Optional[int] = None,
+                 early_stop: Optional[EarlyStopping] = None) -> None:
+        early_stop = early_stop or EarlyStopping()
+        check_settings(patience=patience, max_trials=max_trials, select=select, explore=explore,
+                       early_stop=early_stop)
         if not len(candidates):
             raise EmptySpaceError("the search space is empty: widen the latency window or the space")
         self.candidates = candidates
@@ -95,6 +108,8 @@ class Study:
         self._front = frozenset()  # type: frozenset
         self._requeue = []  # type: List[Trial]
         self.progress = {}  # type: Dict[int, List[Dict[str, Any]]]  # trial -> its per-epoch records
+        self.early_stop = early_stop
+        self.gains = CurveGains()  # G(k, E) from the finished trials' curves
         self.journal = journal
 
     # ------------------------------------------------------------------ configuration record
@@ -158,6 +173,15 @@ class Study:
                     self._apply_fail(number, str(record.get("error", "")))
             elif kind == "retry":
                 self._apply_retry()
+            elif kind == "stop":
+                number, epoch, bound = record.get("trial"), record.get("epoch"), record.get("bound")
+                if isinstance(number, bool) or not isinstance(number, int) or number not in self.in_flight or \
+                        not isinstance(epoch, int) or isinstance(bound, bool) or \
+                        not isinstance(bound, (int, float)) or not math.isfinite(bound):
+                    raise JournalError("{}: record {}: a stop of trial {!r} that was not running, or without its "
+                                       "epoch and finite bound (a duplicated or edited line); remove that "
+                                       "line".format(where, position, number))
+                self._apply_stop(number, epoch, float(bound), record.get("front"))
             elif kind == "progress":
                 number = record.get("trial")
                 if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < self.asked:
@@ -239,10 +263,28 @@ class Study:
         if number not in self.in_flight:
             raise ValueError("trial {} is not in flight".format(number))
         known = len(self.progress.get(number, []))
-        fresh = [dict(record, type="progress", trial=number) for record in records[known:]]
+        last = self.progress[number][-1]["epoch"] if known else 0
+        fresh = [dict(record, type="progress", trial=number) for record in records if record["epoch"] > last]
         if fresh and self.journal is not None:
             self.journal.append_many(fresh)
         self.progress.setdefault(number, []).extend(fresh)
+
+    def check_stop(self, number: int) -> Optional[Dict[str, Any]]:
+        """``{"epoch", "bound", "front"}`` when the running trial's latest record says it cannot reach
+        the front (curves.py), else None."""
+        records = self.progress.get(number)
+        if number not in self.in_flight or not records or self.early_stop.mode == "off":
+            return None
+        latency = self.in_flight[number].latency_ms
+        return stop_decision(self.early_stop, self.gains, records[-1], self.pop.best_at(latency), number)
+
+    def stop(self, number: int, epoch: int, bound: float, front: Optional[float] = None) -> int:
+        """Record that a running trial was stopped after ``epoch`` with upper bound ``bound``; returns how
+        many candidates its bound pruned."""
+        if number not in self.in_flight:
+            raise ValueError("trial {} is not in flight".format(number))
+        self._write({"type": "stop", "trial": number, "epoch": int(epoch), "bound": float(bound), "front": front})
+        return self._apply_stop(number, int(epoch), float(bound), front)
 
     def tell_failed(self, number: int, error: str) -> None:
         """Record a trial that could not be trained; its candidate is not asked again."""
@@ -286,24 +328,46 @@ class Study:
         newly = self.pop.add(trial.index, accuracy)
         if self.guide is not None:
             self.guide.observe(trial.index, accuracy)
+        self.gains.add(self.progress.get(number, []), accuracy)
         front = frozenset(self.pop.front())
         self.stable_for = self.stable_for + 1 if front == self._front else 0
         self._front = front
         self.trials.append({"trial": number, "index": trial.index, "arch": trial.arch, "latency_ms": trial.latency_ms,
-                            "accuracy": accuracy, "seconds": seconds, "status": "ok", "error": None})
+                            "accuracy": accuracy, "seconds": seconds, "status": "ok", "error": None,
+                            "epochs": self._epochs(number), "stop_reason": ""})
         self._record_history(number)
         return newly
+
+    def _apply_stop(self, number: int, epoch: int, bound: float, front: Optional[float]) -> int:
+        trial = self._finish(number)
+        self.failures_in_a_row = 0
+        newly = self.pop.add_bound(trial.index, bound)
+        self.stable_for += 1  # B(D) holds finished trials only: a stop leaves it as it was
+        reason = "curve: bound {:.4g} after epoch {}".format(bound, epoch)
+        if front is not None:
+            reason += " <= front {:.4g}".format(front)
+        self.trials.append({"trial": number, "index": trial.index, "arch": trial.arch, "latency_ms": trial.latency_ms,
+                            "accuracy": None, "seconds": None, "status": "stopped", "error": None, "epochs": epoch,
+                            "bound": bound, "stop_reason": reason})
+        self._record_history(number)
+        return newly
+
+    def _epochs(self, number: int) -> Optional[int]:
+        records = self.progress.get(number)
+        return records[-1]["epoch"] if records else None
 
     def _apply_fail(self, number: int, error: str) -> None:
         trial = self._finish(number)
         self.failed[trial.index] = True
         self.failures_in_a_row += 1
         self.trials.append({"trial": number, "index": trial.index, "arch": trial.arch, "latency_ms": trial.latency_ms,
-                            "accuracy": None, "seconds": None, "status": "failed", "error": error})
+                            "accuracy": None, "seconds": None, "status": "failed", "error": error,
+                            "epochs": self._epochs(number), "stop_reason": ""})
         self._record_history(number)
 
     def _record_history(self, number: int) -> None:
-        self.history.append({"trial": number, "trained": self.pop.n_trained, "pruned": self.pop.n_pruned,
+        self.history.append({"trial": number, "trained": self.pop.n_trained, "stopped": self.pop.n_stopped,
+                             "pruned": self.pop.n_pruned,
                              "covered": self.pop.n_covered, "failed": int(np.count_nonzero(self.failed)),
                              "front": len(self._front)})
 
@@ -317,12 +381,14 @@ class Study:
         return out
 
     def summary(self) -> Dict[str, Any]:
-        return {"size": len(self.candidates), "trained": self.pop.n_trained, "pruned": self.pop.n_pruned,
+        return {"size": len(self.candidates), "trained": self.pop.n_trained, "stopped": self.pop.n_stopped,
+                "pruned": self.pop.n_pruned,
                 "covered": self.pop.n_covered, "failed": int(np.count_nonzero(self.failed)), "front": len(self._front),
                 "stop_reason": self.stop_reason(), "stable_for": self.stable_for}
 
     def state(self) -> Dict[str, Any]:
         """Everything that defines where the search stands (compared by the resume tests)."""
         return {"trained": list(self.pop.d_index), "accuracy": list(self.pop.d_accuracy),
+                "stopped": list(self.pop.s_index), "bounds": list(self.pop.s_bound),
                 "pruned": np.flatnonzero(self.pop.pruned).tolist(), "failed": np.flatnonzero(self.failed).tolist(),
                 "front": self.pop.front(), "asked": self.asked}

@@ -10,7 +10,9 @@ format, and N data-parallel processes per trial (``devices``, ``training.distrib
 With a trial directory, every epoch ends with a checkpoint (``training.checkpoint``) that a later
 attempt of the same trial continues from, a line in ``train.log`` and a progress record
 ``{"epoch", "epochs", "loss", "accuracy"}`` appended to ``progress.jsonl`` (accuracy only on epochs
-that were validated: every ``val_every``-th and the last).
+that were validated: every ``val_every``-th and the last).  A stop request from the search
+(``progress.STOP_NAME``, curve early stopping) ends the trial at the next step (one process) or
+epoch end (data parallel) with ``TrialStopped``.
 """
 
 import json
@@ -24,7 +26,8 @@ from ..errors import UserError
 from ..eval import ConfusionMatrix
 from ..fileio import DiskFullError, no_space_as_error, write_atomic
 from ..sizes import Size
-from .evaluators import PROGRESS_NAME
+from .evaluators import TrialStopped
+from .progress import PROGRESS_NAME, stop_requested
 from .training import checkpoint as ckpt
 from .training import distributed
 from .training.data import ImageFolderDataset, SegmentationDataset, check_dataset, is_segmentation_dataset
@@ -226,7 +229,7 @@ class _Loop:
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
 
-    def train_epoch(self, epoch: int) -> List[float]:
+    def train_epoch(self, epoch: int, trial_dir: Optional[str] = None) -> List[float]:
         import torch
         import torch.nn.functional as F
 
@@ -238,6 +241,8 @@ class _Loop:
         for step, (inputs, targets) in enumerate(loader):
             if step >= self.steps:
                 break
+            if self.group.world == 1 and stop_requested(trial_dir):
+                raise TrialStopped("stopped by the search in epoch {}".format(epoch + 1))
             inputs = inputs.to(self.device, self.dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
             targets = targets.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
@@ -321,7 +326,7 @@ def _train(group: distributed.Group, config: TrainerConfig, arch: Any, weights_o
     score = None  # type: Optional[float]
     for epoch in range(first, config.epochs):
         start = time.time()
-        epoch_losses = loop.train_epoch(epoch)
+        epoch_losses = loop.train_epoch(epoch, trial_dir)
         train_s = time.time() - start
         losses.extend(epoch_losses)
         last = epoch + 1 == config.epochs
@@ -340,6 +345,8 @@ def _train(group: distributed.Group, config: TrainerConfig, arch: Any, weights_o
                 epoch + 1, config.epochs, record["loss"], "" if score is None else "val {:.2f} ".format(score),
                 time.time() - start))
         distributed.barrier(group)
+        if epoch + 1 < config.epochs and _stop_agreed(group, trial_dir):
+            raise TrialStopped("stopped by the search after epoch {}".format(epoch + 1))
     if not lead:
         return TrainingResult(0.0, losses, progress)
     if progress and progress[-1]["accuracy"] is not None and first < config.epochs:
@@ -351,6 +358,17 @@ def _train(group: distributed.Group, config: TrainerConfig, arch: Any, weights_o
 
         save_weights(loop.model.eval(), weights_out)
     return TrainingResult(float(score), losses, progress)
+
+
+def _stop_agreed(group: distributed.Group, trial_dir: Optional[str]) -> bool:
+    """Rank 0 reads the stop request and every rank follows it, so no rank waits for another."""
+    if group.world == 1:
+        return stop_requested(trial_dir)
+    import torch
+
+    wanted = group.rank == 0 and stop_requested(trial_dir)
+    flag = torch.tensor([1.0 if wanted else 0.0], device=torch.device(group.device))
+    return bool(distributed.all_reduce_sum(flag, group)[0] > 0)
 
 
 def _write_progress(trial_dir: str, progress: List[Dict[str, Any]]) -> None:
