@@ -140,7 +140,14 @@ def pipeline_segment(runner: Any, video: str, size: Any, seconds: float, helper_
     from dfseg.live.sinks import NullSink
     from dfseg.live.sources import open_source
 
-    pipeline = Pipeline(open_source(video, loops=-1), Segmenter(runner, size), Renderer(), [NullSink()],
+    class StampSink(NullSink):
+        """Notes when each frame is written (the pipeline itself keeps no per-frame history)."""
+
+        def write(self, *args: Any) -> None:
+            times.append(time.perf_counter())
+
+    times: List[float] = []
+    pipeline = Pipeline(open_source(video, loops=-1), Segmenter(runner, size), Renderer(), [StampSink()],
                         status_line=True, log=lambda message: None, helper_policy=helper_policy)
     holder: Dict[str, Any] = {}
     worker = threading.Thread(target=lambda: holder.update(result=pipeline.run()), daemon=True)
@@ -149,7 +156,7 @@ def pipeline_segment(runner: Any, video: str, size: Any, seconds: float, helper_
     stop = time.perf_counter()
     pipeline.request_stop("segment over")
     worker.join()
-    times = [t for t in pipeline.output_times if t <= stop]
+    times = [t for t in times if t <= stop]
     first = next((i for i, t in enumerate(times) if t >= times[0] + WARM_S), None) if times else None
     if first is None or len(times) - first < 3:
         raise RuntimeError("the pipeline wrote too few frames in {:.0f} s to measure".format(seconds))

@@ -124,7 +124,6 @@ class Pipeline:
         self.errors = []  # type: List[BaseException]
         self.end_reason = "end of input"
         self.clocks = {name: StageClock() for name in STAGES}
-        self.output_times = []  # type: List[float]  perf_counter() of every frame written
         self._start = self._elapsed = self._cpu_start = self._cpu = 0.0
         # The light stages yield the cores to inference (see scheduling); the guard undoes it if they starve.
         self.helpers = HelperThreads(helper_policy)
@@ -284,7 +283,6 @@ class Pipeline:
             clock.work_s += time.perf_counter() - wall
             clock.items += 1
             self.stats.add_output(frame.captured)
-            self.output_times.append(time.perf_counter())
             yield item
 
     def _guard_helpers(self) -> None:
