@@ -17,15 +17,23 @@ def atomic_output(path: str) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success it is fsync'd and renamed onto ``path``,
     so readers see the old file or the new one, never a mix.  On error it is removed."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     suffix = "-" + os.path.basename(path)
-    _remove_orphans(directory, suffix)
-    # The pid in the name tells a later write whose temporary file a killed process left behind.
-    handle, temp = tempfile.mkstemp(prefix="{}{}-".format(TEMP_PREFIX, os.getpid()), suffix=suffix, dir=directory)
+    with no_space_as_error(path):  # a disk without room for one more name (inodes, directory blocks)
+        os.makedirs(directory, exist_ok=True)
+        _remove_orphans(directory, suffix)
+        # The pid in the name tells a later write whose temporary file a killed process left behind.
+        handle, temp = tempfile.mkstemp(prefix="{}{}-".format(TEMP_PREFIX, os.getpid()), suffix=suffix, dir=directory)
     os.close(handle)
     try:
         with no_space_as_error(path):
-            yield temp
+            try:
+                yield temp
+            except DiskFullError as exc:
+                # A writer that is itself atomic (one atomic_output inside another) names our temporary
+                # file; the user knows only the final name.
+                if exc.path != temp:
+                    raise
+                raise disk_full(path, exc.detail) from None
             with open(temp, "rb") as stream:
                 os.fsync(stream.fileno())
         # mkstemp creates 0600 (and a writer may have replaced the file): results are meant to be
@@ -46,6 +54,11 @@ DISK_RESERVE_BYTES = 1 << 20
 
 class DiskFullError(UserError):
     """A write ran out of space (ENOSPC, EDQUOT, or below the reserve a stream needs to finish)."""
+
+    def __init__(self, message: str, path: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.detail = detail
 
 
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -119,7 +132,7 @@ def disk_full(path: str, detail: str = "") -> DiskFullError:
     free = free_bytes(os.path.dirname(os.path.abspath(path)))
     left = "" if free is None else ", {:.1f} MB left".format(free / 1e6)
     return DiskFullError("{}: the disk is full{}{}; free space (or write elsewhere) and run again".format(
-        path, left, "; " + detail if detail else ""))
+        path, left, "; " + detail if detail else ""), path, detail)
 
 
 def _remove_orphans(directory: str, suffix: str) -> None:
@@ -157,6 +170,17 @@ def write_atomic(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see ``atomic_output``)."""
     with atomic_output(path) as temp, open(temp, "wb") as stream:
         stream.write(data)
+
+
+def write_image_atomic(path: str, image: Any) -> None:
+    """Encode ``image`` (a NumPy array) in the format ``path``'s extension names and write it atomically:
+    ``cv2.imwrite`` would leave a truncated image under the final name when the disk fills."""
+    import cv2
+
+    ok, encoded = cv2.imencode(os.path.splitext(path)[1], image)
+    if not ok:
+        raise UserError("{}: OpenCV cannot encode this image format; name a .png or .jpg file".format(path))
+    write_atomic(path, encoded.tobytes())
 
 
 def write_json_atomic(path: str, value: Any, indent: int = 2) -> None:

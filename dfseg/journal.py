@@ -14,7 +14,7 @@ import os
 from typing import Any, Dict, List, Sequence, Tuple
 
 from .errors import UserError
-from .fileio import no_space_as_error
+from .fileio import DiskFullError, no_space_as_error
 
 
 class JournalError(UserError):
@@ -74,8 +74,9 @@ class Journal:
 
     def open(self) -> List[Dict[str, Any]]:
         """Lock the journal, read every complete record, and get ready to append."""
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        lock = open(self.lock_path, "a")
+        with no_space_as_error(self.path):  # a disk without room for the journal's or its lock's name
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            lock = open(self.lock_path, "a")
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -85,7 +86,12 @@ class Journal:
         self._lock = lock
         records, good_bytes = read_records(self.path)
         # Unbuffered: a failed append leaves nothing queued that closing the file would write later.
-        self._handle = open(self.path, "ab", buffering=0)
+        try:
+            with no_space_as_error(self.path):
+                self._handle = open(self.path, "ab", buffering=0)
+        except DiskFullError:
+            self.close()
+            raise
         if self._handle.tell() != good_bytes:
             # Drop a torn last line so the next record starts on a line of its own.
             self._handle.truncate(good_bytes)

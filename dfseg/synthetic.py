@@ -18,6 +18,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import UserError
+from .fileio import write_image_atomic
 
 ROAD, SIDEWALK, BUILDING, SKY, CAR = 0, 1, 2, 10, 13
 CLASSES = {"road": ROAD, "sidewalk": SIDEWALK, "building": BUILDING, "sky": SKY, "car": CAR}
@@ -113,7 +114,7 @@ def street_scene(width: int, height: int, rng: np.random.Generator) -> Tuple[np.
 def write_street_dataset(root: str, counts: Sequence[Tuple[str, int]] = (("train", 64), ("val", 16)),
                          size: Tuple[int, int] = (128, 64), seed: int = 0, city: str = "synthetic") -> Dict[str, int]:
     """Write a Cityscapes-format street set under ``root``; returns images written per split."""
-    cv2 = _cv2()
+    _cv2()  # say what is missing before anything is written
     rng = np.random.default_rng(seed)
     width, height = size
     to_label_id = np.full(256, 0, np.uint8)
@@ -131,8 +132,7 @@ def write_street_dataset(root: str, counts: Sequence[Tuple[str, int]] = (("train
             for path, array in ((os.path.join(images, stem + "_leftImg8bit.png"), image),
                                 (os.path.join(labels, stem + "_gtFine_labelTrainIds.png"), label),
                                 (os.path.join(labels, stem + "_gtFine_labelIds.png"), to_label_id[label])):
-                if not cv2.imwrite(path, array):
-                    raise UserError("{}: cannot write this file".format(path))
+                write_image_atomic(path, array)
         written[split] = count
     return written
 

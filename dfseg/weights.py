@@ -14,7 +14,7 @@ from torch import nn
 
 from .arch import Arch, ArchError
 from .errors import UserError
-from .fileio import atomic_output
+from .fileio import write_atomic
 
 ARCH_METADATA_KEY = "dfseg.arch"
 FORMAT_METADATA_KEY = "format"
@@ -38,7 +38,7 @@ def save_weights(model: nn.Module, path: str, arch: Optional[Arch] = None) -> st
 
     ``arch`` (default: ``model.arch`` when the model has one) is stored in the metadata.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     arch = arch or _model_arch(model)
     metadata = {FORMAT_METADATA_KEY: "pt"}
@@ -50,8 +50,9 @@ def save_weights(model: nn.Module, path: str, arch: Optional[Arch] = None) -> st
     if not os.path.isdir(directory):
         raise WeightsError("{}: directory {} does not exist; create it first".format(path, directory))
     try:
-        with atomic_output(path) as tmp:
-            save_file(tensors, tmp, metadata=metadata)
+        # Serialised in memory first: safetensors' own file writer turns a full disk into a
+        # SafetensorError, where write_atomic's plain writes give the one-line DiskFullError.
+        write_atomic(path, save(tensors, metadata=metadata))
     except OSError as exc:
         raise WeightsError("{}: cannot write weights ({})".format(path, exc.strerror or exc)) from None
     return path

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import UserError
-from ..fileio import DISK_RESERVE_BYTES, claim_output, disk_full, free_bytes, write_atomic
+from ..fileio import DISK_RESERVE_BYTES, claim_output, disk_full, free_bytes, write_image_atomic
 from ..uri import file_path
 
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
@@ -160,12 +160,7 @@ class ImageFolderSink(Sink):
         self._claim = claim_output(self.directory)
 
     def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
-        import cv2
-
-        ok, encoded = cv2.imencode(self.extension, classes if self.labels else image)
-        if not ok:
-            raise UserError("{}: OpenCV cannot encode {} images".format(self.directory, self.extension))
-        write_atomic(os.path.join(self.directory, name + self.extension), encoded.tobytes())
+        write_image_atomic(os.path.join(self.directory, name + self.extension), classes if self.labels else image)
         self.frames_written += 1
 
     def close(self) -> None:

@@ -31,6 +31,8 @@ import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..fileio import no_space_as_error
+
 PROGRESS_NAME = "progress.jsonl"
 STOP_NAME = "stop"
 LOG_NAME = "search.log"  # the search's own notes on a trial (bad progress lines, a stop)
@@ -134,9 +136,11 @@ def read_progress(trial_dir: str) -> List[Dict[str, Any]]:
 
 def request_stop(trial_dir: str) -> None:
     """Ask the trial running in ``trial_dir`` to end (see ``STOP_NAME``)."""
-    os.makedirs(trial_dir, exist_ok=True)
-    with open(os.path.join(trial_dir, STOP_NAME), "w") as handle:
-        handle.write("stopped by dfseg-search (early stopping)\n")
+    path = os.path.join(trial_dir, STOP_NAME)
+    # Its presence is the request: empty, it still reaches the trial on a disk too full for a line of text.
+    with no_space_as_error(path):
+        os.makedirs(trial_dir, exist_ok=True)
+        open(path, "w").close()
 
 
 def clear_stop(trial_dir: str) -> None:

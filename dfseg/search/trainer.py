@@ -24,7 +24,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 from ..cityscapes import IGNORE_LABEL
 from ..errors import UserError
 from ..eval import ConfusionMatrix
-from ..fileio import DiskFullError, no_space_as_error, write_atomic
+from ..fileio import DiskFullError, no_space_as_error, write_atomic, write_json_atomic
 from ..sizes import Size
 from .evaluators import TrialStopped
 from .progress import PROGRESS_NAME, stop_requested
@@ -127,8 +127,7 @@ def _rank_entry(group: distributed.Group, config: TrainerConfig, arch: Any, weig
                 trial_dir: Optional[str], result_path: str) -> None:
     result = _train(group, config, arch, weights_out, trial_dir, None)
     if group.rank == 0:
-        with open(result_path, "w") as handle:
-            json.dump(result._asdict(), handle)
+        write_json_atomic(result_path, result._asdict())  # a full scratch disk: DiskFullError, not a torn file
 
 
 def _one_line(exc: BaseException) -> UserError:

@@ -14,6 +14,7 @@ entry or an engine without a sidecar, which the next lookup rebuilds.  The build
 Device side: Python 3.6, no torch, no tensorrt import.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -207,7 +208,14 @@ class EngineCache:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         meta.update(extra or {})
-        write_json_atomic(self.sidecar_path(path), meta)
+        try:
+            write_json_atomic(self.sidecar_path(path), meta)
+        except BaseException:
+            # Never loaded without its sidecar (the next lookup builds it again): on a full disk it would
+            # only keep the space that the rebuild needs.
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
         return path
 
     def get_or_build(self, spec: EngineSpec, build: Callable[[], bytes],
