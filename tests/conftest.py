@@ -7,11 +7,13 @@ import pytest
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A 4 MB tmpfs to fill (mounting needs root, as CI runs; skipped elsewhere)."""
+def small_disk(tmp_path, request):
+    """A 4 MB tmpfs to fill (mounting needs root, as CI runs; skipped elsewhere).  Parametrized indirectly,
+    the parameter is its mount options instead (``size=4m,nr_inodes=4``: a disk without room for another name)."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+    options = getattr(request, "param", "size=4m")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here ({}); CI runs as root".format(proc.stderr.strip()))
