@@ -22,6 +22,14 @@ class Payload:
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("inputs")
     tiny_onnx(str(root / "model.onnx"))
+    (root / "empty.onnx").write_bytes(b"")
+    from onnx import TensorProto, helper, save
+
+    # A valid ONNX model that ONNX Runtime loads, but whose input no image can feed.
+    graph = helper.make_graph([helper.make_node("Cast", ["input"], ["output"], to=TensorProto.INT32)], "g",
+                              [helper.make_tensor_value_info("input", TensorProto.STRING, [1, 3, 48, 64])],
+                              [helper.make_tensor_value_info("output", TensorProto.INT32, [1, 3, 48, 64])])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(root / "string-input.onnx"))
     write_video(str(root / "in.mp4"))
     os.makedirs(root / "frames")
     rng = np.random.RandomState(0)
@@ -101,6 +109,9 @@ CASES = [
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--queue-size", "x"], "'x' is not a whole number"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--no-such-option"], "unrecognized arguments"),
     ("run", ["--model", "{dir}/missing.onnx", "{dir}/in.mp4", "none"], "missing.onnx: file not found"),
+    ("run", ["--model", "{dir}/empty.onnx", "{dir}/in.mp4", "none"], "{dir}/empty.onnx: empty file (0 bytes)"),
+    ("run", ["--model", "{dir}/string-input.onnx", "{dir}/in.mp4", "none"],
+     "{dir}/string-input.onnx: input 'input' is a tensor(string)"),
     ("run", ["--model", "{model}", "{dir}/nothing.mp4", "none"], "nothing.mp4: no such file or folder"),
     ("run", ["--model", "{model}", "{dir}/empty", "none"], "folder holds no images"),
     ("run", ["--model", "{model}", "{dir}/notes.txt", "none"], "notes.txt: cannot open it; is it a video file"),

@@ -20,6 +20,7 @@ PROVIDERS = {
     "cpu": "CPUExecutionProvider",
 }
 
+MIN_THREADS = 1  # threads (--threads): 0 would be ONNX Runtime's own default, not one thread
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,
@@ -79,6 +80,9 @@ class OnnxRuntimeRunner(BaseRunner):
     ) -> None:
         if isinstance(model, str) and not os.path.isfile(model):
             raise UserError("{}: ONNX model file not found; export one with dfseg-export".format(model))
+        if isinstance(model, str) and os.path.getsize(model) == 0:
+            # ONNX Runtime's own words for it are a traceback's "No graph was found in the protobuf".
+            raise UserError("{}: empty file (0 bytes), not an ONNX model; export it again with dfseg-export".format(model))
         label = os.path.basename(model) if isinstance(model, str) else None
         super().__init__(name or label)
         self.model = model
@@ -117,6 +121,12 @@ class OnnxRuntimeRunner(BaseRunner):
         except (onnxruntime.capi.onnxruntime_pybind11_state.InvalidProtobuf,
                 onnxruntime.capi.onnxruntime_pybind11_state.InvalidGraph) as exc:
             raise UserError("{}: not a valid ONNX model ({})".format(self.name, str(exc).splitlines()[0])) from None
+        unsupported = [arg for arg in self.session.get_inputs() if arg.type not in _ORT_DTYPES]
+        if unsupported:
+            self.session = None
+            raise UserError("{}: input {!r} is a {}; dfseg feeds numeric tensors ({}), export a model whose input is "
+                            "an image tensor".format(self.model if isinstance(self.model, str) else self.name, unsupported[0].name, unsupported[0].type,
+                                                     ", ".join(sorted(t[7:-1] for t in _ORT_DTYPES))))
         self._inputs = {
             arg.name: TensorMeta(tuple(d if isinstance(d, int) else -1 for d in arg.shape), np.dtype(_ORT_DTYPES[arg.type]))
             for arg in self.session.get_inputs()
