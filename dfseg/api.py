@@ -17,16 +17,17 @@ import numpy as np
 
 from .backends import get_runner, resolve_backend
 from .backends.base import BaseRunner
+from .backends.onnxrt import MIN_THREADS
 from .build_config import BuildConfig
 from .cityscapes import NUM_CLASSES, class_names, palette_bgr
-from .errors import UserError
+from .errors import UserError, check_whole_number
 from .fileio import check_outputs
 from .live.http import run_status
-from .live.pipeline import Pipeline, RunResult, check_latency, follow_source_fps
+from .live.pipeline import MIN_QUEUE_SIZE, Pipeline, RunResult, check_latency, follow_source_fps
 from .live.render import Renderer
 from .live.segmenter import Segmenter
 from .live.sinks import OUTPUT_FOLDERS, HttpSink, NullSink, Sink, open_sink, output_paths
-from .live.sources import CaptureSource, Source, open_source
+from .live.sources import LOOP_FOREVER, CaptureSource, Source, open_source
 from .sizes import Size, parse_size
 from .uri import local_inputs
 
@@ -117,9 +118,7 @@ class Model:
 
     def __call__(self, bgr: np.ndarray) -> np.ndarray:
         """Class map (uint8 trainIds, frame's height x width) of a BGR uint8 frame."""
-        if not isinstance(bgr, np.ndarray) or bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
-            raise UserError("frame: expected a BGR uint8 array of shape (height, width, 3), got {}".format(
-                _describe(bgr)))
+        _check_frame(bgr)
         self._check_open()
         return self.segmenter.segment(bgr)
 
@@ -140,8 +139,10 @@ class Model:
         """
         self._check_open()
         check_latency(latency)
-        if max_frames is not None and max_frames < 1:
-            raise UserError("max_frames: must be at least 1, got {}".format(max_frames))
+        if max_frames is not None:
+            check_whole_number("max_frames", max_frames, 1)
+        check_whole_number("loops", loops, LOOP_FOREVER)
+        check_whole_number("queue_size", queue_size, MIN_QUEUE_SIZE)
         size = parse_size(camera_size)
         live_source = open_source(str(source), size.width, size.height, camera_fps, loops=loops)
         if isinstance(live_source, CaptureSource):
@@ -209,6 +210,8 @@ def load(model: str, backend: str = "auto", precision: Optional[str] = None, siz
     import shutil
     import tempfile
 
+    if threads is not None:
+        check_whole_number("threads", threads, MIN_THREADS)
     if config is not None and precision is not None and precision != config.precision:
         raise UserError("precision={!r} and config.precision={!r}: give one".format(precision, config.precision))
     if config is None and precision is not None:
@@ -280,11 +283,17 @@ def model_file(model: str, weights: Optional[str], size: Optional[Size], scratch
 
 def colorize(classmap: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """BGR colour mask of a class map in the Cityscapes palette."""
+    _check_classmap(classmap)
     return Renderer(mode="mask", legend=False, num_classes=num_classes).colorize(classmap)
 
 
 def overlay(bgr: np.ndarray, classmap: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """The frame blended with its colour mask, as ``dfseg-run --overlay blend`` draws it."""
+    _check_frame(bgr)
+    _check_classmap(classmap)
+    if classmap.shape != bgr.shape[:2]:
+        raise UserError("classmap: shape {} does not match the frame's {}; pass the class map of this frame "
+                        "(Model(frame) returns one at the frame's size)".format(classmap.shape, bgr.shape[:2]))
     return Renderer(mode="blend", legend=False, num_classes=num_classes).render(bgr, classmap)
 
 
@@ -294,6 +303,23 @@ def _quiet(message: str) -> None:
 
 def _warn(message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=2)
+
+
+def _check_frame(bgr: object) -> None:
+    if not isinstance(bgr, np.ndarray) or bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
+        raise UserError("frame: expected a BGR uint8 array of shape (height, width, 3), got {}".format(_describe(bgr)))
+    if bgr.shape[0] == 0 or bgr.shape[1] == 0:
+        raise UserError("frame: empty, shape {}; pass an image of at least 1x1 pixels".format(bgr.shape))
+
+
+def _check_classmap(classmap: object) -> None:
+    """Class ids index the 256-entry palette (ids without a colour are drawn black), so they are integers
+    in 0..255."""
+    if not isinstance(classmap, np.ndarray) or classmap.ndim != 2 or not np.issubdtype(classmap.dtype, np.integer):
+        raise UserError("classmap: expected an integer array of class ids of shape (height, width), got {}".format(
+            _describe(classmap)))
+    if classmap.dtype != np.uint8 and classmap.size and (classmap.min() < 0 or classmap.max() > 255):
+        raise UserError("classmap: class ids must lie in 0..255, got {}..{}".format(classmap.min(), classmap.max()))
 
 
 def _describe(value: object) -> str:

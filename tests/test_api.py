@@ -61,6 +61,50 @@ def test_bad_input_is_a_one_line_user_error(onnx_path, tmp_path) -> None:
         model(frame())
 
 
+@pytest.mark.parametrize("threads", ["2", 0, -1, 1.5, True])
+def test_threads_must_be_a_whole_number_of_at_least_one(onnx_path, threads) -> None:
+    # 0 would silently become ONNX Runtime's default (every core), a string a pybind TypeError.
+    with pytest.raises(UserError, match=r"^threads: expected a whole number >= 1, got {}$".format(repr(threads))):
+        dfseg.load(onnx_path, backend="onnxruntime", threads=threads)
+
+
+def test_threads_takes_a_numpy_integer_too(onnx_path) -> None:
+    with dfseg.load(onnx_path, backend="onnxruntime", threads=np.int64(1)) as model:
+        assert model(frame()).shape == (HEIGHT, WIDTH)
+
+
+def test_an_empty_frame_is_a_user_error_naming_its_shape(onnx_path) -> None:
+    with dfseg.load(onnx_path, backend="onnxruntime", threads=1) as model:
+        for shape in ((0, 0, 3), (0, WIDTH, 3), (HEIGHT, 0, 3)):
+            with pytest.raises(UserError, match=r"^frame: empty, shape \({}, {}, 3\)".format(*shape[:2])):
+                model(np.zeros(shape, np.uint8))
+        assert model(frame(height=1, width=1)).shape == (1, 1)  # one pixel is a frame
+
+
+def test_overlay_refuses_a_class_map_of_another_size() -> None:
+    with pytest.raises(UserError, match=r"^classmap: shape \(10, 10\) does not match the frame's \(48, 64\)"):
+        api.overlay(frame(height=48, width=64), np.zeros((10, 10), np.uint8))
+    with pytest.raises(UserError, match="^frame: expected a BGR uint8 array"):
+        api.overlay(frame()[:, :, 0], np.zeros((HEIGHT, WIDTH), np.uint8))
+
+
+@pytest.mark.parametrize("classmap", [np.full((4, 4), 99.5), np.zeros((4, 4, 1), np.uint8), [[0, 1], [2, 3]],
+                                      np.zeros((4, 4), bool)], ids=["float", "3d", "list", "bool"])
+def test_colorize_and_overlay_want_integer_class_ids(classmap) -> None:
+    with pytest.raises(UserError, match="^classmap: expected an integer array of class ids"):
+        api.colorize(classmap)
+    with pytest.raises(UserError, match="^classmap: expected an integer array of class ids"):
+        api.overlay(frame(height=4, width=4), classmap)
+
+
+def test_class_ids_outside_the_palette_are_a_user_error_and_wide_integers_work() -> None:
+    for ids in (np.full((4, 4), 300, np.int32), np.full((4, 4), -1, np.int64)):
+        with pytest.raises(UserError, match=r"^classmap: class ids must lie in 0\.\.255"):
+            api.colorize(ids)
+    ids = np.arange(16, dtype=np.int64).reshape(4, 4)
+    np.testing.assert_array_equal(api.colorize(ids), api.colorize(ids.astype(np.uint8)))
+
+
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> str:
     return write_video(str(tmp_path_factory.mktemp("api-video") / "clip.avi"))
@@ -197,10 +241,17 @@ def test_stream_bad_source_or_output_is_a_user_error_before_work(onnx_path, vide
             model.stream(video, outputs=[video])
         with pytest.raises(UserError, match="unknown output"):
             model.stream(video, outputs=["ftp://host/x"])
-        with pytest.raises(UserError, match="max_frames"):
-            model.stream(video, max_frames=0)
         with pytest.raises(UserError, match="latency: expected one of default, low, got 'lowest'"):
             model.stream(video, latency="lowest")
+        # queue.Queue(0) would be unbounded: a live source's backlog without limit
+        with pytest.raises(UserError, match=r"^queue_size: expected a whole number >= 1, got 0$"):
+            model.stream(video, queue_size=0)
+        with pytest.raises(UserError, match=r"^loops: expected a whole number >= -1, got -7$"):
+            model.stream(video, loops=-7)
+        with pytest.raises(UserError, match=r"^loops: expected a whole number >= -1, got '2'$"):
+            model.stream(video, loops="2")
+        with pytest.raises(UserError, match=r"^max_frames: expected a whole number >= 1, got 0$"):
+            model.stream(video, max_frames=0)
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # nothing written
     with pytest.raises(UserError, match="already closed"):
         model.stream(video)

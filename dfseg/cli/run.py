@@ -52,9 +52,11 @@ UNTRAINED_WARNING = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..live.pipeline import DEFAULT, LATENCY_POLICIES
+    from ..backends.onnxrt import MIN_THREADS
+    from ..live.pipeline import DEFAULT, LATENCY_POLICIES, MIN_QUEUE_SIZE
     from ..live.render import OVERLAY_MODES
     from ..live.scheduling import IDLE, POLICIES
+    from ..live.sources import LOOP_FOREVER
 
     parser = ArgumentParser(
         prog="dfseg-run",
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="auto", help="auto, onnxruntime or tensorrt (default: auto: tensorrt "
                         "for engines and where its Python module imports, else onnxruntime)")
     parser.add_argument("--providers", help="ONNX Runtime providers, comma separated (cpu, cuda, tensorrt)")
-    parser.add_argument("--threads", type=whole_number(1), help="ONNX Runtime intra-op threads")
+    parser.add_argument("--threads", type=whole_number(MIN_THREADS), help="ONNX Runtime intra-op threads")
     add_build_options(parser)
     parser.add_argument("--size", help="network input size WIDTHxHEIGHT or 360p/720p (exported models, dynamic ONNX)")
     parser.add_argument("--overlay", default="blend", choices=OVERLAY_MODES, help="blend, mask or side (default blend)")
@@ -85,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="at the end, print where each frame's time went: every stage's thread CPU time, its "
                              "work time and its waits for input and for the next stage (also on the status page), and the "
                              "latency percentiles (p50, p95, p99, mean) from capture to class map and to the outputs")
-    parser.add_argument("--input-loop", type=whole_number(-1), default=0, metavar="N",
+    parser.add_argument("--input-loop", type=whole_number(LOOP_FOREVER), default=0, metavar="N",
                         help="replay a file or folder N more times (-1: forever), e.g. to demo a stream")
     parser.add_argument("--helper-priority", choices=POLICIES, default=IDLE,
                         help="how decoding, preprocessing and drawing share the CPU with inference: idle (Linux "
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", choices=LATENCY_POLICIES, default=DEFAULT,
                         help="low: for live sources, the network always takes the newest frame and nothing waits behind a "
                              "backlog (freshest class maps; files keep every frame either way). default: today's queues")
-    parser.add_argument("--queue-size", type=whole_number(1), default=2, help="frames buffered between stages (default 2)")
+    parser.add_argument("--queue-size", type=whole_number(MIN_QUEUE_SIZE), default=2, help="frames buffered between stages (default 2)")
     parser.add_argument("--output-fps", type=number(0.0, above=True), help="frame rate of video outputs (default: the input's, else 30)")
     parser.add_argument("--camera-size", default="1280x720", help="capture size for cameras (default 1280x720)")
     parser.add_argument("--camera-fps", type=whole_number(1), default=30, help="capture frame rate for cameras (default 30)")

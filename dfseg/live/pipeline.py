@@ -53,6 +53,7 @@ CLOSED = "closed by the caller"  # the end reason when the caller stops iteratin
 _POLL_S = 0.05
 DEFAULT, LOW = "default", "low"  # latency policies (dfseg-run --latency, Model.stream(latency=...))
 LATENCY_POLICIES = (DEFAULT, LOW)
+MIN_QUEUE_SIZE = 1  # queue_size (--queue-size): 0 would be an unbounded queue.Queue, a live source's backlog
 QUEUES = STAGES[:-1]  # each stage but the output writes one queue; a drop is counted against its writer
 # The threads of each policy: the stages each runs, in order; the first reads the queue of the capture or of
 # the thread before it.  Under LOW, frame -> class map is one thread at the inference's priority.

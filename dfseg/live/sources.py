@@ -33,6 +33,7 @@ from .rtsp_auth import credentials_problem
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 STREAM_TIMEOUT_S = 10.0  # rtsp:// and other network streams: longest wait to open, or for a frame
+LOOP_FOREVER = -1  # loops (--input-loop): replay a file or folder forever; the least value allowed
 PROBE_TIMEOUT_S = 5.0  # asking an RTSP server why a stream did not open (rtsp_auth), after the open failed
 
 
