@@ -25,25 +25,29 @@ early stopping, ``curves.py``); the built-in trainer checks it at every step and
 training command's process group is ended within a fraction of a second (``evaluators``).
 """
 
-import json
 import math
 import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..fileio import no_space_as_error
+from ..errors import UserError
+from ..fileio import no_space_as_error, parse_json
 
 PROGRESS_NAME = "progress.jsonl"
 STOP_NAME = "stop"
 LOG_NAME = "search.log"  # the search's own notes on a trial (bad progress lines, a stop)
 
 
+class _BadLine(UserError):
+    """A progress line that is not JSON: logged and skipped, never raised out of the search."""
+
+
 def check_line(line: str, previous_epoch: int) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
     """(record, None) for a good progress line, (None, why) for one that breaks the rules above."""
     try:
-        record = json.loads(line)
-    except ValueError as exc:
-        return None, "not JSON ({})".format(getattr(exc, "msg", exc))
+        record = parse_json(line, "not JSON", error=_BadLine)
+    except _BadLine as exc:
+        return None, str(exc)
     epoch = record.get("epoch") if isinstance(record, dict) else None
     if isinstance(epoch, bool) or not isinstance(epoch, int):
         return None, 'expected {"epoch": <int>, "epochs": <int>, "accuracy": <number>}'
