@@ -7,7 +7,7 @@ a time (cases are small: a 64x48 model, 3-frame videos), from any folder:
     PYTHONPATH=/work/wt-sweep /work/main/.venv/bin/python tests/sweep/bad_input_sweep.py [-k SUBSTRING]
 
 Inputs live in /tmp/sweep/inputs (built once), each case writes under /tmp/sweep/out/<case>/, and
-the results go to /tmp/sweep/results.json with a table on stdout.  The rule for a bad-input case:
+the results go to /tmp/sweep/results.json ($DFSEG_SWEEP_DIR moves /tmp/sweep) with a table on stdout.  The rule for a bad-input case:
 exit code 2, exactly one stderr line ``PROG: error: ...`` naming the file, option or value, no
 traceback, no input changed and nothing left in the output folder.  Signal cases want 130/143 and
 finalised outputs; race cases want a valid output and at most a one-line refusal; "ok" cases (unicode
@@ -27,7 +27,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SWEEP = "/tmp/sweep"
+SWEEP = os.environ.get("DFSEG_SWEEP_DIR", "/tmp/sweep")  # one folder per concurrent sweeper
 INPUTS = os.path.join(SWEEP, "inputs")
 OUT = os.path.join(SWEEP, "out")
 PY = sys.executable
