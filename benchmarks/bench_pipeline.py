@@ -20,6 +20,12 @@ thread CPU, work, waits).  Goal: >= 0.95 idle, >= 0.90 under ``stress-ng --cpu 1
 
     python benchmarks/bench_pipeline.py [--stress] [--pairs N] [--seconds 4] [--helper-priority idle|nice] [--goal R] [--out FILE]
 
+``--budget-minutes M`` (both modes): after the ``--pairs`` / ``--rounds`` asked for, go on adding
+them (two pairs, or four rounds so that every order comes round again) while a verdict is "not
+decided" and less than M minutes have passed since the start; the JSON says why it stopped.  A noisy
+machine then gives a decided verdict where more pairs can bound the median, and an honest "not
+decided" where the budget ends first.
+
 ``--latency``: capture -> class map latency and FPS on a live-paced source (the clip played at its
 own frame rate, ``--source-fps``, above the network's, each read giving the newest frame as a camera
 does, stamped with the time the "camera" delivered it), interleaved in rounds (the order rotating):
@@ -58,6 +64,17 @@ GOAL_STRESS = 0.90
 PAIRS_IDLE = 15
 PAIRS_STRESS = 40
 CONFIDENCE = 0.95
+
+
+def stop_reason(done: int, unit: str, undecided: List[str], budget_minutes: float, deadline: float) -> Optional[str]:
+    """Why to stop adding pairs/rounds now, or None to go on (see --budget-minutes)."""
+    if not undecided:
+        return "every verdict decided after {} {}".format(done, unit)
+    if time.monotonic() < deadline:
+        return None
+    if not budget_minutes:
+        return "{} {} done, not decided: {}".format(done, unit, "; ".join(undecided))
+    return "budget of {:g} min over after {} {}, not decided: {}".format(budget_minutes, done, unit, "; ".join(undecided))
 
 
 def median_interval(values: List[float], confidence: float = CONFIDENCE) -> Tuple[float, float]:
@@ -260,57 +277,13 @@ def interval_verdict(interval: Tuple[float, float], at_most: Optional[float] = N
     return "met" if low > above else ("missed" if high <= above else "not decided")
 
 
-def run_latency(args: argparse.Namespace) -> int:
-    import cv2
+LATENCY_SUBJECTS = ["default", "low", "sequential", "bare"]
 
-    from dfseg.backends import get_runner
-    from dfseg.backends.versions import backend_version
-    from dfseg.bench.machine import describe_machine, machine_identity
-    from dfseg.fileio import write_json_atomic
-    from dfseg.live.counters import percentiles
-    from dfseg.live.segmenter import Segmenter
-    from dfseg.sizes import parse_size
 
-    size = parse_size(args.size)
-    out = args.out or os.path.join(HERE, "results", "pipeline_latency.json")
-    before = describe_machine()
-    subjects = ["default", "low", "sequential", "bare"]
-    rounds: List[Dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-latency-") as work:
-        model = args.model or export_model(args.arch, size, work)
-        video = make_video(os.path.join(work, "street.avi"), size.width, size.height, 120)
-        capture = cv2.VideoCapture(video)
-        images = []
-        while True:
-            ok, image = capture.read()
-            if not ok:
-                break
-            images.append(image)
-        capture.release()
-        cores = os.cpu_count() or 1
-        with get_runner("onnxruntime", model, threads=args.threads) as runner:
-            feed = {Segmenter(runner, size).input_name: Segmenter(runner, size).prepare(images[0])}
-            for index in range(args.rounds):
-                order = subjects[index % 4:] + subjects[:index % 4]
-                row: Dict[str, Any] = {"order": order}
-                for subject in order:
-                    if subject == "bare":
-                        bare_fps = bare_segment(runner, feed, args.seconds, spinners=cores)
-                        row["bare"] = {"fps": round(bare_fps, 3), "ms": round(1000.0 / bare_fps, 3)}
-                        continue
-                    if subject == "sequential":
-                        fps, latencies = paced_sequential(runner, images, args.source_fps, size, args.seconds)
-                        row[subject] = {"fps": round(fps, 3)}
-                    else:
-                        fps, latencies, result = paced_pipeline(runner, images, args.source_fps, size, args.seconds,
-                                                                subject)
-                        row[subject] = {"fps": round(fps, 3), "drops": result.drops}
-                    row[subject].update(percentiles(latencies) or {})
-                rounds.append(row)
-                print("round {}: ".format(index + 1) + "; ".join(
-                    "{} {:.1f} FPS{}".format(name, row[name]["fps"], "" if name == "bare" else
-                                             ", p99 {:.0f} ms".format(row[name]["p99"])) for name in subjects), flush=True)
-    frame_ms = 1000.0 / args.source_fps
+def latency_goals(rounds: List[Dict[str, Any]], source_fps: float) -> Tuple[Dict[str, Any], Dict[str, Tuple]]:
+    """Each subject's medians with their intervals, and each goal as (median, interval, verdict)."""
+    subjects = LATENCY_SUBJECTS
+    frame_ms = 1000.0 / source_fps
     summary: Dict[str, Any] = {}
     for name in subjects:
         keys = ["fps", "ms"] if name == "bare" else ["fps", "p50", "p95", "p99"]
@@ -331,18 +304,83 @@ def run_latency(args: argparse.Namespace) -> int:
             (round(statistics.median(low_vs_sequential), 4), list(median_interval(low_vs_sequential)),
              interval_verdict(median_interval(low_vs_sequential), above=1.0)),
     }
+    return summary, goals
+
+
+def run_latency(args: argparse.Namespace) -> int:
+    import cv2
+
+    from dfseg.backends import get_runner
+    from dfseg.backends.versions import backend_version
+    from dfseg.bench.machine import describe_machine, machine_identity
+    from dfseg.fileio import write_json_atomic
+    from dfseg.live.counters import percentiles
+    from dfseg.live.segmenter import Segmenter
+    from dfseg.sizes import parse_size
+
+    size = parse_size(args.size)
+    out = args.out or os.path.join(HERE, "results", "pipeline_latency.json")
+    before = describe_machine()
+    deadline = time.monotonic() + 60.0 * args.budget_minutes
+    subjects = LATENCY_SUBJECTS
+    rounds: List[Dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as work:
+        model = args.model or export_model(args.arch, size, work)
+        video = make_video(os.path.join(work, "street.avi"), size.width, size.height, 120)
+        capture = cv2.VideoCapture(video)
+        images = []
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            images.append(image)
+        capture.release()
+        cores = os.cpu_count() or 1
+        with get_runner("onnxruntime", model, threads=args.threads) as runner:
+            feed = {Segmenter(runner, size).input_name: Segmenter(runner, size).prepare(images[0])}
+            index = 0
+            while True:
+                if index >= args.rounds and (index - args.rounds) % 4 == 0:
+                    undecided = [name for name, goal in latency_goals(rounds, args.source_fps)[1].items()
+                                 if goal[2] == "not decided"]
+                    stopped_because = stop_reason(index, "rounds", undecided, args.budget_minutes, deadline)
+                    if stopped_because:
+                        break
+                order = subjects[index % 4:] + subjects[:index % 4]
+                index += 1
+                row: Dict[str, Any] = {"order": order}
+                for subject in order:
+                    if subject == "bare":
+                        bare_fps = bare_segment(runner, feed, args.seconds, spinners=cores)
+                        row["bare"] = {"fps": round(bare_fps, 3), "ms": round(1000.0 / bare_fps, 3)}
+                        continue
+                    if subject == "sequential":
+                        fps, latencies = paced_sequential(runner, images, args.source_fps, size, args.seconds)
+                        row[subject] = {"fps": round(fps, 3)}
+                    else:
+                        fps, latencies, result = paced_pipeline(runner, images, args.source_fps, size, args.seconds,
+                                                                subject)
+                        row[subject] = {"fps": round(fps, 3), "drops": result.drops}
+                    row[subject].update(percentiles(latencies) or {})
+                rounds.append(row)
+                print("round {}: ".format(index) + "; ".join(
+                    "{} {:.1f} FPS{}".format(name, row[name]["fps"], "" if name == "bare" else
+                                             ", p99 {:.0f} ms".format(row[name]["p99"])) for name in subjects), flush=True)
+    frame_ms = 1000.0 / args.source_fps
+    summary, goals = latency_goals(rounds, args.source_fps)
     record = {
         "benchmark": "bench_pipeline --latency", "model": args.model or args.arch, "size": str(size),
         "backend": "onnxruntime", "threads": args.threads, "source_fps": args.source_fps, "segment_s": args.seconds,
-        "rounds_n": args.rounds, "interval_confidence": CONFIDENCE, "summary": summary,
+        "rounds_asked": args.rounds, "rounds_n": len(rounds), "budget_minutes": args.budget_minutes,
+        "stopped_because": stopped_because, "interval_confidence": CONFIDENCE, "summary": summary,
         "goals": {name: {"median": g[0], "interval": g[1], "verdict": g[2]} for name, g in goals.items()},
         "rounds": rounds,
         "identity": machine_identity("onnxruntime", backend_version("onnxruntime"), args.threads, "fp32"),
         "machine_before": before, "machine_after": describe_machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_json_atomic(out, record)
-    print("\n{} rounds of {:.1f} s segments, source {:.0f} FPS (frame interval {:.1f} ms); median "
-          "[95% interval]".format(args.rounds, args.seconds, args.source_fps, frame_ms))
+    print("\n{} rounds of {:.1f} s segments ({}), source {:.0f} FPS (frame interval {:.1f} ms); median "
+          "[95% interval]".format(len(rounds), args.seconds, stopped_because, args.source_fps, frame_ms))
     print("{:<11} {:>20} {:>20} {:>20} {:>20}".format("subject", "FPS", "p50 ms", "p95 ms", "p99 ms"))
     for name in subjects:
         cells = []
@@ -386,6 +424,9 @@ def main() -> int:
                         help="how the pipeline's stages other than inference are scheduled (dfseg-run's option)")
     parser.add_argument("--label", default=None, help="what ran beside (default: idle, or stress-ng --cpu 1)")
     parser.add_argument("--out", default=None, help="default: results/pipeline.json, or pipeline_stress.json")
+    parser.add_argument("--budget-minutes", type=float, default=0.0,
+                        help="go on adding pairs/rounds while a verdict is not decided, up to this many minutes "
+                             "from the start (default 0: exactly --pairs/--rounds)")
     parser.add_argument("--latency", action="store_true",
                         help="measure capture -> class map latency on a live-paced source (see the docstring)")
     parser.add_argument("--rounds", type=int, default=10, help="--latency: rounds of the four subjects (default 10)")
@@ -423,6 +464,7 @@ def run(args: argparse.Namespace, goal: float, out: str, stress: Optional[Stress
 
     size = parse_size(args.size)
     before = describe_machine()
+    deadline = time.monotonic() + 60.0 * args.budget_minutes
     pairs: List[Dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as work:
         model = args.model or export_model(args.arch, size, work)
@@ -436,8 +478,16 @@ def run(args: argparse.Namespace, goal: float, out: str, stress: Optional[Stress
             segmenter = Segmenter(runner, size)
             feed = {segmenter.input_name: segmenter.prepare(frame)}
             cores = os.cpu_count() or 1
-            for index in range(args.pairs):
+            index = 0
+            while True:
+                if index >= args.pairs and (index - args.pairs) % 2 == 0:
+                    undecided = [] if verdict_of(median_interval([p["ratio"] for p in pairs]), goal) != "not decided" \
+                        else ["pipeline / bare >= {}".format(goal)]
+                    stopped_because = stop_reason(index, "pairs", undecided, args.budget_minutes, deadline)
+                    if stopped_because:
+                        break
                 bare_first = index % 2 == 0
+                index += 1
                 if bare_first:
                     bare = bare_segment(runner, feed, args.seconds, spinners=cores)
                 piped, result = pipeline_segment(runner, video, size, args.seconds, args.helper_priority)
@@ -451,7 +501,7 @@ def run(args: argparse.Namespace, goal: float, out: str, stress: Optional[Stress
                               "process_cpu_ms_per_frame": result.process_cpu_ms_per_frame,
                               "helper_policy": result.helper_policy})
                 print("pair {}: bare {:.2f} FPS, pipeline {:.2f} FPS, ratio {:.3f} (plain bare {:.2f} FPS)".format(
-                    index + 1, bare, piped, piped / bare, plain), flush=True)
+                    index, bare, piped, piped / bare, plain), flush=True)
     ratios = [p["ratio"] for p in pairs]
     bares = [p["bare_fps"] for p in pairs]
     median_ratio = statistics.median(ratios)
@@ -466,6 +516,8 @@ def run(args: argparse.Namespace, goal: float, out: str, stress: Optional[Stress
     record = {
         "benchmark": "bench_pipeline", "model": args.model or args.arch, "size": str(size), "backend": "onnxruntime",
         "threads": args.threads, "helper_priority": args.helper_priority, "label": label, "segment_s": args.seconds, "goal_ratio": goal,
+        "pairs_asked": args.pairs, "pairs_n": len(pairs), "budget_minutes": args.budget_minutes,
+        "stopped_because": stopped_because,
         "median_ratio": round(median_ratio, 4), "median_ratio_interval": [interval[0], interval[1]],
         "interval_confidence": CONFIDENCE, "ratio_range": [min(ratios), max(ratios)],
         "bare_fps_spread": round(bare_spread, 4),
@@ -475,7 +527,7 @@ def run(args: argparse.Namespace, goal: float, out: str, stress: Optional[Stress
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_json_atomic(out, record)
-    print("\n{} pairs of {:.0f} s segments ({})".format(args.pairs, args.seconds, label))
+    print("\n{} pairs of {:.0f} s segments ({}; {})".format(len(pairs), args.seconds, label, stopped_because))
     print("pipeline / bare: median {:.3f} ({:.0%} interval {:.3f}-{:.3f}), range {:.3f}-{:.3f}; bare FPS spread {:.1%}".format(
         median_ratio, CONFIDENCE, interval[0], interval[1], min(ratios), max(ratios), bare_spread))
     print("verdict: {} (goal >= {})".format(verdict, goal))
