@@ -12,9 +12,11 @@ from test_live_pipeline import FRAMES, HEIGHT, WIDTH, count_frames, tiny_onnx, w
 
 import dfseg
 from dfseg import api
-from dfseg.backends.onnxrt import OnnxRuntimeRunner
+from dfseg.backends.onnxrt import MAX_THREADS, OnnxRuntimeRunner
 from dfseg.errors import UserError
+from dfseg.live.pipeline import MAX_QUEUE_SIZE
 from dfseg.live.segmenter import Segmenter
+from dfseg.live.sinks import MAX_OUTPUT_FPS
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +63,12 @@ def test_bad_input_is_a_one_line_user_error(onnx_path, tmp_path) -> None:
         model(frame())
 
 
-@pytest.mark.parametrize("threads", ["2", 0, -1, 1.5, True])
-def test_threads_must_be_a_whole_number_of_at_least_one(onnx_path, threads) -> None:
-    # 0 would silently become ONNX Runtime's default (every core), a string a pybind TypeError.
-    with pytest.raises(UserError, match=r"^threads: expected a whole number >= 1, got {}$".format(repr(threads))):
+@pytest.mark.parametrize("threads", ["2", 0, -1, 1.5, True, MAX_THREADS + 1, 100000])
+def test_threads_must_be_a_whole_number_from_one_to_the_maximum(onnx_path, threads) -> None:
+    # 0 would silently become ONNX Runtime's default (every core), a string a pybind TypeError, and
+    # 100000 threads would take minutes to start (dfseg-run --threads has the same bounds).
+    with pytest.raises(UserError, match=r"^threads: expected a whole number from 1 to {}, got {}$".format(
+            MAX_THREADS, repr(threads))):
         dfseg.load(onnx_path, backend="onnxruntime", threads=threads)
 
 
@@ -244,8 +248,16 @@ def test_stream_bad_source_or_output_is_a_user_error_before_work(onnx_path, vide
         with pytest.raises(UserError, match="latency: expected one of default, low, got 'lowest'"):
             model.stream(video, latency="lowest")
         # queue.Queue(0) would be unbounded: a live source's backlog without limit
-        with pytest.raises(UserError, match=r"^queue_size: expected a whole number >= 1, got 0$"):
+        with pytest.raises(UserError, match=r"^queue_size: expected a whole number from 1 to {}, got 0$".format(
+                MAX_QUEUE_SIZE)):
             model.stream(video, queue_size=0)
+        with pytest.raises(UserError, match=r"^queue_size: expected a whole number from 1 to {}, got {}$".format(
+                MAX_QUEUE_SIZE, 10 ** 12)):
+            model.stream(video, queue_size=10 ** 12)
+        for fps in (0, float("inf"), 1e308, "30"):
+            with pytest.raises(UserError, match=r"^output_fps: expected a finite number > 0.0 and <= {}, got ".format(
+                    MAX_OUTPUT_FPS)):
+                model.stream(video, outputs=[str(tmp_path / "o.avi")], output_fps=fps)
         with pytest.raises(UserError, match=r"^loops: expected a whole number >= -1, got -7$"):
             model.stream(video, loops=-7)
         with pytest.raises(UserError, match=r"^loops: expected a whole number >= -1, got '2'$"):

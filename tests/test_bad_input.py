@@ -104,6 +104,13 @@ CASES = [
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--output-fps", "0"], "--output-fps: must be"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--input-loop", "-5"], "--input-loop: must be at least -1"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--threads", "-3"], "--threads: must be at least 1"),
+    # upper bounds: 100000 threads take minutes to start, a huge queue or frame rate is no video's
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--threads", "100000"],
+     "--threads: must be from 1 to 256, got 100000"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--queue-size", "1000000000000"],
+     "--queue-size: must be from 1 to 64, got 1000000000000"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "{dir}/fps.avi", "--output-fps", "1e308"],
+     "--output-fps: must be a finite number > 0.0 and <= 1000.0, got 1e308"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--alpha", "nan"], "--alpha: must be a finite number"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--reconnect-delay", "-1"], "--reconnect-delay"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--queue-size", "x"], "'x' is not a whole number"),

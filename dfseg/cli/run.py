@@ -52,10 +52,11 @@ UNTRAINED_WARNING = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..backends.onnxrt import MIN_THREADS
-    from ..live.pipeline import DEFAULT, LATENCY_POLICIES, MIN_QUEUE_SIZE
+    from ..backends.onnxrt import MAX_THREADS, MIN_THREADS
+    from ..live.pipeline import DEFAULT, LATENCY_POLICIES, MAX_QUEUE_SIZE, MIN_QUEUE_SIZE
     from ..live.render import OVERLAY_MODES
     from ..live.scheduling import IDLE, POLICIES
+    from ..live.sinks import MAX_OUTPUT_FPS
     from ..live.sources import LOOP_FOREVER
 
     parser = ArgumentParser(
@@ -73,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="auto", help="auto, onnxruntime or tensorrt (default: auto: tensorrt "
                         "for engines and where its Python module imports, else onnxruntime)")
     parser.add_argument("--providers", help="ONNX Runtime providers, comma separated (cpu, cuda, tensorrt)")
-    parser.add_argument("--threads", type=whole_number(MIN_THREADS), help="ONNX Runtime intra-op threads")
+    parser.add_argument("--threads", type=whole_number(MIN_THREADS, MAX_THREADS),
+                        help="ONNX Runtime intra-op threads ({} to {})".format(MIN_THREADS, MAX_THREADS))
     add_build_options(parser)
     parser.add_argument("--size", help="network input size WIDTHxHEIGHT or 360p/720p (exported models, dynamic ONNX)")
     parser.add_argument("--overlay", default="blend", choices=OVERLAY_MODES, help="blend, mask or side (default blend)")
@@ -99,8 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", choices=LATENCY_POLICIES, default=DEFAULT,
                         help="low: for live sources, the network always takes the newest frame and nothing waits behind a "
                              "backlog (freshest class maps; files keep every frame either way). default: today's queues")
-    parser.add_argument("--queue-size", type=whole_number(MIN_QUEUE_SIZE), default=2, help="frames buffered between stages (default 2)")
-    parser.add_argument("--output-fps", type=number(0.0, above=True), help="frame rate of video outputs (default: the input's, else 30)")
+    parser.add_argument("--queue-size", type=whole_number(MIN_QUEUE_SIZE, MAX_QUEUE_SIZE), default=2,
+                        help="frames buffered between stages ({} to {}, default 2)".format(MIN_QUEUE_SIZE, MAX_QUEUE_SIZE))
+    parser.add_argument("--output-fps", type=number(0.0, above=True, maximum=MAX_OUTPUT_FPS),
+                        help="frame rate of video outputs, at most {:g} (default: the input's, else 30)".format(
+                            MAX_OUTPUT_FPS))
     parser.add_argument("--camera-size", default="1280x720", help="capture size for cameras (default 1280x720)")
     parser.add_argument("--camera-fps", type=whole_number(1), default=30, help="capture frame rate for cameras (default 30)")
     parser.add_argument("--reconnect-attempts", type=whole_number(0), default=5, help="reopen a lost camera/stream this often")
