@@ -1,6 +1,7 @@
 """dfseg.load and Model(frame): a real tiny DF-Seg exported to ONNX, real ONNX Runtime, and the
 same class maps as the Segmenter that dfseg-run uses."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -267,6 +268,23 @@ def test_stream_bad_source_or_output_is_a_user_error_before_work(onnx_path, vide
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # nothing written
     with pytest.raises(UserError, match="already closed"):
         model.stream(video)
+
+
+def test_stream_of_a_damaged_video_is_a_user_error_and_prints_nothing(onnx_path, video, tmp_path) -> None:
+    """OpenCV's own AVI parser complains on the C stderr about a file cut inside its headers; a program
+    using the API sees the UserError and nothing else (a real child process: the descriptor is the point)."""
+    damaged = tmp_path / "cut.avi"
+    with open(video, "rb") as handle:
+        damaged.write_bytes(handle.read()[:600])
+    code = (
+        "import dfseg\nfrom dfseg.errors import UserError\n"
+        "with dfseg.load({!r}, backend='onnxruntime', threads=1) as model:\n"
+        "    try:\n        model.stream({!r})\n    except UserError as exc:\n        print(exc)\n"
+    ).format(onnx_path, str(damaged))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}  # no log level set by anyone
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.startswith("{}: cannot open it".format(damaged)), proc.stdout
 
 
 def test_import_dfseg_stays_cheap() -> None:

@@ -132,17 +132,36 @@ def _main(argv: Optional[List[str]]) -> int:
     running = {}  # type: Dict[str, Any]  # the runner and pipeline, for the status page once they exist
     sinks = _open_sinks(args, input_uri, source, running)
     source.open()  # an input that cannot be opened is an error before a model is exported or loaded
-    with tempfile.TemporaryDirectory(prefix="dfseg-run-") as scratch:
-        model_path, backend = _resolve_model(args, size, scratch)
-        from ..backends import get_runner
+    try:
+        # Ports bound, output files claimed, the display checked: each refusal comes before the banner and
+        # before a model is exported or loaded (the pipeline's own open() of an open sink does nothing).
+        for sink in sinks:
+            sink.open()
+        with tempfile.TemporaryDirectory(prefix="dfseg-run-") as scratch:
+            model_path, backend = _resolve_model(args, size, scratch)
+            from ..backends import get_runner
 
-        providers = args.providers.split(",") if args.providers else None
-        from ..api import Model
+            providers = args.providers.split(",") if args.providers else None
+            from ..api import Model
 
-        runner = get_runner(backend, model_path, providers=providers, threads=args.threads, config=config)
-        with Model(runner, size) as model:
-            running["runner"] = runner
-            return _run(args, source, model, sinks, running)
+            runner = get_runner(backend, model_path, providers=providers, threads=args.threads, config=config)
+            with Model(runner, size) as model:
+                running["runner"] = runner
+                return _run(args, source, model, sinks, running)
+    except BaseException:
+        _release(source, sinks)  # what failed before the pipeline (which finalises them itself) ran
+        raise
+
+
+def _release(source: "Source", sinks: List["Sink"]) -> None:
+    """Close every sink and the source after a failure; the failure is what gets reported, not a
+    second error while closing (closing twice does nothing)."""
+    for sink in reversed(sinks):  # last opened first: a folder two outputs made goes with the last one
+        try:
+            sink.close()
+        except Exception:  # the first error is the one the user needs
+            pass
+    source.close()
 
 
 def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", running: Dict[str, Any]) -> List["Sink"]:

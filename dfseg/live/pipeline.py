@@ -186,7 +186,7 @@ class Pipeline:
                 if thread.is_alive():
                     thread.join(timeout=5.0)
             self._restore_signal_handlers(previous_handlers)
-            for sink in self.sinks:
+            for sink in reversed(self.sinks):  # last opened first, so that the folders they made can go
                 try:
                     sink.close()
                 except Exception as exc:  # finalise the others before reporting
