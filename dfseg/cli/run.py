@@ -17,6 +17,7 @@ terminated (SIGTERM); outputs are finalised in every case.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -118,7 +119,7 @@ def _main(argv: Optional[List[str]]) -> int:
     from ..backends import refuse_trtexec
 
     refuse_trtexec(args.backend)
-    config = args.build_config = build_config_from_args(args)
+    args.build_config = build_config_from_args(args)
     input_uri = _input_uri(args)
     size = parse_size(args.size) if args.size else None
 
@@ -137,20 +138,28 @@ def _main(argv: Optional[List[str]]) -> int:
         # before a model is exported or loaded (the pipeline's own open() of an open sink does nothing).
         for sink in sinks:
             sink.open()
-        with tempfile.TemporaryDirectory(prefix="dfseg-run-") as scratch:
-            model_path, backend = _resolve_model(args, size, scratch)
-            from ..backends import get_runner
-
-            providers = args.providers.split(",") if args.providers else None
-            from ..api import Model
-
-            runner = get_runner(backend, model_path, providers=providers, threads=args.threads, config=config)
-            with Model(runner, size) as model:
-                running["runner"] = runner
-                return _run(args, source, model, sinks, running)
+        with _load_model(args, size) as model:
+            running["runner"] = model.runner
+            return _run(args, source, model, sinks, running)
     except BaseException:
         _release(source, sinks)  # what failed before the pipeline (which finalises them itself) ran
         raise
+
+
+def _load_model(args: argparse.Namespace, size: Optional[Size]) -> "Model":
+    """The active model.  Only a model name needs a scratch folder (its export), and it is gone again
+    once the runtime has read the file, as in ``dfseg.load``: a run ended by SIGKILL (which no process
+    can clean up after) or by the OOM killer leaves no /tmp/dfseg-run-* folder, unless mid-load."""
+    from ..api import Model
+    from ..backends import get_runner
+
+    with contextlib.ExitStack() as stack:
+        scratch = "" if os.path.isfile(args.model) else stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="dfseg-run-"))
+        model_path, backend = _resolve_model(args, size, scratch)
+        providers = args.providers.split(",") if args.providers else None
+        runner = get_runner(backend, model_path, providers=providers, threads=args.threads, config=args.build_config)
+        return Model(runner, size)
 
 
 def _release(source: "Source", sinks: List["Sink"]) -> None:
@@ -220,7 +229,7 @@ def _run(args: argparse.Namespace, source: "Source", model: "Model", sinks: List
     running["pipeline"] = stream.pipeline
     if args.output_fps is None:
         follow_source_fps(source, sinks)
-    built = runner.artefact or args.model
+    built = runner.artefact if runner.artefact and os.path.exists(runner.artefact) else args.model  # not the scratch
     print("dfseg-run: {} -> {} ({} on {}, {}: {})".format(
         source.description, ", ".join(s.description for s in sinks), os.path.basename(args.model), runner.backend,
         runner.config.precision, built), file=sys.stderr, flush=True)
