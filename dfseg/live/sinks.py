@@ -32,7 +32,7 @@ from ..fileio import (
 from ..uri import file_path
 
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
-MAX_OUTPUT_FPS = 1000.0  # output_fps (--output-fps): containers store the rate as a ratio of 32-bit numbers
+MAX_OUTPUT_FPS = 1000.0  # output_fps (--output-fps): above any camera's; a container cannot store 1e308
 
 
 class Sink:

@@ -234,7 +234,7 @@ class ImageFolderSource(Source):
         if self._first is not None or self.frames_read:
             return
         first = _read_image(cv2, self.paths[0])
-        known = getattr(cv2, "haveImageReader", None)  # OpenCV >= 3.4.5: reads the signature only
+        known = getattr(cv2, "haveImageReader", None)  # reads the signature only; older OpenCV: skipped
         for path in self.paths[1:] if known else ():
             if not known(path):
                 raise _unreadable(path)
@@ -250,7 +250,8 @@ class ImageFolderSource(Source):
             return None
         path = self.paths[self.position]
         self.position += 1
-        image, self._first = (self._first, None) if self._first is not None else (_read_image(cv2, path), None)
+        image = self._first if self._first is not None else _read_image(cv2, path)
+        self._first = None
         return self._frame(image, os.path.splitext(os.path.basename(path))[0])
 
 
@@ -387,15 +388,15 @@ def native_stderr_silenced(silence: bool = True) -> Iterator[None]:
     dropped.  OpenCV's own AVI parser, the backend a damaged file falls through to when FFmpeg
     refuses it, prints its complaint ("Unexpected element...") there directly, past every log level
     (OPENCV_LOG_LEVEL): the caller says what went wrong instead, in its one line.  Used only around
-    opening a file, where the run has nothing of its own to print (Python's sys.stderr writes to the
-    same descriptor and would be dropped too)."""
+    opening a file (before the run, or to replay it): Python's sys.stderr writes to the same
+    descriptor, so a line printed in those milliseconds would be dropped too."""
     if not silence:
         yield
         return
     try:
         sys.stderr.flush()
         saved = os.dup(2)
-    except (OSError, ValueError):  # no stderr to silence (a closed descriptor)
+    except (AttributeError, OSError, ValueError):  # no stderr to silence (None, a closed descriptor)
         saved = None
     if saved is None:
         yield
