@@ -17,16 +17,16 @@ import numpy as np
 
 from .backends import get_runner, resolve_backend
 from .backends.base import BaseRunner
-from .backends.onnxrt import MIN_THREADS
+from .backends.onnxrt import MAX_THREADS, MIN_THREADS
 from .build_config import BuildConfig
 from .cityscapes import NUM_CLASSES, class_names, palette_bgr
-from .errors import UserError, check_whole_number
+from .errors import UserError, check_number, check_whole_number
 from .fileio import check_outputs
 from .live.http import run_status
-from .live.pipeline import MIN_QUEUE_SIZE, Pipeline, RunResult, check_latency, follow_source_fps
+from .live.pipeline import MAX_QUEUE_SIZE, MIN_QUEUE_SIZE, Pipeline, RunResult, check_latency, follow_source_fps
 from .live.render import Renderer
 from .live.segmenter import Segmenter
-from .live.sinks import OUTPUT_FOLDERS, HttpSink, NullSink, Sink, open_sink, output_paths
+from .live.sinks import MAX_OUTPUT_FPS, OUTPUT_FOLDERS, HttpSink, NullSink, Sink, open_sink, output_paths
 from .live.sources import LOOP_FOREVER, CaptureSource, Source, open_source
 from .sizes import Size, parse_size
 from .uri import local_inputs
@@ -142,7 +142,9 @@ class Model:
         if max_frames is not None:
             check_whole_number("max_frames", max_frames, 1)
         check_whole_number("loops", loops, LOOP_FOREVER)
-        check_whole_number("queue_size", queue_size, MIN_QUEUE_SIZE)
+        check_whole_number("queue_size", queue_size, MIN_QUEUE_SIZE, MAX_QUEUE_SIZE)
+        if output_fps is not None:
+            check_number("output_fps", output_fps, 0.0, MAX_OUTPUT_FPS, above=True)
         size = parse_size(camera_size)
         live_source = open_source(str(source), size.width, size.height, camera_fps, loops=loops)
         if isinstance(live_source, CaptureSource):
@@ -211,7 +213,7 @@ def load(model: str, backend: str = "auto", precision: Optional[str] = None, siz
     import tempfile
 
     if threads is not None:
-        check_whole_number("threads", threads, MIN_THREADS)
+        check_whole_number("threads", threads, MIN_THREADS, MAX_THREADS)
     if config is not None and precision is not None and precision != config.precision:
         raise UserError("precision={!r} and config.precision={!r}: give one".format(precision, config.precision))
     if config is None and precision is not None:

@@ -50,6 +50,10 @@ class BuildConfig(NamedTuple):
             if not self.calibration.lower().endswith(VIDEO_EXTENSIONS):
                 raise UserError("--calibration {}: not a video ({}); pass a folder of images, a video or a "
                                 "Cityscapes root".format(self.calibration, ", ".join(VIDEO_EXTENSIONS)))
+        elif self.calibration is not None and self.precision == "int8":
+            from .calibration import require_images
+
+            require_images(self.calibration, "--calibration")  # an empty folder: said before anything is built
         for option, path in (("--calibration-cache", self.calibration_cache), ("--timing-cache", self.timing_cache)):
             if path is not None and os.path.isdir(path):
                 raise UserError("{} {}: a folder; give a file (it is read when present, written otherwise)".format(

@@ -42,6 +42,15 @@ def image_files(source: str) -> List[str]:
     return _walk_images(source)
 
 
+def require_images(source: str, name: str = "calibration source") -> List[str]:
+    """``image_files(source)``, or a UserError naming ``name`` and ``source`` when there are none."""
+    files = image_files(source)
+    if not files:
+        raise UserError("{} {}: no images ({}) found; pass a folder of images, a video or a Cityscapes root".format(
+            name, source, ", ".join(IMAGE_EXTENSIONS)))
+    return files
+
+
 def _walk_images(root: str, suffix: str = "") -> List[str]:
     found = []
     for directory, _, names in os.walk(root):
@@ -82,9 +91,7 @@ def calibration_frames(source: str, limit: int) -> Iterator[np.ndarray]:
         finally:
             capture.release()
         return
-    files = image_files(source)
-    if not files:
-        raise UserError("calibration source {}: no images ({}) found".format(source, ", ".join(IMAGE_EXTENSIONS)))
+    files = require_images(source)
     for index in evenly_spaced(len(files), limit):
         frame = cv2.imread(files[index], cv2.IMREAD_COLOR)
         if frame is None:

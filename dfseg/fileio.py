@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Type, Union
 
 from .errors import UserError
 
@@ -281,6 +281,28 @@ def check_writable(where: str, path: str, folder: bool = False) -> None:
             where, probe, exc.strerror or exc)) from None
     os.close(handle)
     os.unlink(scratch)
+
+
+def make_folders(path: str) -> List[str]:
+    """``os.makedirs(path, exist_ok=True)``, returning the folders it created, deepest first, for
+    ``remove_empty_folders`` when the run that wanted them fails before writing anything there."""
+    created = []  # type: List[str]
+    folder = os.path.abspath(path)
+    while not os.path.exists(folder):
+        created.append(folder)
+        folder = os.path.dirname(folder)
+    os.makedirs(path, exist_ok=True)
+    return created
+
+
+def remove_empty_folders(created: Sequence[str]) -> None:
+    """Remove the folders ``make_folders`` created that are still empty (deepest first); a folder
+    that holds anything, this run's or someone else's, stays."""
+    for folder in created:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .build_config import METADATA_KEY, BuildConfig, matching_names
 from .errors import UserError
-from .fileio import atomic_output, sha256_file
+from .fileio import atomic_output, make_folders, remove_empty_folders, sha256_file
 from .onnx_wire import OnnxSummary
 
 TARGETS = ("onnxruntime", "tensorrt")
@@ -256,9 +256,13 @@ def graph_for(model_path: str, config: BuildConfig, target: str) -> str:
     path = os.path.join(config.cache_dir, "graphs", "{}-{}-{}-{}.onnx".format(stem, config.precision, target, key))
     if os.path.isfile(path) and graph_precision(path) == config.precision:
         return path
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    created = make_folders(os.path.dirname(path))
     log.warning("deriving the %s graph of %s for %s (once; cached at %s)", config.precision, model_path, target, path)
-    return derive_graph(model_path, path, config, target)
+    try:
+        return derive_graph(model_path, path, config, target)
+    except BaseException:
+        remove_empty_folders(created)  # a failed first derivation (a bad calibration image) leaves no empty cache
+        raise
 
 
 def class_map_agreement(first: np.ndarray, second: np.ndarray) -> float:

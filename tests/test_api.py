@@ -1,6 +1,7 @@
 """dfseg.load and Model(frame): a real tiny DF-Seg exported to ONNX, real ONNX Runtime, and the
 same class maps as the Segmenter that dfseg-run uses."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,9 +13,11 @@ from test_live_pipeline import FRAMES, HEIGHT, WIDTH, count_frames, tiny_onnx, w
 
 import dfseg
 from dfseg import api
-from dfseg.backends.onnxrt import OnnxRuntimeRunner
+from dfseg.backends.onnxrt import MAX_THREADS, OnnxRuntimeRunner
 from dfseg.errors import UserError
+from dfseg.live.pipeline import MAX_QUEUE_SIZE
 from dfseg.live.segmenter import Segmenter
+from dfseg.live.sinks import MAX_OUTPUT_FPS
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +64,12 @@ def test_bad_input_is_a_one_line_user_error(onnx_path, tmp_path) -> None:
         model(frame())
 
 
-@pytest.mark.parametrize("threads", ["2", 0, -1, 1.5, True])
-def test_threads_must_be_a_whole_number_of_at_least_one(onnx_path, threads) -> None:
-    # 0 would silently become ONNX Runtime's default (every core), a string a pybind TypeError.
-    with pytest.raises(UserError, match=r"^threads: expected a whole number >= 1, got {}$".format(repr(threads))):
+@pytest.mark.parametrize("threads", ["2", 0, -1, 1.5, True, MAX_THREADS + 1, 100000])
+def test_threads_must_be_a_whole_number_from_one_to_the_maximum(onnx_path, threads) -> None:
+    # 0 would silently become ONNX Runtime's default (every core), a string a pybind TypeError, and
+    # 100000 threads would take minutes to start (dfseg-run --threads has the same bounds).
+    with pytest.raises(UserError, match=r"^threads: expected a whole number from 1 to {}, got {}$".format(
+            MAX_THREADS, repr(threads))):
         dfseg.load(onnx_path, backend="onnxruntime", threads=threads)
 
 
@@ -244,8 +249,16 @@ def test_stream_bad_source_or_output_is_a_user_error_before_work(onnx_path, vide
         with pytest.raises(UserError, match="latency: expected one of default, low, got 'lowest'"):
             model.stream(video, latency="lowest")
         # queue.Queue(0) would be unbounded: a live source's backlog without limit
-        with pytest.raises(UserError, match=r"^queue_size: expected a whole number >= 1, got 0$"):
+        with pytest.raises(UserError, match=r"^queue_size: expected a whole number from 1 to {}, got 0$".format(
+                MAX_QUEUE_SIZE)):
             model.stream(video, queue_size=0)
+        with pytest.raises(UserError, match=r"^queue_size: expected a whole number from 1 to {}, got {}$".format(
+                MAX_QUEUE_SIZE, 10 ** 12)):
+            model.stream(video, queue_size=10 ** 12)
+        for fps in (0, float("inf"), 1e308, "30"):
+            with pytest.raises(UserError, match=r"^output_fps: expected a finite number > 0.0 and <= {}, got ".format(
+                    MAX_OUTPUT_FPS)):
+                model.stream(video, outputs=[str(tmp_path / "o.avi")], output_fps=fps)
         with pytest.raises(UserError, match=r"^loops: expected a whole number >= -1, got -7$"):
             model.stream(video, loops=-7)
         with pytest.raises(UserError, match=r"^loops: expected a whole number >= -1, got '2'$"):
@@ -255,6 +268,23 @@ def test_stream_bad_source_or_output_is_a_user_error_before_work(onnx_path, vide
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # nothing written
     with pytest.raises(UserError, match="already closed"):
         model.stream(video)
+
+
+def test_stream_of_a_damaged_video_is_a_user_error_and_prints_nothing(onnx_path, video, tmp_path) -> None:
+    """OpenCV's own AVI parser complains on the C stderr about a file cut inside its headers; a program
+    using the API sees the UserError and nothing else (a real child process: the descriptor is the point)."""
+    damaged = tmp_path / "cut.avi"
+    with open(video, "rb") as handle:
+        damaged.write_bytes(handle.read()[:600])
+    code = (
+        "import dfseg\nfrom dfseg.errors import UserError\n"
+        "with dfseg.load({!r}, backend='onnxruntime', threads=1) as model:\n"
+        "    try:\n        model.stream({!r})\n    except UserError as exc:\n        print(exc)\n"
+    ).format(onnx_path, str(damaged))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}  # no log level set by anyone
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.startswith("{}: cannot open it".format(damaged)), proc.stdout
 
 
 def test_import_dfseg_stays_cheap() -> None:

@@ -4,6 +4,8 @@ errors the --help pointer), no traceback, and that no input or existing output c
 
 import hashlib
 import os
+import signal
+import socket
 import subprocess
 import sys
 
@@ -11,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from search_fixtures import write_table
-from test_live_pipeline import tiny_onnx, write_video
+from test_live_pipeline import count_frames, tiny_onnx, write_video
 
 
 class Payload:
@@ -65,6 +67,13 @@ def files(tmp_path_factory):
     with open(str(root / "plain-pickle.pt"), "wb") as handle:  # not torch.save's format: torch warns on the way
         pickle.dump({"weight": Payload()}, handle, protocol=4)
     os.makedirs(root / "empty")
+    os.makedirs(root / "badframes")
+    (root / "badframes" / "a.png").write_bytes(b"")  # empty, then text: images only by their names
+    (root / "badframes" / "b.png").write_text("text, not a PNG\n")
+    video = write_video(str(root / "whole.avi"))
+    with open(video, "rb") as handle:
+        (root / "trunc.avi").write_bytes(handle.read()[:600])  # cut inside its headers
+    os.unlink(video)
     from dfseg.convert.caffe_schema import message_classes
 
     net = message_classes()[0](name="damaged")
@@ -104,6 +113,13 @@ CASES = [
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--output-fps", "0"], "--output-fps: must be"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--input-loop", "-5"], "--input-loop: must be at least -1"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--threads", "-3"], "--threads: must be at least 1"),
+    # upper bounds: 100000 threads take minutes to start, a huge queue or frame rate is no video's
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--threads", "100000"],
+     "--threads: must be from 1 to 256, got 100000"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--queue-size", "1000000000000"],
+     "--queue-size: must be from 1 to 64, got 1000000000000"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "{dir}/fps.avi", "--output-fps", "1e308"],
+     "--output-fps: must be a finite number > 0.0 and <= 1000.0, got 1e308"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--alpha", "nan"], "--alpha: must be a finite number"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--reconnect-delay", "-1"], "--reconnect-delay"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--queue-size", "x"], "'x' is not a whole number"),
@@ -263,6 +279,80 @@ def test_a_camera_password_is_never_shown(files):
     assert proc.returncode == 2, proc.stderr
     assert secret not in proc.stderr + proc.stdout and "rtsp://***@127.0.0.1:1/stream" in proc.stderr
     assert len(proc.stderr.splitlines()) == 1, proc.stderr  # no FFmpeg or OpenCV log lines around it
+
+
+def tree(root):
+    """Every file and folder under ``root`` (an empty folder left behind counts)."""
+    return sorted(os.path.relpath(os.path.join(folder, name), str(root))
+                  for folder, folders, names in os.walk(str(root)) for name in folders + names)
+
+
+# Refused before the banner and before the model is loaded, leaving the output folder as it was: the
+# checks that used to come once outputs were made or the model was loaded (issue 28).
+BEFORE_WORK = [
+    (["{dir}/badframes", "{out}/frames/"], "{dir}/badframes/a.png: cannot read this image; remove it"),
+    (["{dir}/in.mp4", "none", "--precision", "int8", "--calibration", "{dir}/empty", "--engine-cache",
+      "{out}/engines"], "--calibration {dir}/empty: no images"),
+    (["{dir}/in.mp4", "http://256.0.0.1:8080"], "http://256.0.0.1:8080: cannot listen there"),
+    (["{dir}/in.mp4", "{out}/o.avi", "display://x"], "display://x: "),
+    (["{dir}/trunc.avi", "{out}/o.avi"], "{dir}/trunc.avi: cannot open it; is it a video file"),
+    # outputs opened before the model is read: the folders they made go again when it cannot be
+    (["{dir}/in.mp4", "{out}/new/frames/", "{out}/new/video/o.avi", "--model", "{dir}/empty.onnx"],
+     "{dir}/empty.onnx: empty file (0 bytes)"),
+]
+
+
+@pytest.mark.parametrize("args, message", BEFORE_WORK, ids=[str(i) for i in range(len(BEFORE_WORK))])
+def test_run_refuses_before_any_work_and_leaves_no_folder(files, tmp_path, args, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    values = dict(dir=str(files), out=str(out))
+    before = snapshot(files)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}  # no display here
+    proc = subprocess.run([sys.executable, "-m", "dfseg.cli.run", "--model", str(files / "model.onnx")] +
+                          [a.format(**values) for a in args], capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL, env=env)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2, proc.stderr
+    # One line: no banner (the work had not begun), nothing of OpenCV's own (its AVI parser's complaint)
+    assert len(lines) == 1 and lines[0].startswith("dfseg-run: error: "), proc.stderr
+    assert message.format(**values) in lines[0], lines[0]
+    assert tree(out) == [] and snapshot(files) == before
+
+
+def test_run_refuses_a_port_in_use_before_loading_the_model(files, tmp_path):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    address = "http://127.0.0.1:{}".format(holder.getsockname()[1])
+    try:
+        proc = run("run", ["--model", str(files / "model.onnx"), str(files / "in.mp4"), str(tmp_path / "o.avi"),
+                           address])
+    finally:
+        holder.close()
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        "dfseg-run: error: {}: cannot listen there (Address already in use); pick a free port or an address of this "
+        "machine (0.0.0.0 = all)".format(address)], proc.stderr
+    assert tree(tmp_path) == []
+
+
+def test_a_second_run_onto_the_same_output_is_refused_before_the_banner(files, tmp_path):
+    """While one dfseg-run writes out.avi, another one onto it is refused in one line and leaves the
+    first one's file alone."""
+    first = subprocess.Popen([sys.executable, "-m", "dfseg.cli.run", "--model", str(files / "model.onnx"),
+                              str(files / "in.mp4"), str(tmp_path / "out.avi"), "--input-loop", "-1"], stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        for line in first.stderr:  # the banner: the first run holds its output
+            if line.startswith("dfseg-run: {} ->".format(files / "in.mp4")):
+                break
+        second = run("run", ["--model", str(files / "model.onnx"), str(files / "in.mp4"), str(tmp_path / "out.avi")])
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    assert second.returncode == 2 and second.stderr.splitlines() == [
+        "dfseg-run: error: {}: another dfseg process is writing this video; wait for it to finish or choose another "
+        "output".format(tmp_path / "out.avi")], second.stderr
+    assert first.returncode == 143 and count_frames(str(tmp_path / "out.avi"))[0] > 0
 
 
 def test_usage_errors_are_one_line_with_a_help_pointer(files):

@@ -154,6 +154,28 @@ def test_a_signal_finalises_the_video(model, video, tmp_path, signum, exit_code,
     assert not partial.exists()
 
 
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGKILL, -signal.SIGKILL)])
+def test_a_run_leaves_no_scratch_folder_however_it_ends(video, tmp_path, signum, exit_code):
+    """A model name is exported into a scratch folder in $TMPDIR that is gone once the runtime has read
+    it: a run ended mid-stream by SIGTERM, or by SIGKILL (after which no process can clean up), leaves
+    no dfseg-run-* folder behind (the test suite used to leave some on every run)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dfseg.cli.run", "--model", TINY_ARCH, "--size", "{}x{}".format(WIDTH, HEIGHT),
+         video, "none", "--input-loop", "-1"],
+        stderr=subprocess.PIPE, text=True, env=dict(os.environ, TMPDIR=str(temp)), stdin=subprocess.DEVNULL,
+    )
+    try:
+        banner = "dfseg-run: {} ->".format(video)
+        assert any(line.startswith(banner) for line in proc.stderr), "the run never started"  # reads up to it
+    finally:
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == exit_code, stderr
+    assert [name for name in os.listdir(str(temp)) if name.startswith("dfseg-")] == []  # others' files aside
+
+
 def test_untrained_model_name_warns_loudly(video, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "dfseg.cli.run", "--model", TINY_ARCH, "--size", "{}x{}".format(WIDTH, HEIGHT),

@@ -21,6 +21,9 @@ PROVIDERS = {
 }
 
 MIN_THREADS = 1  # threads (--threads): 0 would be ONNX Runtime's own default, not one thread
+# More intra-op threads than any Jetson or host has cores only slow inference down, and ONNX Runtime starts
+# every one of them when the session opens: 100000 takes minutes and the memory of their stacks.
+MAX_THREADS = 256
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,

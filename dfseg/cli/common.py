@@ -32,8 +32,9 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError("{} (see {} --help)".format(message, self.prog))
 
 
-def whole_number(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``minimum`` (a usage error names the option and the bound)."""
+def whole_number(minimum: int, maximum: Optional[int] = None) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` and <= ``maximum`` where given (a usage error names
+    the option and the bounds)."""
 
     def parse(text: str) -> int:
         try:
@@ -42,23 +43,27 @@ def whole_number(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError("{!r} is not a whole number".format(text)) from None
         if value < minimum:
             raise argparse.ArgumentTypeError("must be at least {}, got {}".format(minimum, value))
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError("must be from {} to {}, got {}".format(minimum, maximum, value))
         return value
 
     parse.__name__ = "whole number"
     return parse
 
 
-def number(minimum: float, above: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite float >= ``minimum`` (> with ``above``); NaN and inf are refused."""
+def number(minimum: float, above: bool = False, maximum: Optional[float] = None) -> Callable[[str], float]:
+    """An argparse type: a finite float >= ``minimum`` (> with ``above``) and <= ``maximum`` where given;
+    NaN and inf are refused."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError("{!r} is not a number".format(text)) from None
-        if not math.isfinite(value) or value < minimum or (above and value == minimum):
-            raise argparse.ArgumentTypeError("must be a finite number {} {}, got {}".format(
-                ">" if above else ">=", minimum, text))
+        if not math.isfinite(value) or value < minimum or (above and value == minimum) or (
+                maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError("must be a finite number {} {}{}, got {}".format(
+                ">" if above else ">=", minimum, "" if maximum is None else " and <= {}".format(maximum), text))
         return value
 
     parse.__name__ = "number"

@@ -17,6 +17,7 @@ terminated (SIGTERM); outputs are finalised in every case.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -52,10 +53,11 @@ UNTRAINED_WARNING = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..backends.onnxrt import MIN_THREADS
-    from ..live.pipeline import DEFAULT, LATENCY_POLICIES, MIN_QUEUE_SIZE
+    from ..backends.onnxrt import MAX_THREADS, MIN_THREADS
+    from ..live.pipeline import DEFAULT, LATENCY_POLICIES, MAX_QUEUE_SIZE, MIN_QUEUE_SIZE
     from ..live.render import OVERLAY_MODES
     from ..live.scheduling import IDLE, POLICIES
+    from ..live.sinks import MAX_OUTPUT_FPS
     from ..live.sources import LOOP_FOREVER
 
     parser = ArgumentParser(
@@ -73,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="auto", help="auto, onnxruntime or tensorrt (default: auto: tensorrt "
                         "for engines and where its Python module imports, else onnxruntime)")
     parser.add_argument("--providers", help="ONNX Runtime providers, comma separated (cpu, cuda, tensorrt)")
-    parser.add_argument("--threads", type=whole_number(MIN_THREADS), help="ONNX Runtime intra-op threads")
+    parser.add_argument("--threads", type=whole_number(MIN_THREADS, MAX_THREADS),
+                        help="ONNX Runtime intra-op threads ({} to {})".format(MIN_THREADS, MAX_THREADS))
     add_build_options(parser)
     parser.add_argument("--size", help="network input size WIDTHxHEIGHT or 360p/720p (exported models, dynamic ONNX)")
     parser.add_argument("--overlay", default="blend", choices=OVERLAY_MODES, help="blend, mask or side (default blend)")
@@ -99,8 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", choices=LATENCY_POLICIES, default=DEFAULT,
                         help="low: for live sources, the network always takes the newest frame and nothing waits behind a "
                              "backlog (freshest class maps; files keep every frame either way). default: today's queues")
-    parser.add_argument("--queue-size", type=whole_number(MIN_QUEUE_SIZE), default=2, help="frames buffered between stages (default 2)")
-    parser.add_argument("--output-fps", type=number(0.0, above=True), help="frame rate of video outputs (default: the input's, else 30)")
+    parser.add_argument("--queue-size", type=whole_number(MIN_QUEUE_SIZE, MAX_QUEUE_SIZE), default=2,
+                        help="frames buffered between stages ({} to {}, default 2)".format(MIN_QUEUE_SIZE, MAX_QUEUE_SIZE))
+    parser.add_argument("--output-fps", type=number(0.0, above=True, maximum=MAX_OUTPUT_FPS),
+                        help="frame rate of video outputs, at most {:g} (default: the input's, else 30)".format(
+                            MAX_OUTPUT_FPS))
     parser.add_argument("--camera-size", default="1280x720", help="capture size for cameras (default 1280x720)")
     parser.add_argument("--camera-fps", type=whole_number(1), default=30, help="capture frame rate for cameras (default 30)")
     parser.add_argument("--reconnect-attempts", type=whole_number(0), default=5, help="reopen a lost camera/stream this often")
@@ -113,7 +119,7 @@ def _main(argv: Optional[List[str]]) -> int:
     from ..backends import refuse_trtexec
 
     refuse_trtexec(args.backend)
-    config = args.build_config = build_config_from_args(args)
+    args.build_config = build_config_from_args(args)
     input_uri = _input_uri(args)
     size = parse_size(args.size) if args.size else None
 
@@ -127,17 +133,44 @@ def _main(argv: Optional[List[str]]) -> int:
     running = {}  # type: Dict[str, Any]  # the runner and pipeline, for the status page once they exist
     sinks = _open_sinks(args, input_uri, source, running)
     source.open()  # an input that cannot be opened is an error before a model is exported or loaded
-    with tempfile.TemporaryDirectory(prefix="dfseg-run-") as scratch:
-        model_path, backend = _resolve_model(args, size, scratch)
-        from ..backends import get_runner
-
-        providers = args.providers.split(",") if args.providers else None
-        from ..api import Model
-
-        runner = get_runner(backend, model_path, providers=providers, threads=args.threads, config=config)
-        with Model(runner, size) as model:
-            running["runner"] = runner
+    try:
+        # Ports bound, output files claimed, the display checked: each refusal comes before the banner and
+        # before a model is exported or loaded (the pipeline's own open() of an open sink does nothing).
+        for sink in sinks:
+            sink.open()
+        with _load_model(args, size) as model:
+            running["runner"] = model.runner
             return _run(args, source, model, sinks, running)
+    except BaseException:
+        _release(source, sinks)  # what failed before the pipeline (which finalises them itself) ran
+        raise
+
+
+def _load_model(args: argparse.Namespace, size: Optional[Size]) -> "Model":
+    """The active model.  Only a model name needs a scratch folder (its export), and it is gone again
+    once the runtime has read the file, as in ``dfseg.load``: a run ended by SIGKILL (which no process
+    can clean up after) or by the OOM killer leaves no /tmp/dfseg-run-* folder, unless mid-load."""
+    from ..api import Model
+    from ..backends import get_runner
+
+    with contextlib.ExitStack() as stack:
+        scratch = "" if os.path.isfile(args.model) else stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="dfseg-run-"))
+        model_path, backend = _resolve_model(args, size, scratch)
+        providers = args.providers.split(",") if args.providers else None
+        runner = get_runner(backend, model_path, providers=providers, threads=args.threads, config=args.build_config)
+        return Model(runner, size)
+
+
+def _release(source: "Source", sinks: List["Sink"]) -> None:
+    """Close every sink and the source after a failure; the failure is what gets reported, not a
+    second error while closing (closing twice does nothing)."""
+    for sink in reversed(sinks):  # last opened first: a folder two outputs made goes with the last one
+        try:
+            sink.close()
+        except Exception:  # the first error is the one the user needs
+            pass
+    source.close()
 
 
 def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", running: Dict[str, Any]) -> List["Sink"]:
@@ -196,7 +229,7 @@ def _run(args: argparse.Namespace, source: "Source", model: "Model", sinks: List
     running["pipeline"] = stream.pipeline
     if args.output_fps is None:
         follow_source_fps(source, sinks)
-    built = runner.artefact or args.model
+    built = runner.artefact if runner.artefact and os.path.exists(runner.artefact) else args.model  # not the scratch
     print("dfseg-run: {} -> {} ({} on {}, {}: {})".format(
         source.description, ", ".join(s.description for s in sinks), os.path.basename(args.model), runner.backend,
         runner.config.precision, built), file=sys.stderr, flush=True)

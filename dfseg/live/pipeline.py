@@ -54,6 +54,9 @@ _POLL_S = 0.05
 DEFAULT, LOW = "default", "low"  # latency policies (dfseg-run --latency, Model.stream(latency=...))
 LATENCY_POLICIES = (DEFAULT, LOW)
 MIN_QUEUE_SIZE = 1  # queue_size (--queue-size): 0 would be an unbounded queue.Queue, a live source's backlog
+# Each queue between the stages holds up to this many frames (a 1080p frame is 6 MB): a larger queue is only
+# memory and latency, and an absurd one is a backlog that could fill the memory.
+MAX_QUEUE_SIZE = 64
 QUEUES = STAGES[:-1]  # each stage but the output writes one queue; a drop is counted against its writer
 # The threads of each policy: the stages each runs, in order; the first reads the queue of the capture or of
 # the thread before it.  Under LOW, frame -> class map is one thread at the inference's priority.
@@ -183,7 +186,7 @@ class Pipeline:
                 if thread.is_alive():
                     thread.join(timeout=5.0)
             self._restore_signal_handlers(previous_handlers)
-            for sink in self.sinks:
+            for sink in reversed(self.sinks):  # last opened first, so that the folders they made can go
                 try:
                     sink.close()
                 except Exception as exc:  # finalise the others before reporting

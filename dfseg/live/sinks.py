@@ -20,10 +20,19 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import UserError
-from ..fileio import DISK_RESERVE_BYTES, claim_output, disk_full, free_bytes, write_image_atomic
+from ..fileio import (
+    DISK_RESERVE_BYTES,
+    claim_output,
+    disk_full,
+    free_bytes,
+    make_folders,
+    remove_empty_folders,
+    write_image_atomic,
+)
 from ..uri import file_path
 
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
+MAX_OUTPUT_FPS = 1000.0  # output_fps (--output-fps): above any camera's; a container cannot store 1e308
 
 
 class Sink:
@@ -36,13 +45,15 @@ class Sink:
         self.quit_requested = False  # a window's close key
 
     def open(self) -> None:
-        """Acquire what the sink needs before the first frame (a port, a window)."""
+        """Acquire what the sink needs before the first frame (a port, a window, a lock on the file):
+        every refusal is a UserError before any work.  Opening an open sink does nothing, so that
+        a command can open its sinks before it loads the model and the pipeline open them again."""
 
     def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Finalise the output."""
+        """Finalise the output (closing twice does nothing)."""
 
 
 class NullSink(Sink):
@@ -71,16 +82,20 @@ class VideoFileSink(Sink):
         self._size_seen = 0
         self._claim = None  # type: Optional[int]
         self._largest_frame = 0  # bytes the file grew by in one frame, at most
+        self._created = []  # type: List[str]  # folders open() made, removed again if no frame came
 
     def open(self) -> None:
+        if self._claim is not None:
+            return
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            os.makedirs(directory, exist_ok=True)
+            self._created = make_folders(directory)
         except OSError as exc:
             raise UserError("{}: cannot create its folder ({})".format(self.path, exc.strerror)) from None
         try:
             self._claim = claim_output(self.temp_path)  # the writer fills this very file
         except UserError:
+            remove_empty_folders(self._created)
             raise UserError("{}: another dfseg process is writing this video; wait for it to finish or choose "
                             "another output".format(self.path)) from None
 
@@ -128,6 +143,7 @@ class VideoFileSink(Sink):
             if self.writer is None:
                 if self._claim is not None and os.path.exists(self.temp_path) and not self.frames_written:
                     os.unlink(self.temp_path)  # opened, but no frame came
+                    remove_empty_folders(self._created)
                 return
             self.writer.release()
             self.writer = None
@@ -152,12 +168,19 @@ class ImageFolderSink(Sink):
         self.extension = extension
         self.labels = labels  # write the class map (trainIds) instead of the rendered frame
         self._claim = None  # type: Optional[int]
+        self._created = []  # type: List[str]  # folders open() made, removed again if no frame came
 
     def open(self) -> None:
+        if self._claim is not None:
+            return
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise UserError("{}: exists and is not a folder; name a folder for image output".format(self.directory))
-        os.makedirs(self.directory, exist_ok=True)
-        self._claim = claim_output(self.directory)
+        self._created = make_folders(self.directory)
+        try:
+            self._claim = claim_output(self.directory)
+        except UserError:
+            remove_empty_folders(self._created)
+            raise
 
     def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
         write_image_atomic(os.path.join(self.directory, name + self.extension), classes if self.labels else image)
@@ -167,26 +190,30 @@ class ImageFolderSink(Sink):
         if self._claim is not None:
             os.close(self._claim)
             self._claim = None
+            if not self.frames_written:  # a run that failed before its first frame leaves no empty folder
+                remove_empty_folders(self._created)
 
 
 class DisplaySink(Sink):
     """An OpenCV window the size of the frame; q, Esc or closing the window ends the run."""
 
-    def __init__(self, title: str = "dfseg") -> None:
+    def __init__(self, title: str = "dfseg", uri: str = "display://0") -> None:
         super().__init__()
         self.title = title
+        self.uri = uri  # as the user gave it, for messages
         self.description = "display"
         self.window_open = False
 
     def open(self) -> None:
         if not opencv_has_gui():
             raise UserError(
-                "display://: this OpenCV has no GUI (opencv-python-headless); install opencv-python instead (not "
-                "both: they share the cv2 module), or write to http://0.0.0.0:8080, a video file or a folder"
+                "{}: this OpenCV has no GUI (opencv-python-headless); install opencv-python instead (not "
+                "both: they share the cv2 module), or write to http://0.0.0.0:8080, a video file or a folder".format(
+                    self.uri)
             )
         problem = display_problem()
         if problem:
-            raise UserError("display://: {}; use http://0.0.0.0:8080 on a headless device".format(problem))
+            raise UserError("{}: {}; use http://0.0.0.0:8080 on a headless device".format(self.uri, problem))
 
     def write(self, image: np.ndarray, name: str, classes: np.ndarray) -> None:
         if self.quit_requested:
@@ -247,6 +274,8 @@ class HttpSink(Sink):
         self.warn = _stderr  # type: Callable[[str], None]
 
     def open(self) -> None:
+        if self.server is not None:
+            return
         from .http import TOKEN_ENV, MjpegServer, is_loopback
 
         self.server = MjpegServer(self.host, self.port, self.status, self.token)
@@ -328,7 +357,7 @@ def open_sink(uri: str, fps: float, status: Callable[[], Dict[str, Any]], http_t
     if text in ("none", "null", "null://"):
         return NullSink()
     if text.startswith("display://"):
-        return DisplaySink()
+        return DisplaySink(uri=text)
     if text.startswith("http://"):
         match = re.match(r"^http://([^:/]+|\[[^\]]+\]):(\d+)/?$", text)
         if not match or not 0 <= int(match.group(2)) <= 65535:

@@ -18,12 +18,13 @@ refused credentials say so instead of "cannot open it".
 Device side: Python 3.6, no torch; OpenCV is imported when a source opens.
 """
 
+import contextlib
 import glob
 import os
 import re
 import sys
 import time
-from typing import Any, Callable, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -124,7 +125,8 @@ class CaptureSource(Source):
 
         capture = self._open_with_timeouts(cv2) if self.timeout_s else None
         if capture is None:
-            capture = cv2.VideoCapture(self.target) if self.api is None else cv2.VideoCapture(self.target, self.api)
+            with native_stderr_silenced(not self.live):
+                capture = cv2.VideoCapture(self.target) if self.api is None else cv2.VideoCapture(self.target, self.api)
         if not capture.isOpened():
             capture.release()
             return None
@@ -221,6 +223,22 @@ class ImageFolderSource(Source):
         self.description = description
         self.end_reason = None  # type: Optional[str]
         self.position = 0
+        self._first = None  # type: Optional[np.ndarray]  # decoded by open(), served by the first read()
+
+    def open(self) -> None:
+        """Every file must be an image OpenCV reads (its header is checked, the first image decoded),
+        so that a damaged one is an error before the outputs are made and the model is loaded; an
+        image damaged after its header still ends the run when its turn comes."""
+        import cv2
+
+        if self._first is not None or self.frames_read:
+            return
+        first = _read_image(cv2, self.paths[0])
+        known = getattr(cv2, "haveImageReader", None)  # reads the signature only; older OpenCV: skipped
+        for path in self.paths[1:] if known else ():
+            if not known(path):
+                raise _unreadable(path)
+        self._first = first
 
     def read(self) -> Optional[Frame]:
         import cv2
@@ -232,10 +250,20 @@ class ImageFolderSource(Source):
             return None
         path = self.paths[self.position]
         self.position += 1
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise UserError("{}: cannot read this image; remove it from the folder or convert it".format(path))
+        image = self._first if self._first is not None else _read_image(cv2, path)
+        self._first = None
         return self._frame(image, os.path.splitext(os.path.basename(path))[0])
+
+
+def _read_image(cv2: Any, path: str) -> np.ndarray:
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise _unreadable(path)
+    return image
+
+
+def _unreadable(path: str) -> UserError:
+    return UserError("{}: cannot read this image; remove it from the folder or convert it".format(path))
 
 
 def open_source(
@@ -352,6 +380,35 @@ def _open_hint(description: str, live: bool) -> str:
     if live:
         return "; check that the camera is connected and not used by another program"
     return "; is it a video file OpenCV can decode (mp4, avi, mkv)?"
+
+
+@contextlib.contextmanager
+def native_stderr_silenced(silence: bool = True) -> Iterator[None]:
+    """With ``silence``, what C code writes to the process's stderr (file descriptor 2) meanwhile is
+    dropped.  OpenCV's own AVI parser, the backend a damaged file falls through to when FFmpeg
+    refuses it, prints its complaint ("Unexpected element...") there directly, past every log level
+    (OPENCV_LOG_LEVEL): the caller says what went wrong instead, in its one line.  Used only around
+    opening a file (before the run, or to replay it): Python's sys.stderr writes to the same
+    descriptor, so a line printed in those milliseconds would be dropped too."""
+    if not silence:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError, ValueError):  # no stderr to silence (None, a closed descriptor)
+        saved = None
+    if saved is None:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
