@@ -16,6 +16,7 @@ from typing import Callable, List, NoReturn, Optional
 from ..build_config import DEFAULT_CALIBRATION_IMAGES, NETWORK_TYPINGS, PRECISIONS, BuildConfig, parse_layer_list
 from ..errors import Terminated, UserError, raise_terminated
 from ..fileio import check_outputs
+from ..opencv_log import quiet_opencv
 from ..uri import redact
 
 EXIT_USAGE = 2
@@ -125,10 +126,7 @@ def run_command(prog: str, body: Callable[[Optional[List[str]]], int], argv: Opt
     SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread, so the code that
     finalises outputs on Ctrl-C runs for it too; the exit code is then 143.
     """
-    # OpenCV's and FFmpeg's own logging would surround our one-line errors with theirs (and can print a
-    # stream's URL); the commands say what went wrong themselves.  A user's own setting wins.
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    quiet_opencv()  # the commands say what went wrong themselves
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, raise_terminated)
