@@ -152,3 +152,44 @@ def test_bundle_runs_without_torch(work):
         handle.write(b"x")
     result = run("--bundle", bundle, "--table", str(work / "t2.json"))
     assert result.returncode == 2 and "sha256" in result.stderr
+
+
+@pytest.mark.parametrize("escape", ["parent", "absolute", "symlink"])
+def test_a_manifest_entry_outside_the_bundle_is_refused_before_any_work(work, tmp_path, escape, capsys):
+    """A manifest naming ``../model.onnx``, an absolute path or a symbolic link that leads out of the bundle
+    (each a real ONNX file whose sha256 the manifest holds) is one line naming the manifest, the entry and the
+    fix; nothing is measured and no output is written."""
+    import hashlib
+    import shutil
+
+    source = str(work / "bundle-one")
+    if not os.path.isdir(source):
+        write_bundle(source, [resolve_model(TINY_SEG, Size(64, 64))], [], show_progress=False)
+    bundle = str(tmp_path / "bundle")
+    shutil.copytree(source, bundle)
+    manifest_path = os.path.join(bundle, MANIFEST)
+    with open(manifest_path) as handle:
+        manifest = json.load(handle)
+    inside = os.path.join(bundle, manifest["models"][0]["file"])
+    outside = str(tmp_path / "model.onnx")
+    shutil.copy(inside, outside)
+    if escape == "parent":
+        name = "../model.onnx"
+    elif escape == "absolute":
+        name = outside
+    else:
+        os.remove(inside)
+        os.symlink(outside, inside)
+        name = manifest["models"][0]["file"]
+    with open(outside, "rb") as handle:
+        manifest["models"][0].update(file=name, sha256=hashlib.sha256(handle.read()).hexdigest())
+    with open(manifest_path, "w") as handle:
+        json.dump(manifest, handle)
+    out = str(tmp_path / "out.json")
+    assert main(["--bundle", bundle, "--json", out] + QUICK) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == ["dfseg-bench: error: {}: models[0] file {!r} lies outside the bundle folder "
+                                         "{}; a bundle names only its own files: re-create it with dfseg-export "
+                                         "--bundle {}".format(manifest_path, name, bundle, bundle)]
+    assert not os.path.exists(out)

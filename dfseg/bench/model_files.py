@@ -196,6 +196,8 @@ class BundleSource(ModelSource):
                                 manifest_path, manifest.get("schema") if isinstance(manifest, dict) else None,
                                 BUNDLE_SCHEMA))
         self.manifest = manifest
+        for label, entry in _file_entries(manifest):
+            _check_inside(directory, manifest_path, label, entry)
         self._models = {(m["name"], m["size"]): m for m in manifest.get("models", [])}
         self._parts = {p["key"]: p for p in manifest.get("parts", [])}
         self._boundaries = {tuple(b["shape"]): b for b in manifest.get("boundaries", [])}
@@ -267,6 +269,30 @@ class BundleSource(ModelSource):
             raise UserError("bundle {} has {} drift reference; re-create it with this version's dfseg-export "
                             "--bundle".format(self.directory, "another" if entry else "no"))
         return self._verified(entry, "the drift reference")
+
+
+def _file_entries(manifest: Dict[str, Any]) -> List[Tuple[str, Any]]:
+    """(label, entry) of every file the manifest names, labelled as a reader finds it in the manifest."""
+    entries = [("models[{}]".format(i), e) for i, e in enumerate(manifest.get("models") or [])]
+    entries += [("parts[{}]".format(i), e) for i, e in enumerate(manifest.get("parts") or [])]
+    entries += [("boundaries[{}]".format(i), e) for i, e in enumerate(manifest.get("boundaries") or [])]
+    return entries + [(name, manifest[name]) for name in ("overhead", "reference") if manifest.get(name)]
+
+
+def _check_inside(directory: str, manifest_path: str, label: str, entry: Any) -> None:
+    """A bundle's files lie inside its folder: an entry naming an absolute path, a ``..`` way out or a
+    symbolic link that leads out would have a benchmark read (and a table trust) a file the bundle never
+    held, so it is refused before any work."""
+    name = entry.get("file") if isinstance(entry, dict) else None
+    if not isinstance(name, str) or not name:
+        raise UserError("{}: {} names no file; re-create the bundle with dfseg-export --bundle {}".format(
+            manifest_path, label, directory))
+    root = os.path.realpath(directory)
+    target = os.path.realpath(os.path.join(directory, name))
+    if os.path.isabs(name) or os.path.commonpath([root, target]) != root or target == root:
+        raise UserError("{}: {} file {!r} lies outside the bundle folder {}; a bundle names only its own files: "
+                        "re-create it with dfseg-export --bundle {}".format(manifest_path, label, name, directory,
+                                                                              directory))
 
 
 def resolve_model(name: str, size: Optional[Size] = None) -> ModelSpec:
