@@ -151,22 +151,53 @@ def test_bundle_runs_without_torch(work):
     with open(part_file, "ab") as handle:
         handle.write(b"x")
     result = run("--bundle", bundle, "--table", str(work / "t2.json"))
-    assert result.returncode == 2 and "sha256" in result.stderr
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and "sha256" in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def one_model_bundle(work):
+    """A bundle of one benchmark model (TINY_SEG at 64x64), for tests to copy and damage."""
+    path = str(work / "bundle-one")
+    write_bundle(path, [resolve_model(TINY_SEG, Size(64, 64))], [], show_progress=False)
+    return path
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_damaged_bundle_is_one_error_line_before_any_note_or_warning(one_model_bundle, tmp_path, damage):
+    """Every file a run reads is checked before dfseg-bench says anything else: --pin-cpu's note (and, on a
+    machine whose clocks it cannot read, the clocks warning) would otherwise come first."""
+    import shutil
+
+    bundle = str(tmp_path / "bundle")
+    shutil.copytree(one_model_bundle, bundle)
+    with open(os.path.join(bundle, MANIFEST)) as handle:
+        model = os.path.join(bundle, json.load(handle)["models"][0]["file"])
+    if damage == "missing":
+        os.remove(model)
+    else:
+        os.truncate(model, 100)
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    out = str(tmp_path / "out.json")
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, "--bundle", bundle, "--pin-cpu", str(cpu), "--json", out]
+                            + QUICK, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    problem = "is missing; copy the whole bundle" if damage == "missing" else "sha256 does not match the manifest"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dfseg-bench: error: {}: ".format(model)) and problem in lines[0], \
+        result.stderr
+    assert not os.path.exists(out)
 
 
 @pytest.mark.parametrize("escape", ["parent", "absolute", "symlink"])
-def test_a_manifest_entry_outside_the_bundle_is_refused_before_any_work(work, tmp_path, escape, capsys):
+def test_a_manifest_entry_outside_the_bundle_is_refused_before_any_work(one_model_bundle, tmp_path, escape, capsys):
     """A manifest naming ``../model.onnx``, an absolute path or a symbolic link that leads out of the bundle
     (each a real ONNX file whose sha256 the manifest holds) is one line naming the manifest, the entry and the
     fix; nothing is measured and no output is written."""
     import hashlib
     import shutil
 
-    source = str(work / "bundle-one")
-    if not os.path.isdir(source):
-        write_bundle(source, [resolve_model(TINY_SEG, Size(64, 64))], [], show_progress=False)
     bundle = str(tmp_path / "bundle")
-    shutil.copytree(source, bundle)
+    shutil.copytree(one_model_bundle, bundle)
     manifest_path = os.path.join(bundle, MANIFEST)
     with open(manifest_path) as handle:
         manifest = json.load(handle)

@@ -10,7 +10,7 @@ Device side: Python 3.6, no torch (``HostSource`` imports torch only when it exp
 import hashlib
 import os
 import re
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..arch import PRESETS, REFERENCE_MODEL_NAMES, Arch
 from ..errors import UserError
@@ -55,6 +55,11 @@ class ModelSource:
 
     def close(self) -> None:
         """Release what the source holds (a bundle's read lock)."""
+
+    def check(self, specs: Sequence[ModelSpec] = (), parts: Sequence[Part] = ()) -> None:
+        """Before any work: the files that measuring ``specs`` and ``parts`` (a table: with the overhead and
+        boundary probes) will read are usable, else a UserError naming the file.  A host exports its
+        files when first asked, so there is nothing to check in advance."""
 
     def model_path(self, spec: ModelSpec) -> str:
         raise NotImplementedError
@@ -207,6 +212,21 @@ class BundleSource(ModelSource):
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+    def check(self, specs: Sequence[ModelSpec] = (), parts: Sequence[Part] = ()) -> None:
+        """Every file is present and has the manifest's sha256 (each is hashed once, here rather than when
+        first measured)."""
+        from .boundary import boundary_shapes
+
+        self.reference_path()
+        for spec in specs:
+            self.model_path(spec)
+        if parts:
+            self.overhead_path()
+            for shape in sorted({shape for part in parts for shape in boundary_shapes(part)}):
+                self.boundary_path(shape)
+        for part in parts:
+            self.part_path(part)
 
     # -------------------------------------------------------------- contents
     def model_specs(self, role: Optional[str] = None) -> List[ModelSpec]:

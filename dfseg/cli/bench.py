@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..arch import REFERENCE_MODEL_NAMES
 from ..backends import BACKENDS
@@ -110,7 +110,7 @@ def _backend(args: argparse.Namespace) -> str:
 
     choice = resolve_backend(args.backend)
     if choice.note:
-        print("dfseg-bench: {}".format(choice.note), file=sys.stderr)
+        args.notes.append("dfseg-bench: {}".format(choice.note))
     return choice.backend
 
 
@@ -183,9 +183,9 @@ def _main(argv: Optional[List[str]]) -> int:
                   inputs=[args.validate_table, args.bundle], folders=("--work-dir",))
     from ..bench.machine import pin_to_cpus
 
+    args.notes = []  # printed once every input is checked (_inputs_checked): bad input is one line
     if args.pin_cpu:
-        pinned = pin_to_cpus(args.pin_cpu)
-        print("pinned to CPU(s) {}".format(pinned), file=sys.stderr)
+        args.notes.append("pinned to CPU(s) {}".format(pin_to_cpus(args.pin_cpu)))
     backend = _backend(args)
     sources = _Sources(args)
     try:
@@ -217,6 +217,15 @@ def _check_identity(args: argparse.Namespace, path: str, recorded: Optional[Dict
     return [warning] if warning else []
 
 
+def _inputs_checked(args: argparse.Namespace, source: Any, specs: Sequence[Any] = (), parts: Sequence[Any] = ()
+                    ) -> None:
+    """Check the files the run will read (a bundle's: present, hashes as its manifest says), then print the
+    notes held back until now: a bad input is one error line, never after a note or a machine warning."""
+    source.check(specs, parts)
+    for note in args.notes:
+        print(note, file=sys.stderr)
+
+
 def _print_warnings(warnings: List[str]) -> None:
     for warning in warnings:
         print("warning: {}".format(warning), file=sys.stderr)
@@ -242,6 +251,7 @@ def _run_benchmark(args: argparse.Namespace, backend: str, source: Any) -> int:
         models = [m for m in args.models.split(",") if m.strip()] if args.models else suite.default_benchmark_models()
         specs = suite.benchmark_specs(models, suite.parse_sizes(args.sizes, suite.DEFAULT_SEG_SIZES))
     protocol = _protocol(args, table_like=False)
+    _inputs_checked(args, source, specs)
     config = args.build_config
     env = _environment(backend, config)
     before = env["machine"]
@@ -291,6 +301,9 @@ def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
     parts, sizes, calibration = table_suite_from_args(args, source)
     threads = 1 if args.threads is None else args.threads
     config = args.build_config
+    clock = _clock(args, backend, threads)
+    protocol = _protocol(args, table_like=True)
+    _inputs_checked(args, source, calibration, parts)
     env = _environment(backend, config, threads)
     machine = env["machine"]
     warnings = machine_warnings(machine)
@@ -303,10 +316,9 @@ def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
         warnings += _check_identity(args, args.table, existing.meta.get("identity"), env["identity"])
     _print_warnings(warnings)
     meta = device_meta(machine, backend, env["backend_version"], config, sizes, env["identity"])
-    clock = _clock(args, backend, threads)
     print("measuring {} parts into {} ({} thread(s), backend {}, {} clock)".format(
         len(parts), args.table, threads, backend, clock), file=sys.stderr)
-    table = measure_table(parts, source, args.table, meta, _protocol(args, table_like=True), backend, threads,
+    table = measure_table(parts, source, args.table, meta, protocol, backend, threads,
                           chunk_size=args.chunk, show_progress=not args.no_progress, clock=clock, config=config,
                           calibration=calibration)
     table.meta["machine_after"] = describe_machine()
@@ -353,10 +365,6 @@ def _run_validate(args: argparse.Namespace, backend: str, source: Any) -> int:
     table = LatencyTable.load(args.validate_table)
     config = args.build_config
     threads = 1 if args.threads is None else args.threads
-    env = _environment(backend, config, threads)
-    warnings = _check_identity(args, args.validate_table, table.meta.get("identity"), env["identity"])
-    warnings += machine_warnings(env["machine"])
-    _print_warnings(warnings)
     if args.bundle:
         specs = source.model_specs("validate")
     else:
@@ -365,6 +373,11 @@ def _run_validate(args: argparse.Namespace, backend: str, source: Any) -> int:
         specs = suite.validation_specs(_space(args), args.random, args.seed, seg_sizes, presets)
     protocol = _protocol(args, table_like=True)
     clock = _clock(args, backend, threads)
+    env = _environment(backend, config, threads)
+    warnings = _check_identity(args, args.validate_table, table.meta.get("identity"), env["identity"])
+    _inputs_checked(args, source, specs)
+    warnings += machine_warnings(env["machine"])
+    _print_warnings(warnings)
     table_clock = (table.meta.get("protocol") or {}).get("clock")
     if table_clock not in (None, clock):
         warnings.append("{}: table measured with the {} clock, validating with the {} clock; use --clock {}".format(
