@@ -29,6 +29,7 @@ from .common import (
     check_build_files,
     number,
     run_command,
+    seed_number,
     whole_number,
 )
 from .space_options import add_space_arguments, decoder_choices, space_from_args, space_given
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "--sizes")
     space.add_argument("--random", type=whole_number(0), default=20,
                        help="random space members to validate (default 20); a --table run calibrates on others")
-    space.add_argument("--seed", type=whole_number(0), default=0, help="seed for the random members (default 0)")
+    space.add_argument("--seed", type=seed_number, default=0, help="seed for the random members (default 0)")
     how = parser.add_argument_group("how")
     how.add_argument("--backend", default="auto", help="auto (tensorrt where its Python module imports, else "
                                                        "onnxruntime), onnxruntime, tensorrt, trtexec (times engines "

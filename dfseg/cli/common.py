@@ -33,20 +33,29 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError("{} (see {} --help)".format(message, self.prog))
 
 
-def whole_number(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``minimum`` (a usage error names the option and the bound)."""
+def whole_number(minimum: int, maximum: Optional[int] = None) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (and <= ``maximum``; a usage error names the option and
+    the bounds)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError("{!r} is not a whole number".format(text)) from None
+        if maximum is not None and not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError("must be a whole number in {}..{}, got {}".format(minimum, maximum, value))
         if value < minimum:
             raise argparse.ArgumentTypeError("must be at least {}, got {}".format(minimum, value))
         return value
 
     parse.__name__ = "whole number"
     return parse
+
+
+# A seed is what numpy's and torch's generators, other languages' and a JSON reader that keeps numbers as
+# doubles all take exactly: a seed beyond it would be accepted here yet not be reproducible elsewhere.
+MAX_SEED = 2 ** 32 - 1
+seed_number = whole_number(0, MAX_SEED)
 
 
 def number(minimum: float, above: bool = False) -> Callable[[str], float]:
