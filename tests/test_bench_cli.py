@@ -224,3 +224,44 @@ def test_a_manifest_entry_outside_the_bundle_is_refused_before_any_work(one_mode
                                          "{}; a bundle names only its own files: re-create it with dfseg-export "
                                          "--bundle {}".format(manifest_path, name, bundle, bundle)]
     assert not os.path.exists(out)
+
+
+def test_sigint_to_the_process_stops_a_benchmark_and_keeps_what_it_measured(tmp_path):
+    """A real SIGINT to dfseg-bench's own process, started as a shell starts ``cmd &`` (SIGINT ignored, so
+    Python installs no handler of its own): it stops within seconds, exits 130 and writes the JSON and CSV
+    of the size group measured before the signal (marked interrupted), while the large second size is still
+    being measured."""
+    import signal
+    import threading
+    import time
+
+    out_json, out_csv = str(tmp_path / "b.json"), str(tmp_path / "b.csv")
+    argv = [sys.executable, "-m", "dfseg.cli.bench", "--models", TINY_SEG, "--sizes", "64x64,1024x1024",
+            "--backend", "onnxruntime", "--threads", "1", "--rounds", "20", "--runs-per-round", "1", "--warmup", "0",
+            "--json", out_json, "--csv", out_csv, "--work-dir", str(tmp_path / "onnx")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while "1/2" not in "".join(seen) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "1/2" in "".join(seen) and proc.poll() is None, "".join(seen)  # first size done, second running
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stdout = proc.stdout.read()
+    reader.join(10)
+    err = "".join(seen)
+    assert proc.returncode == 130 and err.rstrip().endswith("dfseg-bench: interrupted"), err
+    assert "Traceback" not in err and "64x64" in stdout
+    with open(out_json) as handle:
+        data = json.load(handle)
+    assert data["interrupted"] is True and [(r["model"], r["size"]) for r in data["records"]] == [(TINY_SEG, "64x64")]
+    with open(out_csv) as handle:
+        assert [row["size"] for row in csv.DictReader(handle)] == ["64x64"]
+    assert sorted(os.listdir(str(tmp_path))) == ["b.csv", "b.json", "onnx"]  # no temporary file left

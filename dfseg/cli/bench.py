@@ -257,17 +257,29 @@ def _run_benchmark(args: argparse.Namespace, backend: str, source: Any) -> int:
     env = _environment(backend, config)
     before = env["machine"]
     _print_warnings(machine_warnings(before))
-    result = benchmark_models(specs, source, protocol, backend, config, args.threads,
-                              show_progress=not args.no_progress)
-    after = describe_machine()
-    header = report.environment_header(before, backend, env["backend_version"], args.threads)
-    print(report.benchmark_screen(result["records"], header, result["warnings"]))
-    if args.json:
-        report.write_json(args.json, {"kind": "dfseg.benchmark/1", "environment": env, "machine_after": after,
-                                      "protocol": dict(protocol.to_json(), threads=args.threads),
-                                      "records": result["records"], "warnings": result["warnings"]})
-    if args.csv:
-        report.write_csv(args.csv, result["records"])
+    result: Dict[str, Any] = {}
+
+    def finalise(interrupted: bool) -> None:
+        header = report.environment_header(before, backend, env["backend_version"], args.threads)
+        print(report.benchmark_screen(result["records"], header, result["warnings"]))
+        payload = {"kind": "dfseg.benchmark/1", "environment": env, "machine_after": describe_machine(),
+                   "protocol": dict(protocol.to_json(), threads=args.threads),
+                   "records": result["records"], "warnings": result["warnings"]}
+        if interrupted:  # the models measured before Ctrl-C or SIGTERM; the others are missing
+            payload["interrupted"] = True
+        if args.json:
+            report.write_json(args.json, payload)
+        if args.csv:
+            report.write_csv(args.csv, result["records"])
+
+    try:
+        benchmark_models(specs, source, protocol, backend, config, args.threads, show_progress=not args.no_progress,
+                         into=result)
+    except KeyboardInterrupt:
+        if result.get("records"):
+            finalise(interrupted=True)
+        raise
+    finalise(interrupted=False)
     return 0
 
 

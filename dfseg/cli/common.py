@@ -11,7 +11,7 @@ import re
 import signal
 import sys
 import threading
-from typing import Callable, List, NoReturn, Optional
+from typing import Any, Callable, Dict, List, NoReturn, Optional
 
 from ..build_config import DEFAULT_CALIBRATION_IMAGES, NETWORK_TYPINGS, PRECISIONS, BuildConfig, parse_layer_list
 from ..errors import Terminated, UserError, raise_terminated
@@ -133,12 +133,16 @@ def run_command(prog: str, body: Callable[[Optional[List[str]]], int], argv: Opt
     """Run ``body(argv)``; bad input becomes ``PROG: error: MESSAGE`` on stderr and exit code 2.
 
     SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread, so the code that
-    finalises outputs on Ctrl-C runs for it too; the exit code is then 143.
+    finalises outputs on Ctrl-C runs for it too; the exit code is then 143.  SIGINT raises
+    KeyboardInterrupt (exit 130) even where the command started with it ignored: a shell starts
+    background jobs (``cmd &`` in a script, some CI runners) so, and Python then installs no handler of
+    its own, so ``kill -INT`` would be lost.
     """
     quiet_opencv()  # the commands say what went wrong themselves
-    previous = None
+    previous: Dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, raise_terminated)
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, raise_terminated)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return body(argv)
     except UserError as exc:
@@ -155,8 +159,8 @@ def run_command(prog: str, body: Callable[[Optional[List[str]]], int], argv: Opt
         _silence_stdout()
         return 0
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def one_line(message: str) -> str:
