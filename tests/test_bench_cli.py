@@ -75,6 +75,7 @@ def test_missing_entries_list_keys_and_the_command(work, table, capsys):
     argv = ["--validate-table", table, "--models", "df1", "--random", "0", "--work-dir", str(work / "onnx")]
     assert main(argv + QUICK) == 2
     err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("dfseg-bench: error: "), err  # before any warning
     assert "lacks" in err and "classifier:512x7x7->1000x1x1/s1" in err
     assert "measure them with: dfseg-bench --table {} --models df1".format(table) in err
 

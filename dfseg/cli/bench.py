@@ -372,7 +372,7 @@ def _png_path(args: argparse.Namespace) -> Optional[str]:
 def _run_validate(args: argparse.Namespace, backend: str, source: Any) -> int:
     from ..bench import report, suite
     from ..bench.machine import describe_machine, machine_warnings
-    from ..bench.validate import scatter_png, validate_table
+    from ..bench.validate import check_coverage, scatter_png, validate_table
     from ..latency.table import LatencyTable
 
     table = LatencyTable.load(args.validate_table)
@@ -384,6 +384,7 @@ def _run_validate(args: argparse.Namespace, backend: str, source: Any) -> int:
         seg_sizes = suite.parse_sizes(args.sizes, suite.DEFAULT_TABLE_SEG_SIZES)
         presets = [m for m in args.models.split(",") if m.strip()] if args.models else None
         specs = suite.validation_specs(_space(args), args.random, args.seed, seg_sizes, presets)
+    check_coverage(table, specs)  # the table lacking parts is bad input: said before any warning
     protocol = _protocol(args, table_like=True)
     clock = _clock(args, backend, threads)
     env = _environment(backend, config, threads)
