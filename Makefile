@@ -10,7 +10,7 @@ DEVICE_MODULES := dfseg/__init__.py dfseg/api.py dfseg/errors.py dfseg/trt_parse
 	dfseg/space.py dfseg/preprocess.py dfseg/build_config.py dfseg/backends/__init__.py dfseg/backends/base.py \
 	dfseg/backends/onnxrt.py dfseg/backends/versions.py dfseg/backends/tensorrt \
 	dfseg/latency dfseg/bench dfseg/live dfseg/eval.py dfseg/calibration.py dfseg/precision.py \
-	dfseg/jetson.py dfseg/plots.py dfseg/journal.py dfseg/clocks.py dfseg/cityscapes.py \
+	dfseg/jetson.py dfseg/plots.py dfseg/journal.py dfseg/clocks.py dfseg/cityscapes.py dfseg/opencv_log.py \
 	dfseg/cli/__init__.py dfseg/cli/common.py dfseg/cli/space_options.py dfseg/cli/bench.py dfseg/cli/run.py \
 	dfseg/cli/eval.py
 

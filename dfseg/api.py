@@ -4,7 +4,8 @@
 One frame in, one uint8 class map (Cityscapes trainIds) out, at the frame's own size, through the
 same runner and ``Segmenter`` as ``dfseg-run`` and ``dfseg-eval``; ``stream`` runs any input of
 ``dfseg-run`` through its threaded ``live.pipeline.Pipeline`` (same frame policies, same outputs).
-Bad input raises the CLI's one-line ``dfseg.errors.UserError``; nothing here prints.
+Bad input raises the CLI's one-line ``dfseg.errors.UserError``; nothing here prints, nor lets OpenCV
+or FFmpeg print (``opencv_log``).
 
 Device side: Python 3.6, no torch.
 """
@@ -28,6 +29,7 @@ from .live.render import Renderer
 from .live.segmenter import Segmenter
 from .live.sinks import MAX_OUTPUT_FPS, OUTPUT_FOLDERS, HttpSink, NullSink, Sink, open_sink, output_paths
 from .live.sources import LOOP_FOREVER, CaptureSource, Source, open_source
+from .opencv_log import quiet_opencv
 from .sizes import Size, parse_size
 from .uri import local_inputs
 
@@ -136,8 +138,11 @@ class Model:
         behind a backlog, so each class map is as fresh as the network allows (``dfseg-run --latency low``);
         files and folders keep every frame whatever the policy.
         The source and the outputs are checked now (UserError); the work starts with the iteration.
+        OpenCV's and FFmpeg's own log lines are silenced (``opencv_log.quiet_opencv``: your own
+        ``OPENCV_LOG_LEVEL``/``OPENCV_FFMPEG_LOGLEVEL`` win; FFmpeg's level is fixed by the process's first capture).
         """
         self._check_open()
+        quiet_opencv()  # before the first capture opens: FFmpeg reads its level then
         check_latency(latency)
         if max_frames is not None:
             check_whole_number("max_frames", max_frames, 1)

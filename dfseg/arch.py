@@ -232,7 +232,7 @@ class Arch(NamedTuple):
             elif token.startswith("wc"):
                 decoder = _dotted(token[2:], 3, token)
             elif token.startswith("k"):
-                classes = _positive_int(_to_int(token[1:], token), token)
+                classes = _positive_int(_token_int(token[1:], token), token)
             elif token.startswith("d") and is_decimal(token[1:]):
                 output_stride = int(token[1:])
             elif body is None:
@@ -330,13 +330,21 @@ def _as_list(value: Any, name: str) -> List[Any]:
 
 
 def _to_int(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise ArchError("{}: expected an integer, got {!r}".format(name, value))
-    if isinstance(value, int):
+    """A JSON field's (or a caller's) integer.  A string is refused even when it holds digits: JSON that
+    quotes a number was written by hand or by another tool, and guessing what it meant hides the mistake."""
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and is_decimal(value):
-        return int(value)
+        raise ArchError("{}: expected an integer, got the string {!r}; write the number without quotes".format(
+            name, value))
     raise ArchError("{}: expected an integer, got {!r}".format(name, value))
+
+
+def _token_int(text: str, name: str) -> int:
+    """An integer written in the short form (``k19``, ``wc19.32.32``, ``64x2``)."""
+    if is_decimal(text):
+        return int(text)
+    raise ArchError("{}: expected an integer, got {!r}".format(name, text))
 
 
 def _classes(value: Any) -> int:
@@ -410,10 +418,10 @@ def _parse_run_length(text: str) -> Tuple[List[Any], str]:
                 text, MAX_BLOCKS_PER_STAGE))
         if "b" in head:
             inner, _, out = head.partition("b")
-            entry = [_to_int(inner, run), _to_int(out, run)]  # type: Any
+            entry = [_token_int(inner, run), _token_int(out, run)]  # type: Any
             kinds.add(BOTTLENECK)
         else:
-            entry = _to_int(head, run)
+            entry = _token_int(head, run)
             kinds.add(BASIC)
         entries.extend([entry] * int(count))
     if len(kinds) != 1:
@@ -425,7 +433,7 @@ def _dotted(text: str, length: int, token: str) -> List[int]:
     values = text.split(".")
     if len(values) != length:
         raise ArchError("{!r}: expected {} numbers joined by '.'".format(token, length))
-    return [_to_int(v, token) for v in values]
+    return [_token_int(v, token) for v in values]
 
 
 # ---------------------------------------------------------------------- presets

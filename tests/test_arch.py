@@ -103,6 +103,11 @@ def test_equal_architectures_give_equal_canonical_text():
         ({"stages": [[64], [128], [256]], "decoder": [19, 32, 32], "output_stride": 4}, "output_stride: 4"),
         ({"stages": [[64], ["wide"], [256]]}, "stages[1][0]: expected an integer"),
         ({"stages": [[64], [True], [256]]}, "stages[1][0]: expected an integer"),
+        # A quoted number is refused, not guessed at; the short form's digits (k19) are text by nature.
+        ({"stages": [[64], [128], [256]], "decoder": [19, 32, 32], "classes": "19"},
+         "classes: expected an integer, got the string '19'; write the number without quotes"),
+        ({"stages": [[64], ["128"], [256]]}, "stages[1][0]: expected an integer, got the string '128'"),
+        ({"stages": [[64], [128], [256]], "stem": ["32", 64]}, "stem[0]: expected an integer, got the string '32'"),
         ({"stages": [[64], 128, [256]]}, "stages[1]: expected a list of blocks"),
         ({"stages": [[64], [128], [256]], "width": 3}, "unknown field(s) width"),
         ({"block": "basic"}, 'needs "stages"'),

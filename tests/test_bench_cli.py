@@ -75,6 +75,7 @@ def test_missing_entries_list_keys_and_the_command(work, table, capsys):
     argv = ["--validate-table", table, "--models", "df1", "--random", "0", "--work-dir", str(work / "onnx")]
     assert main(argv + QUICK) == 2
     err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("dfseg-bench: error: "), err  # before any warning
     assert "lacks" in err and "classifier:512x7x7->1000x1x1/s1" in err
     assert "measure them with: dfseg-bench --table {} --models df1".format(table) in err
 
@@ -151,4 +152,117 @@ def test_bundle_runs_without_torch(work):
     with open(part_file, "ab") as handle:
         handle.write(b"x")
     result = run("--bundle", bundle, "--table", str(work / "t2.json"))
-    assert result.returncode == 2 and "sha256" in result.stderr
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and "sha256" in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def one_model_bundle(work):
+    """A bundle of one benchmark model (TINY_SEG at 64x64), for tests to copy and damage."""
+    path = str(work / "bundle-one")
+    write_bundle(path, [resolve_model(TINY_SEG, Size(64, 64))], [], show_progress=False)
+    return path
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_damaged_bundle_is_one_error_line_before_any_note_or_warning(one_model_bundle, tmp_path, damage):
+    """Every file a run reads is checked before dfseg-bench says anything else: --pin-cpu's note (and, on a
+    machine whose clocks it cannot read, the clocks warning) would otherwise come first."""
+    import shutil
+
+    bundle = str(tmp_path / "bundle")
+    shutil.copytree(one_model_bundle, bundle)
+    with open(os.path.join(bundle, MANIFEST)) as handle:
+        model = os.path.join(bundle, json.load(handle)["models"][0]["file"])
+    if damage == "missing":
+        os.remove(model)
+    else:
+        os.truncate(model, 100)
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    out = str(tmp_path / "out.json")
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, "--bundle", bundle, "--pin-cpu", str(cpu), "--json", out]
+                            + QUICK, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    problem = "is missing; copy the whole bundle" if damage == "missing" else "sha256 does not match the manifest"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dfseg-bench: error: {}: ".format(model)) and problem in lines[0], \
+        result.stderr
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("escape", ["parent", "absolute", "symlink"])
+def test_a_manifest_entry_outside_the_bundle_is_refused_before_any_work(one_model_bundle, tmp_path, escape, capsys):
+    """A manifest naming ``../model.onnx``, an absolute path or a symbolic link that leads out of the bundle
+    (each a real ONNX file whose sha256 the manifest holds) is one line naming the manifest, the entry and the
+    fix; nothing is measured and no output is written."""
+    import hashlib
+    import shutil
+
+    bundle = str(tmp_path / "bundle")
+    shutil.copytree(one_model_bundle, bundle)
+    manifest_path = os.path.join(bundle, MANIFEST)
+    with open(manifest_path) as handle:
+        manifest = json.load(handle)
+    inside = os.path.join(bundle, manifest["models"][0]["file"])
+    outside = str(tmp_path / "model.onnx")
+    shutil.copy(inside, outside)
+    if escape == "parent":
+        name = "../model.onnx"
+    elif escape == "absolute":
+        name = outside
+    else:
+        os.remove(inside)
+        os.symlink(outside, inside)
+        name = manifest["models"][0]["file"]
+    with open(outside, "rb") as handle:
+        manifest["models"][0].update(file=name, sha256=hashlib.sha256(handle.read()).hexdigest())
+    with open(manifest_path, "w") as handle:
+        json.dump(manifest, handle)
+    out = str(tmp_path / "out.json")
+    assert main(["--bundle", bundle, "--json", out] + QUICK) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == ["dfseg-bench: error: {}: models[0] file {!r} lies outside the bundle folder "
+                                         "{}; a bundle names only its own files: re-create it with dfseg-export "
+                                         "--bundle {}".format(manifest_path, name, bundle, bundle)]
+    assert not os.path.exists(out)
+
+
+def test_sigint_to_the_process_stops_a_benchmark_and_keeps_what_it_measured(tmp_path):
+    """A real SIGINT to dfseg-bench's own process, started as a shell starts ``cmd &`` (SIGINT ignored, so
+    Python installs no handler of its own): it stops within seconds, exits 130 and writes the JSON and CSV
+    of the size group measured before the signal (marked interrupted), while the large second size is still
+    being measured."""
+    import signal
+    import threading
+    import time
+
+    out_json, out_csv = str(tmp_path / "b.json"), str(tmp_path / "b.csv")
+    argv = [sys.executable, "-m", "dfseg.cli.bench", "--models", TINY_SEG, "--sizes", "64x64,1024x1024",
+            "--backend", "onnxruntime", "--threads", "1", "--rounds", "20", "--runs-per-round", "1", "--warmup", "0",
+            "--json", out_json, "--csv", out_csv, "--work-dir", str(tmp_path / "onnx")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while "1/2" not in "".join(seen) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "1/2" in "".join(seen) and proc.poll() is None, "".join(seen)  # first size done, second running
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stdout = proc.stdout.read()
+    reader.join(10)
+    err = "".join(seen)
+    assert proc.returncode == 130 and err.rstrip().endswith("dfseg-bench: interrupted"), err
+    assert "Traceback" not in err and "64x64" in stdout
+    with open(out_json) as handle:
+        data = json.load(handle)
+    assert data["interrupted"] is True and [(r["model"], r["size"]) for r in data["records"]] == [(TINY_SEG, "64x64")]
+    with open(out_csv) as handle:
+        assert [row["size"] for row in csv.DictReader(handle)] == ["64x64"]
+    assert sorted(os.listdir(str(tmp_path))) == ["b.csv", "b.json", "onnx"]  # no temporary file left

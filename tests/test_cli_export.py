@@ -84,6 +84,16 @@ def test_bad_input_is_one_line_and_exit_code_2(args: List[str], message: str, tm
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".tmp-*"))
 
 
+def test_an_architecture_file_with_a_quoted_number_is_one_line_naming_file_and_field(tmp_path) -> None:
+    arch = tmp_path / "arch.json"
+    arch.write_text('{"stages": [[64], [128], [256]], "decoder": [19, 32, 32], "classes": "19"}')
+    result = _run([str(arch), "--size", "64x48", "-o", str(tmp_path / "m.onnx")])
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        "dfseg-export: error: {}: classes: expected an integer, got the string '19'; write the number without "
+        "quotes".format(arch)], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arch.json"]
+
+
 def test_help_explains_video_order() -> None:
     result = _run(["--help"])
     assert result.returncode == 0

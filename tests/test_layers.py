@@ -18,7 +18,7 @@ LAYERS = (
     ("export", "convert", "latency", "space"),
     ("models", "backends", "build_config", "precision", "calibration", "weights", "parts", "arch", "trt_parse_rules"),
     ("fileio", "journal", "sizes", "uri", "errors", "jetson", "cityscapes", "preprocess", "plots", "synthetic", "clocks",
-     "onnx_wire", "__init__"),
+     "onnx_wire", "opencv_log", "__init__"),
 )
 # dfseg.load re-exports the API lazily (imported inside the function), so `import dfseg` stays torch-free.
 EXCEPTIONS = {("dfseg", "dfseg.api")}

@@ -132,6 +132,59 @@ def test_silent_server_times_out_at_open():
             source.open()
 
 
+# ------------------------------------------------------------------ the Python API
+
+QUIET_STREAM = """
+import sys
+import dfseg
+from dfseg.errors import UserError
+
+model_path, url, refused = sys.argv[1:]
+with dfseg.load(model_path, backend="onnxruntime", threads=1) as model:
+    for bad in (url + "-nothing", refused):
+        try:
+            model.stream(bad)
+        except UserError as exc:
+            print("refused:", exc)
+    with model.stream(url, max_frames=5) as stream:
+        print("frames:", sum(1 for _ in stream))
+"""
+
+
+def api_stream(model, url, **levels):
+    """QUIET_STREAM in a fresh Python: an unknown stream path (the server answers 404), a port that
+    refuses the connection, then five frames of ``url``; OpenCV's and FFmpeg's levels as ``levels`` say
+    (none set: whatever dfseg chooses)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENCV_LOG_LEVEL", "OPENCV_FFMPEG_LOGLEVEL")}
+    env.update(levels)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        refused = "rtsp://127.0.0.1:{}/stream".format(probe.getsockname()[1])  # closed again: refused
+    return subprocess.run([sys.executable, "-c", QUIET_STREAM, model, url, refused], env=env, timeout=120,
+                          capture_output=True, text=True)
+
+
+def test_the_api_lets_neither_opencv_nor_ffmpeg_print(server, model):
+    """The API never prints: FFmpeg's "404 Not Found" and "Connection refused" and OpenCV's warnings stay
+    off stderr; the program hears of both failures through UserError, and a good stream still plays."""
+    proc = api_stream(model, server.url)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("refused: {}-nothing: cannot open it".format(server.url)), lines
+    assert lines[1].startswith("refused: rtsp://127.0.0.1:") and "cannot open it" in lines[1], lines
+    assert len(lines) == 3 and 1 <= int(lines[2].split()[-1]) <= 5, lines  # a live source drops stale frames
+    assert proc.stderr == ""
+
+
+def test_a_users_own_opencv_log_levels_win_over_the_apis(server, model):
+    """OPENCV_LOG_LEVEL and OPENCV_FFMPEG_LOGLEVEL set by the user are kept: OpenCV's warnings print (on
+    stderr) and so do FFmpeg's errors (16: AV_LOG_ERROR; OpenCV's callback prints them on stdout)."""
+    proc = api_stream(model, server.url, OPENCV_LOG_LEVEL="WARNING", OPENCV_FFMPEG_LOGLEVEL="16")
+    assert proc.returncode == 0, proc.stderr
+    assert "[ WARN" in proc.stderr, proc.stderr
+    assert "404 (Not Found)" in proc.stdout and "Connection refused" in proc.stdout, proc.stdout
+
+
 # ------------------------------------------------------------------ dfseg-run end to end
 
 

@@ -149,7 +149,7 @@ def test_more_gpus_per_trial_than_the_machine_has_is_refused(tmp_path, capsys):
     write_table(table, widths=(64, 128), blocks_per_stage=((1, 1), (1, 1), (1, 2)), input_size=Size(64, 32),
                 decoder=(14, 32, 32), classes=14)
     data = street_set(tmp_path / "streets")
-    want = torch.cuda.device_count() + 1
+    want = max(2, torch.cuda.device_count() + 1)  # one GPU on a machine without: --device cuda's own error
     code = main(search_argv(table, data, tmp_path / "out", "--device", "cuda", "--gpus-per-trial", str(want)))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--gpus-per-trial {}: this machine has".format(want) in err[0], err
@@ -277,3 +277,30 @@ def test_train_cmd_progress_goes_to_the_journal(tmp_path):
     assert main(["--table", str(table), "--train-cmd", "{} {} {{arch}} {{result}} {{progress}}".format(
         sys.executable, script), "--max-trials", "3", "--out", str(out), "--quiet", "--no-plots", "--resume"]) == 0
     assert len(progress_records(out)) == 9
+
+
+@pytest.mark.parametrize("device, message", [
+    ("tpu:7", "--device 'tpu:7': the built-in trainer runs on cpu, cuda or cuda:N"),
+    ("cpu:1", "--device 'cpu:1': the built-in trainer runs on cpu, cuda or cuda:N"),
+    ("cuda:x", "--device 'cuda:x': the built-in trainer runs on cpu, cuda or cuda:N"),
+    ("cuda:{beyond}", "--device cuda:{beyond}: "),  # no GPU here: none; else one past the last
+])
+def test_a_device_the_trainer_cannot_use_is_refused_before_the_first_trial(tmp_path, capsys, device, message):
+    table = tmp_path / "t.json"
+    write_table(table, widths=(64, 128), blocks_per_stage=((1, 1), (1, 1), (1, 2)), input_size=Size(64, 32),
+                decoder=(14, 32, 32), classes=14)
+    data = street_set(tmp_path / "streets")
+    beyond = torch.cuda.device_count()
+    code = main(search_argv(table, data, tmp_path / "out", "--device", device.format(beyond=beyond)))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("dfseg-search: error: " + message.format(beyond=beyond)), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_gpu_number_with_several_processes_per_trial_is_refused():
+    """Rank r of a trial trains on GPU r whatever --device says, so a GPU number there would be ignored."""
+    from dfseg.search.training.distributed import check_device
+
+    with pytest.raises(UserError, match=r"^--device cuda:1: a trial of 2 processes trains on GPUs 0..1"):
+        check_device("cuda:1", 2)
+    assert check_device("cuda:1") == 1 and check_device("cuda") is None and check_device("cpu") is None

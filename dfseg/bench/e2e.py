@@ -61,10 +61,14 @@ def benchmark_models(
     threads: Optional[int] = None,
     clock: Callable[[], float] = time.perf_counter,
     show_progress: bool = True,
+    into: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """Measure every spec; returns {"records": [...], "warnings": [...]}."""
-    records: List[Dict[str, Any]] = []
-    warnings: List[str] = []
+    """Measure every spec; returns {"records": [...], "warnings": [...]}, filled in as each size group is
+    measured: ``into`` (when given) is that dict, so a caller that Ctrl-C or SIGTERM interrupts keeps
+    the records measured so far."""
+    result = into if into is not None else {}
+    records: List[Dict[str, Any]] = result.setdefault("records", [])
+    warnings: List[str] = result.setdefault("warnings", [])
     groups = _group_by_size(specs)
     bar = progress_bar(len(specs), show_progress, "benchmark", "model")
     try:
@@ -114,4 +118,4 @@ def benchmark_models(
             bar.update(len(group))
     finally:
         bar.close()
-    return {"records": records, "warnings": warnings}
+    return result

@@ -10,7 +10,7 @@ Device side: Python 3.6, no torch (``HostSource`` imports torch only when it exp
 import hashlib
 import os
 import re
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..arch import PRESETS, REFERENCE_MODEL_NAMES, Arch
 from ..errors import UserError
@@ -55,6 +55,11 @@ class ModelSource:
 
     def close(self) -> None:
         """Release what the source holds (a bundle's read lock)."""
+
+    def check(self, specs: Sequence[ModelSpec] = (), parts: Sequence[Part] = ()) -> None:
+        """Before any work: the files that measuring ``specs`` and ``parts`` (a table: with the overhead and
+        boundary probes) will read are usable, else a UserError naming the file.  A host exports its
+        files when first asked, so there is nothing to check in advance."""
 
     def model_path(self, spec: ModelSpec) -> str:
         raise NotImplementedError
@@ -196,6 +201,8 @@ class BundleSource(ModelSource):
                                 manifest_path, manifest.get("schema") if isinstance(manifest, dict) else None,
                                 BUNDLE_SCHEMA))
         self.manifest = manifest
+        for label, entry in _file_entries(manifest):
+            _check_inside(directory, manifest_path, label, entry)
         self._models = {(m["name"], m["size"]): m for m in manifest.get("models", [])}
         self._parts = {p["key"]: p for p in manifest.get("parts", [])}
         self._boundaries = {tuple(b["shape"]): b for b in manifest.get("boundaries", [])}
@@ -205,6 +212,21 @@ class BundleSource(ModelSource):
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+    def check(self, specs: Sequence[ModelSpec] = (), parts: Sequence[Part] = ()) -> None:
+        """Every file is present and has the manifest's sha256 (each is hashed once, here rather than when
+        first measured)."""
+        from .boundary import boundary_shapes
+
+        self.reference_path()
+        for spec in specs:
+            self.model_path(spec)
+        if parts:
+            self.overhead_path()
+            for shape in sorted({shape for part in parts for shape in boundary_shapes(part)}):
+                self.boundary_path(shape)
+        for part in parts:
+            self.part_path(part)
 
     # -------------------------------------------------------------- contents
     def model_specs(self, role: Optional[str] = None) -> List[ModelSpec]:
@@ -267,6 +289,30 @@ class BundleSource(ModelSource):
             raise UserError("bundle {} has {} drift reference; re-create it with this version's dfseg-export "
                             "--bundle".format(self.directory, "another" if entry else "no"))
         return self._verified(entry, "the drift reference")
+
+
+def _file_entries(manifest: Dict[str, Any]) -> List[Tuple[str, Any]]:
+    """(label, entry) of every file the manifest names, labelled as a reader finds it in the manifest."""
+    entries = [("models[{}]".format(i), e) for i, e in enumerate(manifest.get("models") or [])]
+    entries += [("parts[{}]".format(i), e) for i, e in enumerate(manifest.get("parts") or [])]
+    entries += [("boundaries[{}]".format(i), e) for i, e in enumerate(manifest.get("boundaries") or [])]
+    return entries + [(name, manifest[name]) for name in ("overhead", "reference") if manifest.get(name)]
+
+
+def _check_inside(directory: str, manifest_path: str, label: str, entry: Any) -> None:
+    """A bundle's files lie inside its folder: an entry naming an absolute path, a ``..`` way out or a
+    symbolic link that leads out would have a benchmark read (and a table trust) a file the bundle never
+    held, so it is refused before any work."""
+    name = entry.get("file") if isinstance(entry, dict) else None
+    if not isinstance(name, str) or not name:
+        raise UserError("{}: {} names no file; re-create the bundle with dfseg-export --bundle {}".format(
+            manifest_path, label, directory))
+    root = os.path.realpath(directory)
+    target = os.path.realpath(os.path.join(directory, name))
+    if os.path.isabs(name) or os.path.commonpath([root, target]) != root or target == root:
+        raise UserError("{}: {} file {!r} lies outside the bundle folder {}; a bundle names only its own files: "
+                        "re-create it with dfseg-export --bundle {}".format(manifest_path, label, name, directory,
+                                                                              directory))
 
 
 def resolve_model(name: str, size: Optional[Size] = None) -> ModelSpec:

@@ -13,10 +13,11 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..arch import REFERENCE_MODEL_NAMES
 from ..backends import BACKENDS
+from ..backends.onnxrt import MAX_THREADS, MIN_THREADS
 from ..backends.versions import backend_version
 from ..bench.suite import DEFAULT_TABLE_SPACE_WIDTHS
 from ..build_config import BuildConfig
@@ -29,6 +30,7 @@ from .common import (
     check_build_files,
     number,
     run_command,
+    seed_number,
     whole_number,
 )
 from .space_options import add_space_arguments, decoder_choices, space_from_args, space_given
@@ -63,13 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "--sizes")
     space.add_argument("--random", type=whole_number(0), default=20,
                        help="random space members to validate (default 20); a --table run calibrates on others")
-    space.add_argument("--seed", type=whole_number(0), default=0, help="seed for the random members (default 0)")
+    space.add_argument("--seed", type=seed_number, default=0, help="seed for the random members (default 0)")
     how = parser.add_argument_group("how")
     how.add_argument("--backend", default="auto", help="auto (tensorrt where its Python module imports, else "
                                                        "onnxruntime), onnxruntime, tensorrt, trtexec (times engines "
                                                        "with trtexec's own loop, one process per round)")
-    how.add_argument("--threads", type=whole_number(1), default=None,
-                     help="intra-op threads (default: 1 for --table/--validate-table, backend default otherwise)")
+    how.add_argument("--threads", type=whole_number(MIN_THREADS, MAX_THREADS), default=None,
+                     help="intra-op threads, {} to {} (default: 1 for --table/--validate-table, backend default "
+                          "otherwise)".format(MIN_THREADS, MAX_THREADS))
     how.add_argument("--clock", default="auto", choices=("auto", "wall", "thread"),
                      help="table/validation clock: wall, or thread (CPU time of the calling thread: immune to "
                           "other processes on a shared CPU; valid with one thread on CPU). auto: thread for "
@@ -110,7 +113,7 @@ def _backend(args: argparse.Namespace) -> str:
 
     choice = resolve_backend(args.backend)
     if choice.note:
-        print("dfseg-bench: {}".format(choice.note), file=sys.stderr)
+        args.notes.append("dfseg-bench: {}".format(choice.note))
     return choice.backend
 
 
@@ -183,9 +186,9 @@ def _main(argv: Optional[List[str]]) -> int:
                   inputs=[args.validate_table, args.bundle], folders=("--work-dir",))
     from ..bench.machine import pin_to_cpus
 
+    args.notes = []  # printed once every input is checked (_inputs_checked): bad input is one line
     if args.pin_cpu:
-        pinned = pin_to_cpus(args.pin_cpu)
-        print("pinned to CPU(s) {}".format(pinned), file=sys.stderr)
+        args.notes.append("pinned to CPU(s) {}".format(pin_to_cpus(args.pin_cpu)))
     backend = _backend(args)
     sources = _Sources(args)
     try:
@@ -217,6 +220,15 @@ def _check_identity(args: argparse.Namespace, path: str, recorded: Optional[Dict
     return [warning] if warning else []
 
 
+def _inputs_checked(args: argparse.Namespace, source: Any, specs: Sequence[Any] = (), parts: Sequence[Any] = ()
+                    ) -> None:
+    """Check the files the run will read (a bundle's: present, hashes as its manifest says), then print the
+    notes held back until now: a bad input is one error line, never after a note or a machine warning."""
+    source.check(specs, parts)
+    for note in args.notes:
+        print(note, file=sys.stderr)
+
+
 def _print_warnings(warnings: List[str]) -> None:
     for warning in warnings:
         print("warning: {}".format(warning), file=sys.stderr)
@@ -242,21 +254,34 @@ def _run_benchmark(args: argparse.Namespace, backend: str, source: Any) -> int:
         models = [m for m in args.models.split(",") if m.strip()] if args.models else suite.default_benchmark_models()
         specs = suite.benchmark_specs(models, suite.parse_sizes(args.sizes, suite.DEFAULT_SEG_SIZES))
     protocol = _protocol(args, table_like=False)
+    _inputs_checked(args, source, specs)
     config = args.build_config
     env = _environment(backend, config)
     before = env["machine"]
     _print_warnings(machine_warnings(before))
-    result = benchmark_models(specs, source, protocol, backend, config, args.threads,
-                              show_progress=not args.no_progress)
-    after = describe_machine()
-    header = report.environment_header(before, backend, env["backend_version"], args.threads)
-    print(report.benchmark_screen(result["records"], header, result["warnings"]))
-    if args.json:
-        report.write_json(args.json, {"kind": "dfseg.benchmark/1", "environment": env, "machine_after": after,
-                                      "protocol": dict(protocol.to_json(), threads=args.threads),
-                                      "records": result["records"], "warnings": result["warnings"]})
-    if args.csv:
-        report.write_csv(args.csv, result["records"])
+    result: Dict[str, Any] = {}
+
+    def finalise(interrupted: bool) -> None:
+        header = report.environment_header(before, backend, env["backend_version"], args.threads)
+        print(report.benchmark_screen(result["records"], header, result["warnings"]))
+        payload = {"kind": "dfseg.benchmark/1", "environment": env, "machine_after": describe_machine(),
+                   "protocol": dict(protocol.to_json(), threads=args.threads),
+                   "records": result["records"], "warnings": result["warnings"]}
+        if interrupted:  # the models measured before Ctrl-C or SIGTERM; the others are missing
+            payload["interrupted"] = True
+        if args.json:
+            report.write_json(args.json, payload)
+        if args.csv:
+            report.write_csv(args.csv, result["records"])
+
+    try:
+        benchmark_models(specs, source, protocol, backend, config, args.threads, show_progress=not args.no_progress,
+                         into=result)
+    except KeyboardInterrupt:
+        if result.get("records"):
+            finalise(interrupted=True)
+        raise
+    finalise(interrupted=False)
     return 0
 
 
@@ -291,6 +316,9 @@ def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
     parts, sizes, calibration = table_suite_from_args(args, source)
     threads = 1 if args.threads is None else args.threads
     config = args.build_config
+    clock = _clock(args, backend, threads)
+    protocol = _protocol(args, table_like=True)
+    _inputs_checked(args, source, calibration, parts)
     env = _environment(backend, config, threads)
     machine = env["machine"]
     warnings = machine_warnings(machine)
@@ -303,10 +331,9 @@ def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
         warnings += _check_identity(args, args.table, existing.meta.get("identity"), env["identity"])
     _print_warnings(warnings)
     meta = device_meta(machine, backend, env["backend_version"], config, sizes, env["identity"])
-    clock = _clock(args, backend, threads)
     print("measuring {} parts into {} ({} thread(s), backend {}, {} clock)".format(
         len(parts), args.table, threads, backend, clock), file=sys.stderr)
-    table = measure_table(parts, source, args.table, meta, _protocol(args, table_like=True), backend, threads,
+    table = measure_table(parts, source, args.table, meta, protocol, backend, threads,
                           chunk_size=args.chunk, show_progress=not args.no_progress, clock=clock, config=config,
                           calibration=calibration)
     table.meta["machine_after"] = describe_machine()
@@ -347,24 +374,26 @@ def _png_path(args: argparse.Namespace) -> Optional[str]:
 def _run_validate(args: argparse.Namespace, backend: str, source: Any) -> int:
     from ..bench import report, suite
     from ..bench.machine import describe_machine, machine_warnings
-    from ..bench.validate import scatter_png, validate_table
+    from ..bench.validate import check_coverage, scatter_png, validate_table
     from ..latency.table import LatencyTable
 
     table = LatencyTable.load(args.validate_table)
     config = args.build_config
     threads = 1 if args.threads is None else args.threads
-    env = _environment(backend, config, threads)
-    warnings = _check_identity(args, args.validate_table, table.meta.get("identity"), env["identity"])
-    warnings += machine_warnings(env["machine"])
-    _print_warnings(warnings)
     if args.bundle:
         specs = source.model_specs("validate")
     else:
         seg_sizes = suite.parse_sizes(args.sizes, suite.DEFAULT_TABLE_SEG_SIZES)
         presets = [m for m in args.models.split(",") if m.strip()] if args.models else None
         specs = suite.validation_specs(_space(args), args.random, args.seed, seg_sizes, presets)
+    check_coverage(table, specs)  # the table lacking parts is bad input: said before any warning
     protocol = _protocol(args, table_like=True)
     clock = _clock(args, backend, threads)
+    env = _environment(backend, config, threads)
+    warnings = _check_identity(args, args.validate_table, table.meta.get("identity"), env["identity"])
+    _inputs_checked(args, source, specs)
+    warnings += machine_warnings(env["machine"])
+    _print_warnings(warnings)
     table_clock = (table.meta.get("protocol") or {}).get("clock")
     if table_clock not in (None, clock):
         warnings.append("{}: table measured with the {} clock, validating with the {} clock; use --clock {}".format(

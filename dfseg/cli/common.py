@@ -11,11 +11,12 @@ import re
 import signal
 import sys
 import threading
-from typing import Callable, List, NoReturn, Optional
+from typing import Any, Callable, Dict, List, NoReturn, Optional
 
 from ..build_config import DEFAULT_CALIBRATION_IMAGES, NETWORK_TYPINGS, PRECISIONS, BuildConfig, parse_layer_list
 from ..errors import Terminated, UserError, raise_terminated
 from ..fileio import check_outputs
+from ..opencv_log import quiet_opencv
 from ..uri import redact
 
 EXIT_USAGE = 2
@@ -49,6 +50,12 @@ def whole_number(minimum: int, maximum: Optional[int] = None) -> Callable[[str],
 
     parse.__name__ = "whole number"
     return parse
+
+
+# A seed is what numpy's and torch's generators, other languages' and a JSON reader that keeps numbers as
+# doubles all take exactly: a seed beyond it would be accepted here yet not be reproducible elsewhere.
+MAX_SEED = 2 ** 32 - 1
+seed_number = whole_number(0, MAX_SEED)
 
 
 def number(minimum: float, above: bool = False, maximum: Optional[float] = None) -> Callable[[str], float]:
@@ -128,15 +135,16 @@ def run_command(prog: str, body: Callable[[Optional[List[str]]], int], argv: Opt
     """Run ``body(argv)``; bad input becomes ``PROG: error: MESSAGE`` on stderr and exit code 2.
 
     SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread, so the code that
-    finalises outputs on Ctrl-C runs for it too; the exit code is then 143.
+    finalises outputs on Ctrl-C runs for it too; the exit code is then 143.  SIGINT raises
+    KeyboardInterrupt (exit 130) even where the command started with it ignored: a shell starts
+    background jobs (``cmd &`` in a script, some CI runners) so, and Python then installs no handler of
+    its own, so ``kill -INT`` would be lost.
     """
-    # OpenCV's and FFmpeg's own logging would surround our one-line errors with theirs (and can print a
-    # stream's URL); the commands say what went wrong themselves.  A user's own setting wins.
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-    previous = None
+    quiet_opencv()  # the commands say what went wrong themselves
+    previous: Dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, raise_terminated)
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, raise_terminated)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return body(argv)
     except UserError as exc:
@@ -153,8 +161,8 @@ def run_command(prog: str, body: Callable[[Optional[List[str]]], int], argv: Opt
         _silence_stdout()
         return 0
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def one_line(message: str) -> str:

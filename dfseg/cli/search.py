@@ -23,7 +23,7 @@ from ..search.curves import MODES as EARLY_STOP_MODES
 from ..search.curves import EarlyStopping
 from ..search.selection import SELECTIONS
 from ..space import DEFAULT_WIDTHS, DecoderSpace
-from .common import ArgumentParser, number, run_command, whole_number
+from .common import ArgumentParser, number, run_command, seed_number, whole_number
 from .space_options import add_space_arguments, decoder_space_from_args, space_from_args
 
 PROG = "dfseg-search"
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     decoder.add_argument("--decoder-search", action="store_true", help="search [C3,C4,C5] for a fixed --backbone")
     decoder.add_argument("--backbone", default=None, help="backbone preset, short form or JSON (e.g. df1)")
     pop = parser.add_argument_group("search")
-    pop.add_argument("--seed", type=whole_number(0), default=0, help="random seed (default 0)")
+    pop.add_argument("--seed", type=seed_number, default=0, help="random seed (default 0)")
     pop.add_argument("--patience", type=whole_number(1), default=30,
                      help="stop when the front B(D) is unchanged for this many results (default 30)")
     pop.add_argument("--max-trials", type=whole_number(1), default=None, help="stop after this many trainings")

@@ -111,6 +111,7 @@ def fit(arch: Any, config: TrainerConfig, weights_out: Optional[str] = None,
 
 def check_config(config: TrainerConfig) -> None:
     check_recipe(config.recipe)
+    distributed.check_device(config.device, config.devices)  # the machine's GPUs: check_devices, where it trains
     if config.batch_size % config.devices:
         raise UserError("--batch-size {}: the global batch must split evenly over {} processes per trial".format(
             config.batch_size, config.devices))

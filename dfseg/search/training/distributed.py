@@ -10,8 +10,9 @@ statistics with all-reduces whose gradient is again an all-reduce.
 """
 
 import os
+import re
 import socket
-from typing import Any, Callable, NamedTuple, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 from ...errors import UserError
 
@@ -25,17 +26,42 @@ class Group(NamedTuple):
 SINGLE = Group(0, 1, "cpu")
 
 
+DEVICE = re.compile(r"(cpu|cuda)(?::(\d+))?")  # what the trainer (and _rank_main's rank -> GPU) handles
+
+
+def check_device(device: str, devices: int = 1) -> Optional[int]:
+    """``--device`` as the built-in trainer takes it (cpu, cuda or cuda:N; any machine): its GPU number or
+    None.  A trial of several processes puts rank r on GPU r, so there a GPU number is refused."""
+    match = DEVICE.fullmatch(device)
+    if match is None or (match.group(1) == "cpu" and match.group(2) is not None):
+        raise UserError("--device {!r}: the built-in trainer runs on cpu, cuda or cuda:N (N a GPU number of this "
+                        "machine)".format(device))
+    index = None if match.group(2) is None else int(match.group(2))
+    if index is not None and devices > 1:
+        raise UserError("--device {}: a trial of {} processes trains on GPUs 0..{} (rank r on GPU r); give --device "
+                        "cuda".format(device, devices, devices - 1))
+    return index
+
+
 def check_devices(devices: int, device: str) -> None:
-    """Refuse ``devices`` GPUs per trial on a machine that has fewer (before the first trial)."""
+    """Refuse ``--device`` and ``devices`` GPUs per trial that this machine cannot give (before the first
+    trial)."""
     if devices < 1:
         raise UserError("--devices-per-trial: must be at least 1, got {}".format(devices))
+    index = check_device(device, devices)
     if device.startswith("cuda"):
         import torch
 
         available = torch.cuda.device_count()
-        if devices > available:
+        if devices > 1 and devices > available:
             raise UserError("--gpus-per-trial {}: this machine has {} GPU(s); give at most {} or run on a Ray cluster "
                             "that has them (--ray-address)".format(devices, available, available))
+        if available == 0:
+            raise UserError("--device {}: torch sees no CUDA GPU on this machine (torch {}); use --device cpu or run "
+                            "on a Ray cluster that has GPUs (--ray-address)".format(device, torch.__version__))
+        if index is not None and index >= available:
+            raise UserError("--device {}: this machine has {} GPU(s), cuda:0..cuda:{}; give one of them".format(
+                device, available, available - 1))
 
 
 def free_port() -> int:
