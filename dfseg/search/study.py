@@ -109,7 +109,7 @@ class Study:
         self._requeue = []  # type: List[Trial]
         self.progress = {}  # type: Dict[int, List[Dict[str, Any]]]  # trial -> its per-epoch records
         self.early_stop = early_stop
-        self.gains = CurveGains()  # G(k, E) from the finished trials' curves
+        self.gains = CurveGains(early_stop)  # the bound's calibration, from reference trials' curves
         self.journal = journal
 
     # ------------------------------------------------------------------ configuration record
@@ -276,7 +276,7 @@ class Study:
         if number not in self.in_flight or not records or self.early_stop.mode == "off":
             return None
         latency = self.in_flight[number].latency_ms
-        return stop_decision(self.early_stop, self.gains, records[-1], self.pop.best_at(latency), number)
+        return stop_decision(self.early_stop, self.gains, records, self.pop.best_at(latency), number)
 
     def stop(self, number: int, epoch: int, bound: float, front: Optional[float] = None) -> int:
         """Record that a running trial was stopped after ``epoch`` with upper bound ``bound``; returns how
@@ -328,7 +328,7 @@ class Study:
         newly = self.pop.add(trial.index, accuracy)
         if self.guide is not None:
             self.guide.observe(trial.index, accuracy)
-        self.gains.add(self.progress.get(number, []), accuracy)
+        self.gains.add(self.progress.get(number, []), accuracy, number)
         front = frozenset(self.pop.front())
         self.stable_for = self.stable_for + 1 if front == self._front else 0
         self._front = front
