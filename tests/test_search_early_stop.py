@@ -17,7 +17,15 @@ from search_fixtures import write_table
 
 from dfseg.journal import Journal
 from dfseg.search.candidates import enumerate_space
-from dfseg.search.curves import TAUS, CurveGains, EarlyStopping, accuracy_by_epoch, extrapolate, stop_decision
+from dfseg.search.curves import (
+    TAUS,
+    CurveGains,
+    EarlyStopping,
+    accuracy_by_epoch,
+    extrapolate,
+    prunes_with_bound,
+    stop_decision,
+)
 from dfseg.search.landscapes import accuracy_landscape, synthetic_table, tiny_space
 from dfseg.search.order import precedent_mask
 from dfseg.search.pop import PartialOrderPruning
@@ -83,10 +91,12 @@ def test_a_trial_stops_only_when_its_bound_is_below_the_front_two_epochs_in_a_ro
     high = max(gains.bound(accuracy_by_epoch(records), k, 8) for k in (4, 5))
     low = min(gains.bound(accuracy_by_epoch(records), k, 8) for k in (4, 5))
     assert stop_decision(CURVE, gains, records[:5], high, 5) == {"epoch": 5, "bound": pytest.approx(
-        gains.bound(accuracy_by_epoch(records), 5, 8)), "front": high}
+        gains.bound(accuracy_by_epoch(records), 5, 8)), "front": high, "prunes": True}
     assert stop_decision(CURVE, gains, records[:5], low - 1e-6, 5) is None
     assert stop_decision(CURVE, gains, records[:3], 99.0, 5) is None  # not after min_epochs yet
     assert stop_decision(CURVE, gains, records[:4], 99.0, 5) is not None  # epoch 4 > 3, confirmed by epoch 3
+    # Only a bound from the second half of the training prunes.
+    assert [prunes_with_bound(k, 10) for k in (4, 5, 9)] == [False, True, True]
     assert stop_decision(CURVE, gains, records[:5], 99.0, 4) is None  # a reference trial trains to the end
     assert stop_decision(CURVE._replace(mode="off"), gains, records[:5], 99.0, 5) is None
     assert stop_decision(CURVE, gains, records, 99.0, 5) is None  # the last epoch
@@ -113,9 +123,15 @@ def test_a_stopped_trial_prunes_with_its_bound_and_never_joins_the_front(candida
     other.add(fast, 80.0)  # below the bound: the stopped trial's precedents stay
     own = precedent_mask(candidates.codes, candidates.codes[fast]) & (latency >= latency[fast])
     assert np.array_equal(other.pruned, own) and other.front() == [fast]
+    # A bound too early to prune with: the trial is trained and stopped, its precedents stay.
+    early = PartialOrderPruning(candidates.codes, latency)
+    early.add(fast, 70.0)
+    before = early.pruned.copy()
+    assert early.add_bound(slow, 65.0, prune=False) == 0 and np.array_equal(early.pruned, before)
+    assert early.trained[slow] and early.s_index == [slow] and early.front() == [fast]
 
 
-def simulate(study, accuracy, tau, epochs=8, trials=None):
+def simulate(study, accuracy, tau, epochs=10, trials=None):
     """Train sequentially: each epoch is recorded, then the stop rule is asked (as run_search does)."""
     count = 0
     while (trial := study.ask()) is not None and (trials is None or count < trials):
@@ -124,7 +140,7 @@ def simulate(study, accuracy, tau, epochs=8, trials=None):
             study.record_progress(trial.number, [record])
             decision = study.check_stop(trial.number)
             if decision is not None:
-                study.stop(trial.number, decision["epoch"], decision["bound"], decision["front"])
+                study.stop(trial.number, decision["epoch"], decision["bound"], decision["front"], decision["prunes"])
                 break
         else:
             study.tell(trial.number, accuracy[trial.index])
@@ -139,10 +155,11 @@ def test_stops_are_journalled_and_replay_exactly_and_resume_never_restarts_one(t
     study = Study(candidates, seed=5, patience=10 ** 6, journal=journal, early_stop=CURVE)
     study.start_journal(journal.open())
     running = simulate(study, accuracy, tau, trials=25)
-    study.record_progress(running.number, curve(accuracy[running.index], 8, tau[running.index])[:1])
+    study.record_progress(running.number, curve(accuracy[running.index], 10, tau[running.index])[:1])
     journal.close()  # "killed" while a trial runs
     stops = [json.loads(line) for line in open(path) if '"stop"' in line]
-    assert stops and all(3 < s["epoch"] < 8 and s["bound"] <= s["front"] for s in stops)
+    assert stops and all(3 < s["epoch"] < 10 and s["bound"] <= s["front"] for s in stops)
+    assert all(s["prunes"] == (s["epoch"] >= 5) for s in stops)
     stopped = [t for t in study.trials if t["status"] == "stopped"]
     assert len(stopped) == len(stops) and study.summary()["stopped"] == len(stops)
     assert {t["index"] for t in stopped} == set(study.pop.s_index) and not set(study.pop.s_index) & set(study.pop.front())
