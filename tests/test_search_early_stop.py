@@ -53,12 +53,13 @@ def curve(final, epochs, tau, start=10.0, wobble=None):
 
 def test_the_fit_extrapolates_a_saturating_curve_and_refuses_too_few_points():
     records = curve(70.0, 20, TAUS[20])
-    for k in (3, 6, 12):
+    for k in (8, 12):
         final, scale = extrapolate(accuracy_by_epoch(records), k, 20)
         assert final == pytest.approx(70.0, abs=1e-6)
         # The scale is the gain the fit still expects after k, plus one point.
         assert scale == pytest.approx(70.0 - records[k - 1]["accuracy"] + 1.0, abs=1e-6)
     assert extrapolate(accuracy_by_epoch(records), 2, 20)[1] == math.inf
+    assert extrapolate(accuracy_by_epoch(records), 6, 20)[1] == math.inf  # tau 3.55 > 6 / 2: not bent yet
     assert extrapolate(accuracy_by_epoch(records), 6, 30)[1] == math.inf  # another schedule: no points
 
 
@@ -70,8 +71,8 @@ def test_the_bound_is_calibrated_on_reference_trials_only_by_their_worst_shortfa
         gains.add(wobbly[n], 60.0 + n, n)
     assert gains.count == {8: 2} and gains.bound(running, 5, 8) == math.inf  # two reference curves, three wanted
     gains.add(wobbly[8], 68.0, 8)
-    worst = max(max((60.0 + n - extrapolate(accuracy_by_epoch(wobbly[n]), k, 8)[0]) /
-                    extrapolate(accuracy_by_epoch(wobbly[n]), k, 8)[1] for k in range(3, 8)) for n in (0, 4, 8))
+    fits = [(60.0 + n, extrapolate(accuracy_by_epoch(wobbly[n]), k, 8)) for n in (0, 4, 8) for k in range(3, 8)]
+    worst = max((final - p) / s for final, (p, s) in fits if math.isfinite(s))
     assert gains.worst[8] == pytest.approx(worst)
     final, scale = extrapolate(running, 5, 8)
     assert gains.bound(running, 5, 8) == pytest.approx(final + scale * worst)

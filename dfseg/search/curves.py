@@ -8,6 +8,9 @@ Domhan et al.'s learning-curve extrapolation, one member) and read off
 
     p(k)     = the fit at epoch E                         (where the trial is heading)
     s(k)     = p(k) - fit at k + 1                        (the gain it still expects, plus one point)
+               (inf, no bound, while the fitted tau > k / 2: a curve that has not visibly bent does
+               not identify its asymptote; on the benchmark every true-front member a stop lost
+               was such a slow, noisy learner stopped at the first allowed epoch)
     UB(x, k) = p_x(k) + s_x(k) * M + margin,   M = max over reference trials f of S_f,
     S_f      = max over min_epochs <= j < E of (Acc(f) - p_f(j)) / s_f(j).
 
@@ -115,7 +118,8 @@ def accuracy_by_epoch(records: List[Dict[str, Any]]) -> Dict[Tuple[int, int], fl
 
 def extrapolate(curve: Dict[Tuple[int, int], float], epoch: int, epochs: int) -> Tuple[float, float]:
     """(p, s): the saturating fit through the curve's epochs <= ``epoch`` (of ``epochs``), read at the
-    last epoch, and the gain it still expects after ``epoch`` plus SCALE_FLOOR."""
+    last epoch, and the gain it still expects after ``epoch`` plus SCALE_FLOOR; s is inf (no bound)
+    with fewer than three points or a fitted time constant above half the epochs seen."""
     points = sorted((k, a) for (k, e), a in curve.items() if e == epochs and k <= epoch)
     t = np.array([k for k, _ in points], dtype=np.float64)
     a = np.array([v for _, v in points], dtype=np.float64)
@@ -131,6 +135,9 @@ def extrapolate(curve: Dict[Tuple[int, int], float], epoch: int, epochs: int) ->
     intercept = a.mean() - slope * basis.mean(axis=1)
     best = int(np.argmin(((deviation[None, :] - slope[:, None] * centred) ** 2).sum(axis=1)))
     final = intercept[best] + slope[best] * math.exp(-epochs / TAUS[best])
+    if TAUS[best] > t[-1] / 2:
+        # The curve has not bent yet: its asymptote is not identified, whatever the least squares say.
+        return float(final), math.inf
     now = intercept[best] + slope[best] * math.exp(-t[-1] / TAUS[best])
     return float(final), float(max(final - now, 0.0) + SCALE_FLOOR)
 
@@ -153,7 +160,8 @@ class CurveGains:
         for epoch, epochs in curve:
             if self.settings.min_epochs <= epoch < epochs:
                 final, scale = extrapolate(curve, epoch, epochs)
-                scores[epochs] = max(scores.get(epochs, -math.inf), (final_accuracy - final) / scale)
+                if math.isfinite(scale):  # epochs with no bound stop nothing and calibrate nothing
+                    scores[epochs] = max(scores.get(epochs, -math.inf), (final_accuracy - final) / scale)
         for epochs, score in scores.items():
             self.worst[epochs] = max(self.worst.get(epochs, -math.inf), score)
             self.count[epochs] = self.count.get(epochs, 0) + 1
