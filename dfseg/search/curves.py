@@ -9,10 +9,10 @@ Domhan et al.'s learning-curve extrapolation, one member) and read off
     p(k)     = the fit at epoch E                         (where the trial is heading)
     s(k)     = p(k) - fit at k + 1                        (the gain it still expects, plus one point)
                (inf, no bound, while the fitted tau > k / 2: a curve that has not visibly bent does
-               not identify its asymptote; on the benchmark every true-front member a stop lost
-               was such a slow, noisy learner stopped at the first allowed epoch)
+               not identify its asymptote; on the benchmark every true-front member that stops lost
+               before this guard was such a slow, noisy learner stopped at the first allowed epoch)
     UB(x, k) = p_x(k) + s_x(k) * M + margin,   M = max over reference trials f of S_f,
-    S_f      = max over min_epochs <= j < E of (Acc(f) - p_f(j)) / s_f(j).
+    S_f      = max over min_epochs <= j < E with a finite s_f(j) of (Acc(f) - p_f(j)) / s_f(j).
 
 M is a split-conformal calibration: how far, in units of the expected remaining gain, the
 extrapolation ever fell short of a finished curve's final accuracy.  Using the largest score over
@@ -30,17 +30,16 @@ follows the noise, measured on the benchmark).
 
 The stop.  After epoch k < E, k > min_epochs, x stops when some finished y with Lat(y) <= Lat(x) has
 Acc(y) >= UB(x, k) *and* Acc(y) >= UB(x, k - 1): even the bound cannot put x on the front B(D), at
-two epochs in a row (one noisy epoch can bend a short fit down; the second look costs one epoch
-and halved the wrong stops on the benchmark).  The search journals ``{"type": "stop", "trial",
+two epochs in a row (one noisy epoch can bend a short fit down; the second look costs one epoch).  The search journals ``{"type": "stop", "trial",
 "epoch", "bound", "prunes"}`` and ends the trial.
 
 Pruning with the bound.  A trial stopped at k >= E / 2 prunes with UB where a finished trial prunes
 with Acc (pop.py, ``add_bound``); one stopped earlier only leaves the search ("prunes": false).
 The risks are not alike: a wrong stop loses one candidate, a wrong bound that prunes loses every
 precedent between it and the front, and early bounds are extrapolations over most of the curve.
-On the benchmark, pruning with early bounds lost dozens of true-front members per ten searches
-(one wrong bound of a large model prunes many), and with late bounds only none; stopped trials
-save their epochs either way.
+On the benchmark, pruning with every bound lost dozens of true-front members per ten searches
+(one wrong bound of a large model prunes many), pruning with late bounds only lost none; stopped
+trials save their epochs either way.
 
 When it is safe, and when not.  1 / (n + 1) is per trial and on average, not per search: a search
 that stops a hundred trials makes some wrong stops, and a wrong bound also prunes the stopped
@@ -54,7 +53,8 @@ lost both ways (README).  It is less safe (raise ``--stop-margin`` or ``--min-ep
 - a(k) is noisy (a small validation set): noise inflates M, which makes the bound wider, not wrong,
   but a short fit through a noisy dip still predicts too low;
 - curves are not saturating (a late learning-rate drop that jumps): the calibration widens M for
-  all, which is safe but saves little.
+  all, which is safe but saves little.  The benchmark's curves are of the fitted family (plus
+  noise), which flatters the fit; its figures are the best case for this rule's tightness.
 A wrong stop never changes a finished trial's result.
 """
 
