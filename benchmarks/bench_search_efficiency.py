@@ -25,8 +25,10 @@ optuna's multi-objective TPE with optuna's HyperbandPruner; random search with A
 SuccessiveHalvingPruner).  Optuna refuses ``Trial.report`` in multi-objective studies, so each
 trial's accuracies are reported to a shadow single-objective study that holds the pruner and
 decides (the pruner's own code, on accuracy, as these tools are used in practice).  Reported:
-epochs to reach 99% of the true front's hypervolume, HV at equal epochs, and true-front members
-lost to wrong stops.  Writes benchmarks/results/search_efficiency_curves.json and .png.
+epochs to reach 99% of the true front's hypervolume, and (for the violated landscape, where no
+POP variant reaches 99%) epochs to reach the hypervolume plain POP ends at, each with the per-seed
+ratios to plain POP (median and range over seeds); HV at equal epochs; true-front members lost to
+wrong stops and to pruning.  Writes benchmarks/results/search_efficiency_curves.json and .png.
 """
 
 import argparse
@@ -241,6 +243,7 @@ class EpochLog:
         self.spent = 0
         self.events = []  # (epochs spent so far, finished row)
         self.stopped = []  # rows stopped early
+        self.stopped_epochs = 0  # epochs the stopped trials trained
 
     def train(self, epochs: int, row=None) -> None:
         self.spent += epochs
@@ -275,9 +278,10 @@ def run_pop_curves(candidates, curves: Curves, seed: int, select: str, early: st
                                                   "accuracy": curves.at(trial.index, epoch)}])
             decision = study.check_stop(trial.number)
             if decision is not None:
-                study.stop(trial.number, decision["epoch"], decision["bound"], decision["front"])
+                study.stop(trial.number, decision["epoch"], decision["bound"], decision["front"], decision["prunes"])
                 log.train(epoch)
                 log.stopped.append(trial.index)
+                log.stopped_epochs += epoch
                 break
         else:
             study.tell(trial.number, float(curves.final[trial.index]))
@@ -295,7 +299,9 @@ def _pruner_study(kind: str, seed: int, epochs: int):
         pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
     else:
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    return optuna.create_study(direction="maximize", pruner=pruner,
+    # A fixed name: HyperbandPruner assigns trials to brackets by hashing the study's name, which is
+    # random by default, so MOTPE + Hyperband was not reproducible between runs.
+    return optuna.create_study(study_name="shadow-{}-{}".format(kind, seed), direction="maximize", pruner=pruner,
                                sampler=optuna.samplers.RandomSampler(seed=seed))
 
 
@@ -310,6 +316,7 @@ def train_with_pruner(shadow, curves: Curves, row: int, log: EpochLog) -> bool:
             shadow.tell(trial, state=optuna.trial.TrialState.PRUNED)
             log.train(epoch)
             log.stopped.append(row)
+            log.stopped_epochs += epoch
             return False
     shadow.tell(trial, float(curves.final[row]))
     log.train(curves.epochs, row)
@@ -394,13 +401,20 @@ def main_curves(args) -> int:
                     "random+asha": run_random_asha(size, curves, seed, budget)}
             if seed < args.tpe_seeds:
                 runs["motpe+hyperband"] = run_motpe_hyperband(candidates, curves, seed, min(budget, args.tpe_budget))
+            # Where no method reaches 99% (the violated landscape), the level plain POP ends at: epochs to
+            # reach it compare the methods as well.
+            pop_final = runs["pop"].hv_at(budget, latency, accuracy, ref, true_hv)
             for label, log in runs.items():
                 entry = per.setdefault(label, {"hv_at": {str(c): [] for c in checkpoints}, "to_99": [],
+                                               "to_pop_final": [], "pop_final_hv": [],
                                                "front_stopped": [], "front_pruned": [], "front_size": [],
-                                               "trials": [], "stopped": []})
+                                               "trials": [], "stopped": [], "epochs_stopped": []})
                 for c in checkpoints:
                     entry["hv_at"][str(c)].append(log.hv_at(c, latency, accuracy, ref, true_hv))
                 entry["to_99"].append(log.first_reaching(0.99, latency, accuracy, ref, true_hv))
+                entry["to_pop_final"].append(log.first_reaching(pop_final - 1e-9, latency, accuracy, ref, true_hv))
+                entry["pop_final_hv"].append(pop_final)
+                entry["epochs_stopped"].append(log.stopped_epochs)
                 entry["front_stopped"].append(len(front & set(log.stopped)))
                 pruned = getattr(log, "pruned", None)
                 entry["front_pruned"].append(int(sum(1 for r in front if pruned[r])) if pruned is not None else 0)
@@ -431,6 +445,18 @@ def _median_reached(values):
     return text, float(np.median(reached)) if len(reached) == len(values) else None
 
 
+def paired_ratios(entry: Dict, baseline: Dict, field: str):
+    """Per seed, this method's epochs over plain POP's (seeds where both reached the level)."""
+    return [a / b for a, b in zip(entry[field], baseline[field]) if a is not None and b]
+
+
+def _ratio_text(ratios, seeds: int) -> str:
+    if not ratios:
+        return "-"
+    return "{:.2f} [{:.2f}-{:.2f}]{}".format(np.median(ratios), min(ratios), max(ratios),
+                                           "" if len(ratios) == seeds else " ({}/{})".format(len(ratios), seeds))
+
+
 def print_curves(results: Dict) -> None:
     checkpoints = results["checkpoints"]
     print("S^: {} candidates, {} epochs per full training, budget {} epochs; {} seeds (TPE {})".format(
@@ -439,16 +465,21 @@ def print_curves(results: Dict) -> None:
     for name, data in results["landscapes"].items():
         print("\nlandscape {} (noise {}, {:.1%} of comparable pairs violated, {:.1%} of pairs cross after "
               "epoch E/4)".format(name, data["noise"], data["violation_rate_mean"], data["crossing_share_mean"]))
-        print("  {:<17} {} {:>18} {:>9} {:>9} {:>16}".format(
+        print("  {:<17} {} {:>18} {:>24} {:>18} {:>24} {:>7} {:>7} {:>16}".format(
             "method", " ".join("{:>7}".format("HV@{}".format(c)) for c in checkpoints), "epochs to 99% (med)",
-            "trials", "stopped", "front lost s/p"))
-        baseline = _median_reached(data["methods"]["pop"]["to_99"])[1]
+            "/ POP per seed, med [range]", "to POP's final HV", "/ POP per seed", "trials", "stopped",
+            "front lost s/p"))
+        pop = data["methods"]["pop"]
+        baseline = _median_reached(pop["to_99"])[1]
         for label, entry in data["methods"].items():
             text, value = _median_reached(entry["to_99"])
             if value is not None and baseline:
                 text += " = {:.2f}x".format(value / baseline)
-            print("  {:<17} {} {:>18} {:>9.0f} {:>9.0f} {:>16}".format(
+            seeds = len(entry["to_99"])
+            print("  {:<17} {} {:>18} {:>24} {:>18} {:>24} {:>7.0f} {:>7.0f} {:>16}".format(
                 label, " ".join("{:>7.3f}".format(np.mean(entry["hv_at"][str(c)])) for c in checkpoints), text,
+                _ratio_text(paired_ratios(entry, pop, "to_99"), seeds), _median_reached(entry["to_pop_final"])[0],
+                _ratio_text(paired_ratios(entry, pop, "to_pop_final"), seeds),
                 np.median(entry["trials"]), np.median(entry["stopped"]),
                 "{} / {} of {}".format(sum(entry["front_stopped"]), sum(entry["front_pruned"]),
                                        sum(entry["front_size"]))))

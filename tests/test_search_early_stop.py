@@ -17,14 +17,22 @@ from search_fixtures import write_table
 
 from dfseg.journal import Journal
 from dfseg.search.candidates import enumerate_space
-from dfseg.search.curves import CurveGains, EarlyStopping, stop_decision
+from dfseg.search.curves import (
+    TAUS,
+    CurveGains,
+    EarlyStopping,
+    accuracy_by_epoch,
+    extrapolate,
+    prunes_with_bound,
+    stop_decision,
+)
 from dfseg.search.landscapes import accuracy_landscape, synthetic_table, tiny_space
 from dfseg.search.order import precedent_mask
 from dfseg.search.pop import PartialOrderPruning
 from dfseg.search.progress import LOG_NAME, PROGRESS_NAME, ProgressTail
 from dfseg.search.study import Study
 
-CURVE = EarlyStopping("curve", min_epochs=1, margin=0.0, min_curves=3)
+CURVE = EarlyStopping("curve", min_epochs=3, margin=0.0, min_curves=3)
 
 
 @pytest.fixture(scope="module")
@@ -33,31 +41,67 @@ def candidates():
     return enumerate_space(space, synthetic_table(space.all_parts()))
 
 
-def curve(final, epochs, tau):
-    return [{"epoch": k, "epochs": epochs, "accuracy": float(final * (1 - 0.6 * math.exp(-k / tau)))}
-            for k in range(1, epochs + 1)]
+def curve(final, epochs, tau, start=10.0, wobble=None):
+    """A saturating learning curve that reaches ``final`` at the last epoch (the benchmark's shape)."""
+    out = []
+    for k in range(1, epochs + 1):
+        share = (math.exp(-k / tau) - math.exp(-epochs / tau)) / (1 - math.exp(-epochs / tau))
+        out.append({"epoch": k, "epochs": epochs,
+                    "accuracy": float(final - (final - start) * share + (wobble(k) if wobble and k < epochs else 0))})
+    return out
 
 
-def test_bound_is_accuracy_plus_the_largest_gain_seen_and_waits_for_enough_curves():
-    gains = CurveGains()
-    gains.add(curve(60.0, 4, 1.0), 60.0)
-    gains.add(curve(50.0, 4, 2.0), 50.0)
-    record = {"epoch": 2, "epochs": 4, "accuracy": 40.0}
-    assert gains.bound(40.0, 2, 4, CURVE) == math.inf  # two curves, three wanted
-    gains.add(curve(70.0, 4, 0.5), 70.0)
-    largest = max(f - c[1]["accuracy"] for f, c in ((60.0, curve(60.0, 4, 1.0)), (50.0, curve(50.0, 4, 2.0)),
-                                                    (70.0, curve(70.0, 4, 0.5))))
-    assert gains.bound(40.0, 2, 4, CURVE) == pytest.approx(40.0 + largest)
-    assert gains.bound(40.0, 2, 4, CURVE._replace(margin=1.5)) == pytest.approx(41.5 + largest)
-    assert gains.bound(40.0, 2, 5, CURVE) == math.inf  # another schedule: no curve to compare with
-    # The front at the trial's latency decides; the last epoch, an epoch before --min-epochs and "off" never stop.
-    assert stop_decision(CURVE, gains, record, 40.0 + largest) == {"epoch": 2, "bound": pytest.approx(40 + largest),
-                                                                   "front": 40.0 + largest}
-    assert stop_decision(CURVE, gains, record, 40.0 + largest - 1e-6) is None
-    assert stop_decision(CURVE._replace(min_epochs=3), gains, record, 99.0) is None
-    assert stop_decision(CURVE._replace(mode="off"), gains, record, 99.0) is None
-    assert stop_decision(CURVE, gains, {"epoch": 4, "epochs": 4, "accuracy": 1.0}, 99.0) is None
-    assert stop_decision(CURVE, gains, {"epoch": 2, "epochs": 4, "accuracy": None}, 99.0) is None
+def test_the_fit_extrapolates_a_saturating_curve_and_refuses_too_few_points():
+    records = curve(70.0, 20, TAUS[20])
+    for k in (8, 12):
+        final, scale = extrapolate(accuracy_by_epoch(records), k, 20)
+        assert final == pytest.approx(70.0, abs=1e-6)
+        # The scale is the gain the fit still expects after k, plus one point.
+        assert scale == pytest.approx(70.0 - records[k - 1]["accuracy"] + 1.0, abs=1e-6)
+    assert extrapolate(accuracy_by_epoch(records), 2, 20)[1] == math.inf
+    assert extrapolate(accuracy_by_epoch(records), 6, 20)[1] == math.inf  # tau 3.55 > 6 / 2: not bent yet
+    assert extrapolate(accuracy_by_epoch(records), 6, 30)[1] == math.inf  # another schedule: no points
+
+
+def test_the_bound_is_calibrated_on_reference_trials_only_by_their_worst_shortfall():
+    gains = CurveGains(CURVE)
+    wobbly = {n: curve(60.0 + n, 8, 2.0, wobble=lambda k, n=n: (-1) ** (k + n) * 0.5) for n in (0, 4, 8, 1)}
+    running = accuracy_by_epoch(curve(50.0, 8, 1.5)[:5])
+    for n in (0, 4, 1):  # trial 1 is no reference trial: it never calibrates
+        gains.add(wobbly[n], 60.0 + n, n)
+    assert gains.count == {8: 2} and gains.bound(running, 5, 8) == math.inf  # two reference curves, three wanted
+    gains.add(wobbly[8], 68.0, 8)
+    fits = [(60.0 + n, extrapolate(accuracy_by_epoch(wobbly[n]), k, 8)) for n in (0, 4, 8) for k in range(3, 8)]
+    worst = max((final - p) / s for final, (p, s) in fits if math.isfinite(s))
+    assert gains.worst[8] == pytest.approx(worst)
+    final, scale = extrapolate(running, 5, 8)
+    assert gains.bound(running, 5, 8) == pytest.approx(final + scale * worst)
+    assert CurveGains(CURVE._replace(margin=1.5)).bound(running, 5, 8) == math.inf
+    margin = CurveGains(CURVE._replace(margin=1.5))
+    for n in (0, 4, 8):
+        margin.add(wobbly[n], 60.0 + n, n)
+    assert margin.bound(running, 5, 8) == pytest.approx(final + scale * worst + 1.5)
+    assert gains.bound(running, 5, 9) == math.inf  # another schedule: no calibration
+
+
+def test_a_trial_stops_only_when_its_bound_is_below_the_front_two_epochs_in_a_row():
+    gains = CurveGains(CURVE)
+    for n in (0, 4, 8):
+        gains.add(curve(60.0 + n, 8, 2.0), 60.0 + n, n)
+    records = curve(50.0, 8, 1.5)
+    high = max(gains.bound(accuracy_by_epoch(records), k, 8) for k in (4, 5))
+    low = min(gains.bound(accuracy_by_epoch(records), k, 8) for k in (4, 5))
+    assert stop_decision(CURVE, gains, records[:5], high, 5) == {"epoch": 5, "bound": pytest.approx(
+        gains.bound(accuracy_by_epoch(records), 5, 8)), "front": high, "prunes": True}
+    assert stop_decision(CURVE, gains, records[:5], low - 1e-6, 5) is None
+    assert stop_decision(CURVE, gains, records[:3], 99.0, 5) is None  # not after min_epochs yet
+    assert stop_decision(CURVE, gains, records[:4], 99.0, 5) is not None  # epoch 4 > 3, confirmed by epoch 3
+    # Only a bound from the second half of the training prunes.
+    assert [prunes_with_bound(k, 10) for k in (4, 5, 9)] == [False, True, True]
+    assert stop_decision(CURVE, gains, records[:5], 99.0, 4) is None  # a reference trial trains to the end
+    assert stop_decision(CURVE._replace(mode="off"), gains, records[:5], 99.0, 5) is None
+    assert stop_decision(CURVE, gains, records, 99.0, 5) is None  # the last epoch
+    assert stop_decision(CURVE, gains, records[:4] + [{"epoch": 5, "epochs": 8, "accuracy": None}], 99.0, 5) is None
 
 
 def test_a_stopped_trial_prunes_with_its_bound_and_never_joins_the_front(candidates):
@@ -80,9 +124,15 @@ def test_a_stopped_trial_prunes_with_its_bound_and_never_joins_the_front(candida
     other.add(fast, 80.0)  # below the bound: the stopped trial's precedents stay
     own = precedent_mask(candidates.codes, candidates.codes[fast]) & (latency >= latency[fast])
     assert np.array_equal(other.pruned, own) and other.front() == [fast]
+    # A bound too early to prune with: the trial is trained and stopped, its precedents stay.
+    early = PartialOrderPruning(candidates.codes, latency)
+    early.add(fast, 70.0)
+    before = early.pruned.copy()
+    assert early.add_bound(slow, 65.0, prune=False) == 0 and np.array_equal(early.pruned, before)
+    assert early.trained[slow] and early.s_index == [slow] and early.front() == [fast]
 
 
-def simulate(study, accuracy, tau, epochs=4, trials=None):
+def simulate(study, accuracy, tau, epochs=10, trials=None):
     """Train sequentially: each epoch is recorded, then the stop rule is asked (as run_search does)."""
     count = 0
     while (trial := study.ask()) is not None and (trials is None or count < trials):
@@ -91,7 +141,7 @@ def simulate(study, accuracy, tau, epochs=4, trials=None):
             study.record_progress(trial.number, [record])
             decision = study.check_stop(trial.number)
             if decision is not None:
-                study.stop(trial.number, decision["epoch"], decision["bound"], decision["front"])
+                study.stop(trial.number, decision["epoch"], decision["bound"], decision["front"], decision["prunes"])
                 break
         else:
             study.tell(trial.number, accuracy[trial.index])
@@ -106,10 +156,11 @@ def test_stops_are_journalled_and_replay_exactly_and_resume_never_restarts_one(t
     study = Study(candidates, seed=5, patience=10 ** 6, journal=journal, early_stop=CURVE)
     study.start_journal(journal.open())
     running = simulate(study, accuracy, tau, trials=25)
-    study.record_progress(running.number, curve(accuracy[running.index], 4, tau[running.index])[:1])
+    study.record_progress(running.number, curve(accuracy[running.index], 10, tau[running.index])[:1])
     journal.close()  # "killed" while a trial runs
     stops = [json.loads(line) for line in open(path) if '"stop"' in line]
-    assert stops and all(s["epoch"] < 4 and s["bound"] <= s["front"] for s in stops)
+    assert stops and all(3 < s["epoch"] < 10 and s["bound"] <= s["front"] for s in stops)
+    assert all(s["prunes"] == (s["epoch"] >= 5) for s in stops)
     stopped = [t for t in study.trials if t["status"] == "stopped"]
     assert len(stopped) == len(stops) and study.summary()["stopped"] == len(stops)
     assert {t["index"] for t in stopped} == set(study.pop.s_index) and not set(study.pop.s_index) & set(study.pop.front())
@@ -124,6 +175,12 @@ def test_stops_are_journalled_and_replay_exactly_and_resume_never_restarts_one(t
     asked = {replayed.ask().index for _ in range(5)}
     assert not asked & set(study.pop.s_index)
     again.close()
+    # With early stopping on, replay rebuilds the calibration the next decisions use.
+    third = Journal(path)
+    curved = Study(candidates, seed=5, patience=10 ** 6, journal=third, early_stop=CURVE)
+    curved.start_journal(third.open())
+    assert curved.gains.worst == study.gains.worst and curved.gains.count == study.gains.count
+    third.close()
 
 
 CURVE_SCRIPT = r'''
@@ -137,9 +194,9 @@ number = int(os.path.basename(trial_dir))
 sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # a grandchild in our group
 open(os.path.join(trial_dir, "pids"), "w").write("{} {}".format(os.getpid(), sleeper.pid))
 journal = os.environ["JOURNAL"]
-for epoch in range(1, 5):
+for epoch in range(1, 7):
     with open(progress_path, "a") as out:
-        out.write(json.dumps({"epoch": epoch, "epochs": 4, "accuracy": final * (1 - 0.5 * math.exp(-epoch))}) + "\n")
+        out.write(json.dumps({"epoch": epoch, "epochs": 6, "accuracy": final * (1 - 0.5 * math.exp(-epoch))}) + "\n")
     # Go on once the search has journalled this epoch, so that where trials stop does not depend on timing.
     while not any(r.get("type") == "progress" and r.get("trial") == number and r.get("epoch") == epoch
                   for r in map(json.loads, [l for l in open(journal) if l.endswith("\n")])):
@@ -176,7 +233,7 @@ def test_train_cmd_trials_are_stopped_by_ending_their_process_group(tmp_path, wo
     script = tmp_path / "curve.py"
     script.write_text(CURVE_SCRIPT)
     out = tmp_path / "out"
-    done = run_cli(table, script, out, "--max-trials", "12", "--early-stop", "curve", "--min-curves", "3",
+    done = run_cli(table, script, out, "--max-trials", "12", "--early-stop", "curve", "--min-epochs", "3", "--min-curves", "2",
                    "--workers", *workers.split("\0"))
     assert done.returncode == 0, done.stderr
     assert "curve early stopping" in done.stderr and "stopped early" in done.stdout
@@ -189,7 +246,7 @@ def test_train_cmd_trials_are_stopped_by_ending_their_process_group(tmp_path, wo
     for row in stopped:
         number = int(row["trial"])
         trial_dir = out / "trials" / "{:05d}".format(number)
-        assert number % 4 and int(row["epochs"]) == stops[number]["epoch"] < 4 and row["accuracy"] == ""
+        assert number % 4 and 3 < int(row["epochs"]) == stops[number]["epoch"] < 6 and row["accuracy"] == ""
         assert row["stop_reason"].startswith("curve: bound") and row["in_front"] == "0"
         assert all(not alive(int(pid)) for pid in (trial_dir / "pids").read_text().split())
         journalled = [r["epoch"] for r in records if r["type"] == "progress" and r["trial"] == number]
@@ -197,11 +254,11 @@ def test_train_cmd_trials_are_stopped_by_ending_their_process_group(tmp_path, wo
         assert "stopped after epoch" in (trial_dir / LOG_NAME).read_text()
     for row in rows:
         if row["status"] == "ok":
-            assert row["epochs"] == "4" and row["stop_reason"] == ""
+            assert row["epochs"] == "6" and row["stop_reason"] == ""
     assert not {int(r["trial"]) for r in stopped} & {int(r["trial"]) for r in rows if r["in_front"] == "1"}
 
     # --resume goes on without training a stopped trial again.
-    more = run_cli(table, script, out, "--max-trials", "16", "--early-stop", "curve", "--min-curves", "3",
+    more = run_cli(table, script, out, "--max-trials", "16", "--early-stop", "curve", "--min-epochs", "3", "--min-curves", "2",
                    "--workers", *workers.split("\0"), "--resume")
     assert more.returncode == 0, more.stderr
     asks = [r for r in map(json.loads, open(out / "journal.jsonl")) if r["type"] == "ask"]

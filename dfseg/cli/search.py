@@ -52,17 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     pop.add_argument("--explore", type=float, default=0.5,
                      help="with --select guided: share of uniformly random draws (default 0.5)")
     pop.add_argument("--early-stop", default="off", choices=EARLY_STOP_MODES,
-                     help="curve: stop a trial after an epoch when its bound (accuracy now + the largest gain after "
-                          "that epoch among finished trials + --stop-margin) cannot beat the front at its latency; "
+                     help="curve: stop a trial after an epoch when its bound (its fitted saturating curve at the last "
+                          "epoch, widened by how far such fits fell short on reference trials, + --stop-margin) "
+                          "cannot beat the front at its latency; "
                           "needs per-epoch accuracy (--val-every 1, or {progress} of --train-cmd); see README "
                           "(default off)")
-    pop.add_argument("--min-epochs", type=whole_number(1), default=1,
-                     help="with --early-stop curve: never stop a trial before this epoch (default 1)")
+    pop.add_argument("--min-epochs", type=whole_number(3), default=5,
+                     help="with --early-stop curve: the first epoch whose curve fit is trusted; a trial stops at the "
+                          "earliest one epoch later (default 5)")
     pop.add_argument("--stop-margin", type=number(0.0), default=0.0,
                      help="with --early-stop curve: added to every bound, in accuracy units (default 0)")
     pop.add_argument("--min-curves", type=whole_number(1), default=10,
-                     help="with --early-stop curve: no stop at epoch k before this many finished trials have an "
-                          "accuracy at k (default 10)")
+                     help="with --early-stop curve: no stop before this many reference trials (every 4th, trained to "
+                          "the end) have finished and calibrated the bound (default 10)")
     pop.add_argument("--resume", action="store_true", help="continue the search journalled in --out")
     pop.add_argument("--strict", action="store_true",
                      help="exit 2 (instead of a warning) when --resume is given a table of another machine identity")

@@ -25,7 +25,8 @@ Ties, explicitly:
 
 Stopped trials (curve early stopping, curves.py).  A trial x stopped after epoch k has no Acc(x),
 only an upper bound UB(x, k) >= Acc(x).  Every precedent m <= x has Acc(m) <= Acc(x) <= UB(x, k),
-so x enters Eq. 3-4 as a w with UB in place of Acc (``add_bound``): y_x is the fastest *finished* y
+so x enters Eq. 3-4 as a w with UB in place of Acc (``add_bound``; only a trial stopped in the
+second half of its epochs does, see curves.py): y_x is the fastest *finished* y
 with Acc(y) >= UB(x, k) + eps.  It never serves as a y (its accuracy is not known to be high enough),
 and B(D) holds only finished trials.  D (``d_index``/``d_accuracy``) is the finished trials; the
 ``trained`` mask also holds the stopped ones, which are never asked again.
@@ -81,15 +82,17 @@ class PartialOrderPruning:
         # y_x over all finished trials (including x, when eps is 0).
         return self._add_w(index, accuracy, list(np.flatnonzero(improves)))
 
-    def add_bound(self, index: int, bound: float) -> int:
-        """Add a stopped trial with its upper bound UB >= Acc; returns how many became newly pruned."""
+    def add_bound(self, index: int, bound: float, prune: bool = True) -> int:
+        """Add a stopped trial with its upper bound UB >= Acc; returns how many became newly pruned.
+        ``prune=False``: the trial is only marked as trained (a bound too early to be trusted with its
+        precedents, curves.py)."""
         index = int(index)
         if self.trained[index]:
             raise ValueError("candidate {} is already trained".format(index))
         self.trained[index] = True
         self.s_index.append(index)
         self.s_bound.append(float(bound))
-        return self._add_w(index, float(bound), [])
+        return self._add_w(index, float(bound), []) if prune else 0
 
     def _add_w(self, index: int, value: float, changed: List[int]) -> int:
         better = np.asarray(self.d_accuracy) >= value + self.eps

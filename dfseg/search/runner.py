@@ -37,7 +37,7 @@ def run_search(study: Study, executor: Any, progress: bool = True,
             decision = study.check_stop(number) if running else None
             if decision is not None:
                 # Journalled before the trial is ended: a search killed in between never restarts it.
-                study.stop(number, decision["epoch"], decision["bound"], decision["front"])
+                study.stop(number, decision["epoch"], decision["bound"], decision["front"], decision["prunes"])
                 log_line(reader.trial_dir, "stopped after epoch {}: bound {:.4g} <= front {:.4g} at its "
                          "latency".format(decision["epoch"], decision["bound"], decision["front"]))
                 executor.stop(number)

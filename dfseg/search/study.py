@@ -14,7 +14,7 @@ search ends where an uninterrupted one would.
 Learning curves: ``record_progress`` journals a running trial's per-epoch records as they arrive;
 with ``early_stop=EarlyStopping("curve")`` ``check_stop`` then says whether the trial should end
 (curves.py), and ``stop`` journals and applies that: the trial leaves the search as "stopped" with
-its epoch and bound, prunes with its bound, never joins B(D) and is never asked again (not even by
+its epoch and bound, prunes with its bound if it stopped late enough to (curves.py), never joins B(D) and is never asked again (not even by
 ``--resume``).  Replay applies the journalled stop as recorded, so it is exact whatever the settings.
 """
 
@@ -109,7 +109,7 @@ class Study:
         self._requeue = []  # type: List[Trial]
         self.progress = {}  # type: Dict[int, List[Dict[str, Any]]]  # trial -> its per-epoch records
         self.early_stop = early_stop
-        self.gains = CurveGains()  # G(k, E) from the finished trials' curves
+        self.gains = CurveGains(early_stop)  # the bound's calibration, from reference trials' curves
         self.journal = journal
 
     # ------------------------------------------------------------------ configuration record
@@ -181,7 +181,11 @@ class Study:
                     raise JournalError("{}: record {}: a stop of trial {!r} that was not running, or without its "
                                        "epoch and finite bound (a duplicated or edited line); remove that "
                                        "line".format(where, position, number))
-                self._apply_stop(number, epoch, float(bound), record.get("front"))
+                prunes = record.get("prunes", True)  # journals from before this field: every stop pruned
+                if not isinstance(prunes, bool):
+                    raise JournalError("{}: record {}: prunes {!r} of trial {} is not true or false; fix or remove "
+                                       "that line".format(where, position, prunes, number))
+                self._apply_stop(number, epoch, float(bound), record.get("front"), prunes)
             elif kind == "progress":
                 number = record.get("trial")
                 if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < self.asked:
@@ -270,21 +274,22 @@ class Study:
         self.progress.setdefault(number, []).extend(fresh)
 
     def check_stop(self, number: int) -> Optional[Dict[str, Any]]:
-        """``{"epoch", "bound", "front"}`` when the running trial's latest record says it cannot reach
+        """``{"epoch", "bound", "front", "prunes"}`` when the running trial's latest record says it cannot reach
         the front (curves.py), else None."""
         records = self.progress.get(number)
         if number not in self.in_flight or not records or self.early_stop.mode == "off":
             return None
         latency = self.in_flight[number].latency_ms
-        return stop_decision(self.early_stop, self.gains, records[-1], self.pop.best_at(latency), number)
+        return stop_decision(self.early_stop, self.gains, records, self.pop.best_at(latency), number)
 
-    def stop(self, number: int, epoch: int, bound: float, front: Optional[float] = None) -> int:
-        """Record that a running trial was stopped after ``epoch`` with upper bound ``bound``; returns how
-        many candidates its bound pruned."""
+    def stop(self, number: int, epoch: int, bound: float, front: Optional[float] = None, prunes: bool = True) -> int:
+        """Record that a running trial was stopped after ``epoch`` with upper bound ``bound`` (pruning its
+        precedents with it when ``prunes``, curves.py says when); returns how many candidates it pruned."""
         if number not in self.in_flight:
             raise ValueError("trial {} is not in flight".format(number))
-        self._write({"type": "stop", "trial": number, "epoch": int(epoch), "bound": float(bound), "front": front})
-        return self._apply_stop(number, int(epoch), float(bound), front)
+        self._write({"type": "stop", "trial": number, "epoch": int(epoch), "bound": float(bound), "front": front,
+                     "prunes": bool(prunes)})
+        return self._apply_stop(number, int(epoch), float(bound), front, bool(prunes))
 
     def tell_failed(self, number: int, error: str) -> None:
         """Record a trial that could not be trained; its candidate is not asked again."""
@@ -328,7 +333,7 @@ class Study:
         newly = self.pop.add(trial.index, accuracy)
         if self.guide is not None:
             self.guide.observe(trial.index, accuracy)
-        self.gains.add(self.progress.get(number, []), accuracy)
+        self.gains.add(self.progress.get(number, []), accuracy, number)
         front = frozenset(self.pop.front())
         self.stable_for = self.stable_for + 1 if front == self._front else 0
         self._front = front
@@ -338,14 +343,16 @@ class Study:
         self._record_history(number)
         return newly
 
-    def _apply_stop(self, number: int, epoch: int, bound: float, front: Optional[float]) -> int:
+    def _apply_stop(self, number: int, epoch: int, bound: float, front: Optional[float], prunes: bool) -> int:
         trial = self._finish(number)
         self.failures_in_a_row = 0
-        newly = self.pop.add_bound(trial.index, bound)
+        newly = self.pop.add_bound(trial.index, bound, prune=prunes)
         self.stable_for += 1  # B(D) holds finished trials only: a stop leaves it as it was
         reason = "curve: bound {:.4g} after epoch {}".format(bound, epoch)
         if front is not None:
             reason += " <= front {:.4g}".format(front)
+        if not prunes:
+            reason += ", too early to prune"
         self.trials.append({"trial": number, "index": trial.index, "arch": trial.arch, "latency_ms": trial.latency_ms,
                             "accuracy": None, "seconds": None, "status": "stopped", "error": None, "epochs": epoch,
                             "bound": bound, "stop_reason": reason})
