@@ -145,7 +145,7 @@ def test_output_parser():
 
 
 # ------------------------------------------------------------------------------------------ argv
-def test_build_command_per_version():
+def test_build_command_per_version(tmp_path):
     config = BuildConfig(precision="fp16", workspace_mb=512)
     cache = "engines/t.cache"
     v10 = build_command("trtexec", "m.onnx", "m.engine", config, (10, 3), cache)
@@ -171,7 +171,13 @@ def test_build_command_per_version():
     assert "--layerPrecisions=/head/conv/Conv:fp32" in pinned and "--precisionConstraints=obey" in pinned
     with pytest.raises(UserError, match="8.4"):
         build_command("trtexec", "m.onnx", "m.engine", config._replace(fp32_layers=("x",)), (8, 2))
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"")  # listed, never read: the command is only composed
     with pytest.raises(UserError, match="calibration cache"):
+        build_command("trtexec", "m.onnx", "m.engine", config._replace(precision="int8", calibration_cache=None,
+                                                                         calibration=str(images)), (8, 2))
+    with pytest.raises(UserError, match="no images"):
         build_command("trtexec", "m.onnx", "m.engine", config._replace(precision="int8", calibration_cache=None,
                                                                          calibration=DATA), (8, 2))
     int8 = build_command("trtexec", "m.onnx", "m.engine", config._replace(precision="int8", calibration_cache="c"),
