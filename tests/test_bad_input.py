@@ -305,6 +305,9 @@ BEFORE_WORK = [
     # outputs opened before the model is read: the folders they made go again when it cannot be
     (["{dir}/in.mp4", "{out}/new/frames/", "{out}/new/video/o.avi", "--model", "{dir}/empty.onnx"],
      "{dir}/empty.onnx: empty file (0 bytes)"),
+    # an http:// output's address line waits for the model: a bad one is still the only line
+    (["{dir}/in.mp4", "http://127.0.0.1:0", "{out}/o.avi", "--model", "{dir}/empty.onnx"],
+     "{dir}/empty.onnx: empty file (0 bytes)"),
 ]
 
 

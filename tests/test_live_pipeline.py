@@ -252,6 +252,52 @@ def test_missing_model_file(video):
     assert proc.returncode == 2 and "missing.onnx: file not found" in proc.stderr
 
 
+def test_overlapping_stderr_silencers_in_two_threads_give_stderr_back(tmp_path):
+    """Two streams' captures (API threads) may reopen their files at once and finish in either order:
+    descriptor 2 stays silenced while either is inside and is the process's own stderr again once both
+    are out (each restoring its own saved copy used to leave stderr on /dev/null for good)."""
+    from dfseg.live.sources import native_stderr_silenced
+
+    def same(a, b):
+        return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)
+
+    original = os.dup(2)
+    devnull = os.stat(os.devnull)
+    try:
+        before = os.fstat(2)
+        steps = {name: threading.Event() for name in ("a_in", "b_in", "a_out", "b_out")}
+        seen = {}
+
+        def first():
+            with native_stderr_silenced():
+                steps["a_in"].set()
+                steps["b_in"].wait(30)
+            seen["after_a"] = os.fstat(2)  # b is still inside
+            steps["a_out"].set()
+
+        def second():
+            steps["a_in"].wait(30)
+            with native_stderr_silenced():
+                seen["both"] = os.fstat(2)
+                steps["b_in"].set()
+                steps["a_out"].wait(30)
+            steps["b_out"].set()
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert steps["b_out"].is_set()
+        assert same(seen["both"], devnull) and same(seen["after_a"], devnull)
+        assert same(os.fstat(2), before)  # the process's stderr again
+        with native_stderr_silenced(False):
+            assert same(os.fstat(2), before)
+    finally:
+        os.dup2(original, 2)
+        os.close(original)
+
+
 # ------------------------------------------------------------------ in-process pipeline behaviour
 
 

@@ -162,7 +162,8 @@ def run_command(prog: str, body: Callable[[Optional[List[str]]], int], argv: Opt
         return 0
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if handler is not None:  # None: set outside Python (a program embedding it), not restorable
+                signal.signal(signum, handler)
 
 
 def one_line(message: str) -> str:

@@ -123,6 +123,7 @@ def _main(argv: Optional[List[str]]) -> int:
     input_uri = _input_uri(args)
     size = parse_size(args.size) if args.size else None
 
+    from ..live.sinks import HttpSink
     from ..live.sources import open_source
 
     camera_size = parse_size(args.camera_size)
@@ -136,9 +137,16 @@ def _main(argv: Optional[List[str]]) -> int:
     try:
         # Ports bound, output files claimed, the display checked: each refusal comes before the banner and
         # before a model is exported or loaded (the pipeline's own open() of an open sink does nothing).
+        # An http:// output's address line and open-server warning wait for the model: one that cannot be
+        # loaded is then one error line too (its page, "loading" meanwhile, serves no frame before that).
+        held = []  # type: List[str]
         for sink in sinks:
+            if isinstance(sink, HttpSink):
+                sink.log = sink.warn = held.append
             sink.open()
         with _load_model(args, size) as model:
+            for line in held:
+                print(line, file=sys.stderr, flush=True)
             running["runner"] = model.runner
             return _run(args, source, model, sinks, running)
     except BaseException:
