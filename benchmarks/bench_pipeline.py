@@ -40,6 +40,7 @@ sequential loop's (both as per-round ratios).  Writes results/pipeline_latency.j
 """
 
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -433,6 +434,13 @@ def main() -> int:
     parser.add_argument("--source-fps", type=float, default=30.0,
                         help="--latency: the live source's frame rate, above the network's (default 30)")
     args = parser.parse_args()
+    for option, value, least in (("--budget-minutes", args.budget_minutes, 0.0), ("--seconds", args.seconds, None),
+                                 ("--source-fps", args.source_fps, None), ("--goal", args.goal, None)):
+        if value is not None and not (math.isfinite(value) and (value >= least if least is not None else value > 0)):
+            parser.error("{}: must be a finite number {} 0, got {}".format(
+                option, "of at least" if least is not None else "above", value))
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads: at least 1, got {}".format(args.threads))
     if args.latency:
         if args.rounds < 6:
             parser.error("--rounds: at least 6 (fewer cannot bound the median with {:.0%} confidence)".format(CONFIDENCE))

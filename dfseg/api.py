@@ -170,10 +170,14 @@ class Model:
         drawn = any(not isinstance(sink, NullSink) for sink in sinks)
         renderer = Renderer(overlay, alpha, legend=legend) if drawn else None
         live_source.open()  # an input that cannot be opened is an error now, not at the first frame
-        if output_fps is None:
-            follow_source_fps(live_source, sinks)
-        stream = self.stream_to(live_source, sinks, renderer, queue_size=queue_size, max_frames=max_frames,
-                                status_line=drawn, log=_quiet, latency=latency)
+        try:
+            if output_fps is None:
+                follow_source_fps(live_source, sinks)
+            stream = self.stream_to(live_source, sinks, renderer, queue_size=queue_size, max_frames=max_frames,
+                                    status_line=drawn, log=_quiet, latency=latency)
+        except BaseException:
+            live_source.close()  # the camera or file is not held by a stream that never started
+            raise
         running["pipeline"] = stream.pipeline
         return stream
 

@@ -270,6 +270,28 @@ def test_stream_bad_source_or_output_is_a_user_error_before_work(onnx_path, vide
         model.stream(video)
 
 
+def test_a_stream_that_cannot_start_releases_its_source(onnx_path, video, monkeypatch) -> None:
+    """The source is opened before the pipeline is built; when building fails, the file or camera is
+    released again rather than held until the process ends."""
+    from dfseg.live.sources import CaptureSource
+    released = []
+    real_close = CaptureSource.close
+
+    def close(self) -> None:
+        released.append(self.capture is not None)
+        real_close(self)
+
+    def broken_pipeline(*args, **kwargs):
+        raise MemoryError("no memory for the queues")
+
+    monkeypatch.setattr(CaptureSource, "close", close)
+    monkeypatch.setattr(api, "Pipeline", broken_pipeline)
+    with dfseg.load(onnx_path, backend="onnxruntime", threads=1) as model:
+        with pytest.raises(MemoryError):
+            model.stream(video)
+    assert released == [True]  # closed once, while it still held an open capture
+
+
 def test_stream_of_a_damaged_video_is_a_user_error_and_prints_nothing(onnx_path, video, tmp_path) -> None:
     """OpenCV's own AVI parser complains on the C stderr about a file cut inside its headers; a program
     using the API sees the UserError and nothing else (a real child process: the descriptor is the point)."""

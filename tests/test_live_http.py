@@ -188,3 +188,18 @@ def test_a_weak_or_missing_token_file_is_a_one_line_error(tmp_path, content, mes
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("dfseg-run: error: --http-token-file ")
     assert message in proc.stderr
+
+
+def test_the_status_names_a_built_model_only_while_it_exists(tmp_path) -> None:
+    """dfseg-run of a model name exports into a scratch folder that is removed once the runtime has
+    loaded it: the status page must not point people at a file that is gone."""
+    from types import SimpleNamespace
+
+    from dfseg.live.http import run_status
+    graph = tmp_path / "model.fp16.onnx"
+    graph.write_bytes(b"graph")
+    runner = SimpleNamespace(backend="onnxruntime", artefact=str(graph))
+    assert run_status(None, runner, "m", "fp16", "video.mp4")["built_model"] == str(graph)
+    graph.unlink()
+    assert run_status(None, runner, "m", "fp16", "video.mp4")["built_model"] is None
+    assert run_status(None, None, "m", "fp16", "video.mp4")["built_model"] is None

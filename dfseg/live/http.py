@@ -22,6 +22,7 @@ import base64
 import hmac
 import ipaddress
 import json
+import os
 import socket
 import socketserver
 import threading
@@ -287,7 +288,8 @@ def run_status(pipeline: Any, runner: Any, model: str, precision: str, input_des
         "dropped": stats.dropped if stats else 0,
         "state": stats.state if stats else "starting",
         "model": "{} ({}, {})".format(model, runner.backend if runner else "loading", precision),
-        "built_model": runner.artefact if runner else None,
+        # a model name's export lived in a scratch folder that is gone once loaded: name no deleted file
+        "built_model": runner.artefact if runner and runner.artefact and os.path.exists(runner.artefact) else None,
         "device": ", ".join(device.get("temperatures", [])[:3]) or device["time"],
         "device_state": device,
         "input": input_description,
