@@ -40,7 +40,6 @@ sequential loop's (both as per-round ratios).  Writes results/pipeline_latency.j
 """
 
 import argparse
-import math
 import os
 import statistics
 import subprocess
@@ -53,6 +52,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 from background import Stress
 
+from dfseg.backends.onnxrt import MAX_THREADS
+from dfseg.cli.common import number, whole_number
 from dfseg.live.scheduling import IDLE, POLICIES
 from dfseg.live.sources import Frame, Source
 
@@ -414,33 +415,26 @@ def main() -> int:
     parser.add_argument("--model", help="ONNX file with a classmap output (default: DF1-Seg exported at --size)")
     parser.add_argument("--arch", default="df1-seg")
     parser.add_argument("--size", default="640x360")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the runtime's)")
+    parser.add_argument("--threads", type=whole_number(1, MAX_THREADS), default=None, help="intra-op threads (default: the runtime's)")
     parser.add_argument("--pairs", type=int, default=None,
                         help="bare/pipeline pairs (default: {} idle, {} with --stress)".format(PAIRS_IDLE, PAIRS_STRESS))
-    parser.add_argument("--seconds", type=float, default=None, help="length of every segment (default 4, 3.5 with --latency)")
-    parser.add_argument("--goal", type=float, default=None,
+    parser.add_argument("--seconds", type=number(0.0, above=True), default=None, help="length of every segment (default 4, 3.5 with --latency)")
+    parser.add_argument("--goal", type=number(0.0, above=True), default=None,
                         help="least median pipeline/bare ratio (default: {} idle, {} with --stress)".format(GOAL_IDLE, GOAL_STRESS))
     parser.add_argument("--stress", action="store_true", help="run stress-ng --cpu 1 beside the whole benchmark")
     parser.add_argument("--helper-priority", choices=POLICIES, default=IDLE,
                         help="how the pipeline's stages other than inference are scheduled (dfseg-run's option)")
     parser.add_argument("--label", default=None, help="what ran beside (default: idle, or stress-ng --cpu 1)")
     parser.add_argument("--out", default=None, help="default: results/pipeline.json, or pipeline_stress.json")
-    parser.add_argument("--budget-minutes", type=float, default=0.0,
+    parser.add_argument("--budget-minutes", type=number(0.0), default=0.0,
                         help="go on adding pairs/rounds while a verdict is not decided, up to this many minutes "
                              "from the start (default 0: exactly --pairs/--rounds)")
     parser.add_argument("--latency", action="store_true",
                         help="measure capture -> class map latency on a live-paced source (see the docstring)")
     parser.add_argument("--rounds", type=int, default=10, help="--latency: rounds of the four subjects (default 10)")
-    parser.add_argument("--source-fps", type=float, default=30.0,
+    parser.add_argument("--source-fps", type=number(0.0, above=True), default=30.0,
                         help="--latency: the live source's frame rate, above the network's (default 30)")
     args = parser.parse_args()
-    for option, value, least in (("--budget-minutes", args.budget_minutes, 0.0), ("--seconds", args.seconds, None),
-                                 ("--source-fps", args.source_fps, None), ("--goal", args.goal, None)):
-        if value is not None and not (math.isfinite(value) and (value >= least if least is not None else value > 0)):
-            parser.error("{}: must be a finite number {} 0, got {}".format(
-                option, "of at least" if least is not None else "above", value))
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads: at least 1, got {}".format(args.threads))
     if args.latency:
         if args.rounds < 6:
             parser.error("--rounds: at least 6 (fewer cannot bound the median with {:.0%} confidence)".format(CONFIDENCE))

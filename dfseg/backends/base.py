@@ -38,6 +38,13 @@ class RunnerError(RuntimeError):
     """A runner was used out of order (infer before activate, activate twice)."""
 
 
+def existing_artefact(runner: object) -> Optional[str]:
+    """``runner.artefact`` while that file exists, else None: a model name's export lives in a scratch
+    folder that dfseg-run removes once the runtime has loaded it, and no report should name a deleted file."""
+    artefact = getattr(runner, "artefact", None)
+    return artefact if artefact and os.path.exists(artefact) else None
+
+
 class BaseRunner:
     """Subclasses implement ``activate_impl``, ``infer_impl``, ``deactivate_impl`` and
     ``input_metadata_impl``; they may override ``synchronize`` and ``output_metadata``."""

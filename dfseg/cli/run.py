@@ -23,6 +23,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from ..backends.base import existing_artefact
 from ..errors import UserError
 from ..sizes import Size, parse_size
 from ..uri import local_inputs
@@ -237,7 +238,7 @@ def _run(args: argparse.Namespace, source: "Source", model: "Model", sinks: List
     running["pipeline"] = stream.pipeline
     if args.output_fps is None:
         follow_source_fps(source, sinks)
-    built = runner.artefact if runner.artefact and os.path.exists(runner.artefact) else args.model  # not the scratch
+    built = existing_artefact(runner) or args.model  # not the deleted scratch export
     print("dfseg-run: {} -> {} ({} on {}, {}: {})".format(
         source.description, ", ".join(s.description for s in sinks), os.path.basename(args.model), runner.backend,
         runner.config.precision, built), file=sys.stderr, flush=True)

@@ -22,7 +22,6 @@ import base64
 import hmac
 import ipaddress
 import json
-import os
 import socket
 import socketserver
 import threading
@@ -31,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Callable, Dict, Optional, Tuple
 from urllib.parse import parse_qs
 
+from ..backends.base import existing_artefact
 from ..errors import UserError
 
 BOUNDARY = "dfsegframe"
@@ -288,8 +288,7 @@ def run_status(pipeline: Any, runner: Any, model: str, precision: str, input_des
         "dropped": stats.dropped if stats else 0,
         "state": stats.state if stats else "starting",
         "model": "{} ({}, {})".format(model, runner.backend if runner else "loading", precision),
-        # a model name's export lived in a scratch folder that is gone once loaded: name no deleted file
-        "built_model": runner.artefact if runner and runner.artefact and os.path.exists(runner.artefact) else None,
+        "built_model": existing_artefact(runner),
         "device": ", ".join(device.get("temperatures", [])[:3]) or device["time"],
         "device_state": device,
         "input": input_description,
