@@ -305,7 +305,9 @@ def overlay(bgr: np.ndarray, classmap: np.ndarray, num_classes: int = NUM_CLASSE
     if classmap.shape != bgr.shape[:2]:
         raise UserError("classmap: shape {} does not match the frame's {}; pass the class map of this frame "
                         "(Model(frame) returns one at the frame's size)".format(classmap.shape, bgr.shape[:2]))
-    return Renderer(mode="blend", legend=False, num_classes=num_classes).render(bgr, classmap)
+    # Renderer blends into the image it is given: draw on a copy, so that the caller's frame stays as it was
+    # (and a read-only frame or a reversed view such as frame[:, ::-1] works).
+    return Renderer(mode="blend", legend=False, num_classes=num_classes).render(np.array(bgr, order="C"), classmap)
 
 
 def _quiet(message: str) -> None:

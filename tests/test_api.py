@@ -93,6 +93,22 @@ def test_overlay_refuses_a_class_map_of_another_size() -> None:
         api.overlay(frame()[:, :, 0], np.zeros((HEIGHT, WIDTH), np.uint8))
 
 
+def test_overlay_leaves_the_callers_frame_alone_and_takes_any_view() -> None:
+    """overlay returns a new image: the frame passed in is not blended over (the README's example keeps
+    using it), and a read-only frame or a reversed view (frame[:, ::-1]) works like its contiguous copy."""
+    image = frame(3)
+    before = image.copy()
+    classes = np.random.RandomState(3).randint(0, 19, image.shape[:2]).astype(np.uint8)
+    blend = api.overlay(image, classes)
+    np.testing.assert_array_equal(image, before)
+    assert blend is not image and not np.array_equal(blend, image)
+    image.setflags(write=False)
+    np.testing.assert_array_equal(api.overlay(image, classes), blend)
+    flipped, flipped_classes = before[:, ::-1], classes[:, ::-1]
+    np.testing.assert_array_equal(api.overlay(flipped, flipped_classes),
+                                  api.overlay(np.ascontiguousarray(flipped), np.ascontiguousarray(flipped_classes)))
+
+
 @pytest.mark.parametrize("classmap", [np.full((4, 4), 99.5), np.zeros((4, 4, 1), np.uint8), [[0, 1], [2, 3]],
                                       np.zeros((4, 4), bool)], ids=["float", "3d", "list", "bool"])
 def test_colorize_and_overlay_want_integer_class_ids(classmap) -> None:
