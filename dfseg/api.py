@@ -295,6 +295,7 @@ def model_file(model: str, weights: Optional[str], size: Optional[Size], scratch
 def colorize(classmap: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """BGR colour mask of a class map in the Cityscapes palette."""
     _check_classmap(classmap)
+    num_classes = _check_num_classes(num_classes)
     return Renderer(mode="mask", legend=False, num_classes=num_classes).colorize(classmap)
 
 
@@ -302,6 +303,7 @@ def overlay(bgr: np.ndarray, classmap: np.ndarray, num_classes: int = NUM_CLASSE
     """The frame blended with its colour mask, as ``dfseg-run --overlay blend`` draws it."""
     _check_frame(bgr)
     _check_classmap(classmap)
+    num_classes = _check_num_classes(num_classes)
     if classmap.shape != bgr.shape[:2]:
         raise UserError("classmap: shape {} does not match the frame's {}; pass the class map of this frame "
                         "(Model(frame) returns one at the frame's size)".format(classmap.shape, bgr.shape[:2]))
@@ -333,6 +335,12 @@ def _check_classmap(classmap: object) -> None:
             _describe(classmap)))
     if classmap.dtype != np.uint8 and classmap.size and (classmap.min() < 0 or classmap.max() > 255):
         raise UserError("classmap: class ids must lie in 0..255, got {}..{}".format(classmap.min(), classmap.max()))
+
+
+def _check_num_classes(num_classes: object) -> int:
+    """How many ids (from 0) get a colour: 1 to the palette's 256 (a negative count would slice the
+    class table from its end, a string fail inside it)."""
+    return check_whole_number("num_classes", num_classes, 1, 256)
 
 
 def _describe(value: object) -> str:

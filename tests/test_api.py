@@ -2,6 +2,7 @@
 same class maps as the Segmenter that dfseg-run uses."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -124,6 +125,20 @@ def test_class_ids_outside_the_palette_are_a_user_error_and_wide_integers_work()
             api.colorize(ids)
     ids = np.arange(16, dtype=np.int64).reshape(4, 4)
     np.testing.assert_array_equal(api.colorize(ids), api.colorize(ids.astype(np.uint8)))
+
+
+@pytest.mark.parametrize("num_classes", [0, -1, 257, "19", 19.0, True])
+def test_num_classes_of_the_colour_helpers_is_a_whole_number_from_one_to_256(num_classes) -> None:
+    # -1 coloured only 18 classes (the class table sliced from its end), "19" was a TypeError inside it
+    ids = np.zeros((4, 4), np.uint8)
+    expected = r"^num_classes: expected a whole number from 1 to 256, got {}$".format(re.escape(repr(num_classes)))
+    with pytest.raises(UserError, match=expected):
+        api.colorize(ids, num_classes=num_classes)
+    with pytest.raises(UserError, match=expected):
+        api.overlay(frame(height=4, width=4), ids, num_classes=num_classes)
+    ids[0, 0] = 18
+    assert api.colorize(ids, num_classes=18)[0, 0].tolist() == [0, 0, 0]  # ids from num_classes on are black
+    assert api.colorize(ids, num_classes=np.int64(19))[0, 0].tolist() == api.palette_bgr()[18].tolist()
 
 
 @pytest.fixture(scope="module")
