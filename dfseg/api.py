@@ -221,8 +221,18 @@ def load(model: str, backend: str = "auto", precision: Optional[str] = None, siz
     import shutil
     import tempfile
 
+    model = _path_or_name("model", model)
+    if weights is not None:
+        weights = _path_or_name("weights", weights)
     if threads is not None:
         check_whole_number("threads", threads, MIN_THREADS, MAX_THREADS)
+    if providers is not None and (isinstance(providers, (str, bytes)) or not all(
+            isinstance(name, str) for name in providers)):
+        raise UserError("providers: expected a list of ONNX Runtime provider names, e.g. "
+                        "providers=['cpu'] or ['CPUExecutionProvider'], got {!r}".format(providers))
+    if config is not None and not isinstance(config, BuildConfig):
+        raise UserError("config: expected a dfseg.build_config.BuildConfig, got {}; pass precision='fp16' "
+                        "for the precision alone".format(_describe(config)))
     if config is not None and precision is not None and precision != config.precision:
         raise UserError("precision={!r} and config.precision={!r}: give one".format(precision, config.precision))
     if config is None and precision is not None:
@@ -262,7 +272,7 @@ def model_file(model: str, weights: Optional[str], size: Optional[Size], scratch
         return model
     if os.path.isdir(model):
         raise UserError("--model {}: is a folder; give an .onnx file, a TensorRT engine or a model name".format(model))
-    if model.endswith((".onnx",) + ENGINE_SUFFIXES):
+    if model.endswith((".onnx",) + ENGINE_SUFFIXES) or os.sep in model:  # a path: names have no "/"
         raise UserError("{}: file not found; give an existing .onnx file, a TensorRT engine or a model name such as "
                         "df1-seg".format(model))
     try:
@@ -341,6 +351,16 @@ def _check_num_classes(num_classes: object) -> int:
     """How many ids (from 0) get a colour: 1 to the palette's 256 (a negative count would slice the
     class table from its end, a string fail inside it)."""
     return check_whole_number("num_classes", num_classes, 1, 256)
+
+
+def _path_or_name(name: str, value: object) -> str:
+    """A file path (``str`` or ``os.PathLike`` such as ``pathlib.Path``) or a model name, as a str."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise UserError("{}: expected a file path or a model name (a str or pathlib.Path), got {}".format(
+            name, _describe(value)))
+    return value
 
 
 def _describe(value: object) -> str:

@@ -74,6 +74,32 @@ def test_threads_must_be_a_whole_number_from_one_to_the_maximum(onnx_path, threa
         dfseg.load(onnx_path, backend="onnxruntime", threads=threads)
 
 
+def test_load_takes_a_pathlib_path_and_refuses_other_types_in_one_line(onnx_path, tmp_path) -> None:
+    import pathlib
+
+    # a pathlib.Path was an AttributeError ('PosixPath' object has no attribute 'endswith'), None a TypeError
+    with dfseg.load(pathlib.Path(onnx_path), backend="onnxruntime", threads=1) as model:
+        assert model(frame()).shape == (HEIGHT, WIDTH)
+    with pytest.raises(UserError, match=r"^{}: file not found; give an existing \.onnx file".format(
+            re.escape(str(tmp_path / "missing.onnx")))):
+        dfseg.load(tmp_path / "missing.onnx")
+    # a path without a model suffix is a missing file too, not 'neither a preset nor a valid short form'
+    with pytest.raises(UserError, match=r"^{}: file not found".format(re.escape(str(tmp_path / "model")))):
+        dfseg.load(str(tmp_path / "model"))
+    for bad in (None, 3, b"tiny.onnx"):
+        with pytest.raises(UserError, match=r"^model: expected a file path or a model name \(a str or pathlib.Path\), "
+                                            r"got {}$".format(type(bad).__name__)):
+            dfseg.load(bad)
+    with pytest.raises(UserError, match=r"^weights: expected a file path or a model name .*got int$"):
+        dfseg.load("df1-seg", weights=5)
+    # a string was taken letter by letter ("provider 'C' is not installed")
+    for providers in ("CPUExecutionProvider", [None]):
+        with pytest.raises(UserError, match=r"^providers: expected a list of ONNX Runtime provider names"):
+            dfseg.load(onnx_path, backend="onnxruntime", providers=providers)
+    with pytest.raises(UserError, match=r"^config: expected a dfseg.build_config.BuildConfig, got str; pass precision="):
+        dfseg.load(onnx_path, backend="onnxruntime", config="fp16")
+
+
 def test_threads_takes_a_numpy_integer_too(onnx_path) -> None:
     with dfseg.load(onnx_path, backend="onnxruntime", threads=np.int64(1)) as model:
         assert model(frame()).shape == (HEIGHT, WIDTH)
