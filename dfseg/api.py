@@ -10,9 +10,11 @@ or FFmpeg print (``opencv_log``).
 Device side: Python 3.6, no torch.
 """
 
+import contextlib
+import logging
 import os
 import warnings
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -240,12 +242,13 @@ def load(model: str, backend: str = "auto", precision: Optional[str] = None, siz
     parsed_size = parse_size(size) if size else None
     scratch = tempfile.mkdtemp(prefix="dfseg-model-")
     try:
-        path = model_file(model, weights, parsed_size, scratch, _quiet, warn=_warn)
-        choice = resolve_backend(backend, path)
-        runner = get_runner(choice.backend, path, providers=list(providers) if providers else None,
-                            threads=threads, config=config)
-        # A runtime reads its model when it activates: the exported file is kept until then.
-        result = Model(runner, parsed_size, choice.note)
+        with _no_log_prints():
+            path = model_file(model, weights, parsed_size, scratch, _quiet, warn=_warn)
+            choice = resolve_backend(backend, path)
+            runner = get_runner(choice.backend, path, providers=list(providers) if providers else None,
+                                threads=threads, config=config)
+            # A runtime reads its model when it activates: the exported file is kept until then.
+            result = Model(runner, parsed_size, choice.note)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return result
@@ -324,6 +327,21 @@ def overlay(bgr: np.ndarray, classmap: np.ndarray, num_classes: int = NUM_CLASSE
 
 def _quiet(message: str) -> None:
     """The API never prints."""
+
+
+@contextlib.contextmanager
+def _no_log_prints() -> Iterator[None]:
+    """dfseg's modules log notes for the commands ("deriving the fp16 graph ... (once; cached at ...)", an
+    engine build) at WARNING on the ``dfseg`` loggers, which logging's last-resort handler prints to stderr
+    when no handler is configured.  While the API works a NullHandler on ``dfseg`` keeps them off stderr;
+    a program that configures logging (``logging.basicConfig``) still gets them."""
+    logger = logging.getLogger("dfseg")
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _warn(message: str) -> None:

@@ -100,6 +100,30 @@ def test_load_takes_a_pathlib_path_and_refuses_other_types_in_one_line(onnx_path
         dfseg.load(onnx_path, backend="onnxruntime", config="fp16")
 
 
+def test_load_at_fp16_prints_nothing_unless_logging_is_configured(onnx_path, tmp_path) -> None:
+    """Deriving the FP16 graph logs a note for dfseg-run; with no logging configured, logging's last-resort
+    handler printed it on stderr from dfseg.load too (a real child process: pytest's own log capture
+    would hide the difference)."""
+    code = (
+        "import logging, sys\nimport dfseg\n"
+        "if sys.argv[1] == 'configured':\n    logging.basicConfig(format='LOG %(message)s')\n"
+        "with dfseg.load({!r}, backend='onnxruntime', precision='fp16', threads=1) as model:\n"
+        "    print(model.runner.config.precision)\n"
+        "print(logging.getLogger('dfseg').handlers)\n"
+    ).format(onnx_path)
+    for how in ("silent", "configured"):  # the graph is derived once per cache: a folder of its own each
+        cwd = tmp_path / how
+        cwd.mkdir()
+        proc = subprocess.run([sys.executable, "-c", code, how], capture_output=True, text=True, timeout=120,
+                              cwd=str(cwd))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "fp16\n[]\n"  # and no handler left behind on the dfseg logger
+        if how == "silent":
+            assert proc.stderr == ""
+        else:
+            assert proc.stderr.startswith("LOG deriving the fp16 graph of "), proc.stderr
+
+
 def test_threads_takes_a_numpy_integer_too(onnx_path) -> None:
     with dfseg.load(onnx_path, backend="onnxruntime", threads=np.int64(1)) as model:
         assert model(frame()).shape == (HEIGHT, WIDTH)
