@@ -25,7 +25,7 @@ from .build_config import BuildConfig
 from .cityscapes import NUM_CLASSES, class_names, palette_bgr
 from .errors import UserError, check_number, check_whole_number
 from .fileio import check_outputs
-from .live.http import run_status
+from .live.http import check_token, run_status
 from .live.pipeline import MAX_QUEUE_SIZE, MIN_QUEUE_SIZE, Pipeline, RunResult, check_latency, follow_source_fps
 from .live.render import Renderer
 from .live.segmenter import Segmenter
@@ -152,6 +152,18 @@ class Model:
         check_whole_number("queue_size", queue_size, MIN_QUEUE_SIZE, MAX_QUEUE_SIZE)
         if output_fps is not None:
             check_number("output_fps", output_fps, 0.0, MAX_OUTPUT_FPS, above=True)
+        check_whole_number("camera_fps", camera_fps, 1)  # dfseg-run --camera-fps's bounds
+        if outputs is None:
+            outputs = ()
+        if isinstance(outputs, (str, bytes, os.PathLike)):  # would be taken one letter per output
+            raise UserError("outputs: expected a list of outputs, e.g. outputs=[{!r}], got {!r}".format(
+                str(outputs), outputs))
+        if http_token is not None:  # as strong as dfseg-run's token; "" would leave the view open to anyone
+            if not isinstance(http_token, str):
+                raise UserError("http_token: expected a str, got {}".format(_describe(http_token)))
+            http_token = check_token(http_token, "http_token")
+        # The drawing options are checked whether or not an output draws (a typo is an error either way).
+        renderer = Renderer(overlay, check_number("alpha", alpha, 0.0, 1.0), legend=legend)
         size = parse_size(camera_size)
         live_source = open_source(str(source), size.width, size.height, camera_fps, loops=loops)
         if isinstance(live_source, CaptureSource):
@@ -170,7 +182,8 @@ class Model:
         check_outputs(output_paths(sinks), inputs=local_inputs(str(source)),
                       folders=OUTPUT_FOLDERS, outside_inputs=True)
         drawn = any(not isinstance(sink, NullSink) for sink in sinks)
-        renderer = Renderer(overlay, alpha, legend=legend) if drawn else None
+        if not drawn:
+            renderer = None
         live_source.open()  # an input that cannot be opened is an error now, not at the first frame
         try:
             if output_fps is None:

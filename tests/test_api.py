@@ -351,6 +351,34 @@ def test_stream_bad_source_or_output_is_a_user_error_before_work(onnx_path, vide
         model.stream(video)
 
 
+def test_stream_option_types_are_one_line_user_errors(onnx_path, video, tmp_path) -> None:
+    out = str(tmp_path / "labels") + "/"
+    with dfseg.load(onnx_path, backend="onnxruntime", threads=1) as model:
+        # a string was taken one letter per output ("output folder .: named twice")
+        with pytest.raises(UserError, match="^{}$".format(re.escape(
+                "outputs: expected a list of outputs, e.g. outputs=[{0!r}], got {0!r}".format(out)))):
+            model.stream(video, outputs=out)
+        for alpha in ("x", None, float("nan"), 2):  # "x" was a TypeError from render.py
+            with pytest.raises(UserError, match=r"^alpha: expected a finite number >= 0.0 and <= 1.0, got "):
+                model.stream(video, outputs=[out], alpha=alpha)
+            with pytest.raises(UserError, match=r"^alpha: "):  # checked without outputs too
+                model.stream(video, alpha=alpha)
+        with pytest.raises(UserError, match=r"^--overlay 'blnd': choose one of blend, mask, side$"):
+            model.stream(video, overlay="blnd")
+        for fps in (0, "30", 2.5):  # ignored for a file, but passed on to a camera
+            with pytest.raises(UserError, match=r"^camera_fps: expected a whole number >= 1, got "):
+                model.stream(video, camera_fps=fps)
+        # 5 was an AttributeError; "" silently left the view open to anyone, "abc" was a guessable token
+        with pytest.raises(UserError, match=r"^http_token: expected a str, got int$"):
+            model.stream(video, outputs=["http://127.0.0.1:0"], http_token=5)
+        for token in ("", "abc", "has a space in it 0123456789"):
+            with pytest.raises(UserError, match=r"^http_token: the HTTP token must be at least"):
+                model.stream(video, outputs=["http://127.0.0.1:0"], http_token=token)
+        with model.stream(video, outputs=None, max_frames=2) as stream:  # None: no outputs, as the default
+            assert [r.index for r in stream] == [0, 1]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_stream_that_cannot_start_releases_its_source(onnx_path, video, monkeypatch) -> None:
     """The source is opened before the pipeline is built; when building fails, the file or camera is
     released again rather than held until the process ends."""
