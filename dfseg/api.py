@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import warnings
+import weakref
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -109,6 +110,7 @@ class Model:
     def __init__(self, runner: BaseRunner, size: Optional[Size] = None, note: Optional[str] = None) -> None:
         self.runner = runner
         self.note = note  # why ``auto`` chose this backend, for a caller that wants to say so
+        self._streams = weakref.WeakSet()  # type: weakref.WeakSet[Stream]  ended by close()
         runner.activate()
         try:
             self.segmenter = Segmenter(runner, size)
@@ -205,13 +207,20 @@ class Model:
         ``pipeline_options`` go to ``live.pipeline.Pipeline``."""
         self._check_open()
         pipeline = Pipeline(source, self.segmenter, renderer, sinks, keep_frames=keep_frames, **pipeline_options)
-        return Stream(pipeline, handle_signals)
+        stream = Stream(pipeline, handle_signals)
+        self._streams.add(stream)
+        return stream
 
     def _check_open(self) -> None:
         if not self.runner.is_active:
             raise UserError("model: already closed; load it again")
 
     def close(self) -> None:
+        """End this model's open streams (as ``Stream.close`` does: threads stopped, source released,
+        outputs finalised; their iteration ends), then release the runtime."""
+        for stream in list(self._streams):
+            if not stream._finished:
+                stream.close()
         if self.runner.is_active:
             self.runner.deactivate()
 

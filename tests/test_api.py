@@ -262,6 +262,24 @@ def test_leaving_the_loop_stops_the_threads_and_finalises_the_video(onnx_path, v
         assert unused.pipeline.source.capture is None and threading.active_count() == baseline
 
 
+def test_closing_the_model_ends_its_open_streams(onnx_path, video, tmp_path) -> None:
+    """model.close() in the middle of a stream used to leave the pipeline running on a released runtime:
+    the next frame raised RunnerError ("not active; use it as a context manager or call activate()")."""
+    baseline = threading.active_count()
+    out = tmp_path / "out.avi"
+    model = dfseg.load(onnx_path, backend="onnxruntime", threads=1)
+    stream = model.stream(video, outputs=[str(out)])
+    unused = model.stream(video)  # opened, never iterated
+    assert next(stream).index == 0
+    model.close()
+    assert list(stream) == [] and stream.summary.end_reason == "closed by the caller"
+    assert stream.pipeline.source.capture is None and unused.pipeline.source.capture is None
+    assert threading.active_count() == baseline and not model.runner.is_active
+    assert count_frames(str(out))[0] >= 1  # finalised and playable
+    with pytest.raises(UserError, match="already closed"):
+        model.stream(video)
+
+
 def test_stream_serves_the_status_page_and_prints_nothing(onnx_path, video, capfd) -> None:
     import json
     import urllib.request
