@@ -54,7 +54,7 @@ class Result(NamedTuple):
 
 class Stream:
     """An iterator of ``Result``s over a running pipeline; a context manager.  Leaving the loop early,
-    an exception, ``close()`` or Ctrl-C stops the pipeline's threads, releases the source and finalises
+    an exception, ``close()`` (its own or the model's) or Ctrl-C stops the pipeline's threads, releases the source and finalises
     the outputs."""
 
     def __init__(self, pipeline: Pipeline, handle_signals: bool = False) -> None:
