@@ -10,9 +10,12 @@ or FFmpeg print (``opencv_log``).
 Device side: Python 3.6, no torch.
 """
 
+import contextlib
+import logging
 import os
 import warnings
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Union
+import weakref
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -23,7 +26,7 @@ from .build_config import BuildConfig
 from .cityscapes import NUM_CLASSES, class_names, palette_bgr
 from .errors import UserError, check_number, check_whole_number
 from .fileio import check_outputs
-from .live.http import run_status
+from .live.http import check_token, run_status
 from .live.pipeline import MAX_QUEUE_SIZE, MIN_QUEUE_SIZE, Pipeline, RunResult, check_latency, follow_source_fps
 from .live.render import Renderer
 from .live.segmenter import Segmenter
@@ -51,7 +54,7 @@ class Result(NamedTuple):
 
 class Stream:
     """An iterator of ``Result``s over a running pipeline; a context manager.  Leaving the loop early,
-    an exception, ``close()`` or Ctrl-C stops the pipeline's threads, releases the source and finalises
+    an exception, ``close()`` (its own or the model's) or Ctrl-C stops the pipeline's threads, releases the source and finalises
     the outputs."""
 
     def __init__(self, pipeline: Pipeline, handle_signals: bool = False) -> None:
@@ -107,6 +110,7 @@ class Model:
     def __init__(self, runner: BaseRunner, size: Optional[Size] = None, note: Optional[str] = None) -> None:
         self.runner = runner
         self.note = note  # why ``auto`` chose this backend, for a caller that wants to say so
+        self._streams = weakref.WeakSet()  # type: weakref.WeakSet[Stream]  ended by close()
         runner.activate()
         try:
             self.segmenter = Segmenter(runner, size)
@@ -150,6 +154,18 @@ class Model:
         check_whole_number("queue_size", queue_size, MIN_QUEUE_SIZE, MAX_QUEUE_SIZE)
         if output_fps is not None:
             check_number("output_fps", output_fps, 0.0, MAX_OUTPUT_FPS, above=True)
+        check_whole_number("camera_fps", camera_fps, 1)  # dfseg-run --camera-fps's bounds
+        if outputs is None:
+            outputs = ()
+        if isinstance(outputs, (str, bytes, os.PathLike)):  # would be taken one letter per output
+            raise UserError("outputs: expected a list of outputs, e.g. outputs=[{!r}], got {!r}".format(
+                str(outputs), outputs))
+        if http_token is not None:  # as strong as dfseg-run's token; "" would leave the view open to anyone
+            if not isinstance(http_token, str):
+                raise UserError("http_token: expected a str, got {}".format(_describe(http_token)))
+            http_token = check_token(http_token, "http_token")
+        # The drawing options are checked whether or not an output draws (a typo is an error either way).
+        renderer = Renderer(overlay, check_number("alpha", alpha, 0.0, 1.0), legend=legend)
         size = parse_size(camera_size)
         live_source = open_source(str(source), size.width, size.height, camera_fps, loops=loops)
         if isinstance(live_source, CaptureSource):
@@ -168,7 +184,8 @@ class Model:
         check_outputs(output_paths(sinks), inputs=local_inputs(str(source)),
                       folders=OUTPUT_FOLDERS, outside_inputs=True)
         drawn = any(not isinstance(sink, NullSink) for sink in sinks)
-        renderer = Renderer(overlay, alpha, legend=legend) if drawn else None
+        if not drawn:
+            renderer = None
         live_source.open()  # an input that cannot be opened is an error now, not at the first frame
         try:
             if output_fps is None:
@@ -190,13 +207,20 @@ class Model:
         ``pipeline_options`` go to ``live.pipeline.Pipeline``."""
         self._check_open()
         pipeline = Pipeline(source, self.segmenter, renderer, sinks, keep_frames=keep_frames, **pipeline_options)
-        return Stream(pipeline, handle_signals)
+        stream = Stream(pipeline, handle_signals)
+        self._streams.add(stream)
+        return stream
 
     def _check_open(self) -> None:
         if not self.runner.is_active:
             raise UserError("model: already closed; load it again")
 
     def close(self) -> None:
+        """End this model's open streams (as ``Stream.close`` does: threads stopped, source released,
+        outputs finalised; their iteration ends), then release the runtime."""
+        for stream in list(self._streams):
+            if not stream._finished:
+                stream.close()
         if self.runner.is_active:
             self.runner.deactivate()
 
@@ -221,8 +245,18 @@ def load(model: str, backend: str = "auto", precision: Optional[str] = None, siz
     import shutil
     import tempfile
 
+    model = _path_or_name("model", model)
+    if weights is not None:
+        weights = _path_or_name("weights", weights)
     if threads is not None:
         check_whole_number("threads", threads, MIN_THREADS, MAX_THREADS)
+    if providers is not None and (isinstance(providers, (str, bytes)) or not all(
+            isinstance(name, str) for name in providers)):
+        raise UserError("providers: expected a list of ONNX Runtime provider names, e.g. "
+                        "providers=['cpu'] or ['CPUExecutionProvider'], got {!r}".format(providers))
+    if config is not None and not isinstance(config, BuildConfig):
+        raise UserError("config: expected a dfseg.build_config.BuildConfig, got {}; pass precision='fp16' "
+                        "for the precision alone".format(_describe(config)))
     if config is not None and precision is not None and precision != config.precision:
         raise UserError("precision={!r} and config.precision={!r}: give one".format(precision, config.precision))
     if config is None and precision is not None:
@@ -230,12 +264,13 @@ def load(model: str, backend: str = "auto", precision: Optional[str] = None, siz
     parsed_size = parse_size(size) if size else None
     scratch = tempfile.mkdtemp(prefix="dfseg-model-")
     try:
-        path = model_file(model, weights, parsed_size, scratch, _quiet, warn=_warn)
-        choice = resolve_backend(backend, path)
-        runner = get_runner(choice.backend, path, providers=list(providers) if providers else None,
-                            threads=threads, config=config)
-        # A runtime reads its model when it activates: the exported file is kept until then.
-        result = Model(runner, parsed_size, choice.note)
+        with _no_log_prints():
+            path = model_file(model, weights, parsed_size, scratch, _quiet, warn=_warn)
+            choice = resolve_backend(backend, path)
+            runner = get_runner(choice.backend, path, providers=list(providers) if providers else None,
+                                threads=threads, config=config)
+            # A runtime reads its model when it activates: the exported file is kept until then.
+            result = Model(runner, parsed_size, choice.note)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return result
@@ -262,7 +297,7 @@ def model_file(model: str, weights: Optional[str], size: Optional[Size], scratch
         return model
     if os.path.isdir(model):
         raise UserError("--model {}: is a folder; give an .onnx file, a TensorRT engine or a model name".format(model))
-    if model.endswith((".onnx",) + ENGINE_SUFFIXES):
+    if model.endswith((".onnx",) + ENGINE_SUFFIXES) or os.sep in model:  # a path: names have no "/"
         raise UserError("{}: file not found; give an existing .onnx file, a TensorRT engine or a model name such as "
                         "df1-seg".format(model))
     try:
@@ -295,6 +330,7 @@ def model_file(model: str, weights: Optional[str], size: Optional[Size], scratch
 def colorize(classmap: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """BGR colour mask of a class map in the Cityscapes palette."""
     _check_classmap(classmap)
+    num_classes = _check_num_classes(num_classes)
     return Renderer(mode="mask", legend=False, num_classes=num_classes).colorize(classmap)
 
 
@@ -302,14 +338,32 @@ def overlay(bgr: np.ndarray, classmap: np.ndarray, num_classes: int = NUM_CLASSE
     """The frame blended with its colour mask, as ``dfseg-run --overlay blend`` draws it."""
     _check_frame(bgr)
     _check_classmap(classmap)
+    num_classes = _check_num_classes(num_classes)
     if classmap.shape != bgr.shape[:2]:
         raise UserError("classmap: shape {} does not match the frame's {}; pass the class map of this frame "
                         "(Model(frame) returns one at the frame's size)".format(classmap.shape, bgr.shape[:2]))
-    return Renderer(mode="blend", legend=False, num_classes=num_classes).render(bgr, classmap)
+    # Renderer blends into the image it is given: draw on a copy, so that the caller's frame stays as it was
+    # (and a read-only frame or a reversed view such as frame[:, ::-1] works).
+    return Renderer(mode="blend", legend=False, num_classes=num_classes).render(np.array(bgr, order="C"), classmap)
 
 
 def _quiet(message: str) -> None:
     """The API never prints."""
+
+
+@contextlib.contextmanager
+def _no_log_prints() -> Iterator[None]:
+    """dfseg's modules log notes for the commands ("deriving the fp16 graph ... (once; cached at ...)", an
+    engine build) at WARNING on the ``dfseg`` loggers, which logging's last-resort handler prints to stderr
+    when no handler is configured.  While the API works a NullHandler on ``dfseg`` keeps them off stderr;
+    a program that configures logging (``logging.basicConfig``) still gets them."""
+    logger = logging.getLogger("dfseg")
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _warn(message: str) -> None:
@@ -331,6 +385,22 @@ def _check_classmap(classmap: object) -> None:
             _describe(classmap)))
     if classmap.dtype != np.uint8 and classmap.size and (classmap.min() < 0 or classmap.max() > 255):
         raise UserError("classmap: class ids must lie in 0..255, got {}..{}".format(classmap.min(), classmap.max()))
+
+
+def _check_num_classes(num_classes: object) -> int:
+    """How many ids (from 0) get a colour: 1 to the palette's 256 (a negative count would slice the
+    class table from its end, a string fail inside it)."""
+    return check_whole_number("num_classes", num_classes, 1, 256)
+
+
+def _path_or_name(name: str, value: object) -> str:
+    """A file path (``str`` or ``os.PathLike`` such as ``pathlib.Path``) or a model name, as a str."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise UserError("{}: expected a file path or a model name (a str or pathlib.Path), got {}".format(
+            name, _describe(value)))
+    return value
 
 
 def _describe(value: object) -> str:

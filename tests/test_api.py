@@ -2,6 +2,7 @@
 same class maps as the Segmenter that dfseg-run uses."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,6 +74,56 @@ def test_threads_must_be_a_whole_number_from_one_to_the_maximum(onnx_path, threa
         dfseg.load(onnx_path, backend="onnxruntime", threads=threads)
 
 
+def test_load_takes_a_pathlib_path_and_refuses_other_types_in_one_line(onnx_path, tmp_path) -> None:
+    import pathlib
+
+    # a pathlib.Path was an AttributeError ('PosixPath' object has no attribute 'endswith'), None a TypeError
+    with dfseg.load(pathlib.Path(onnx_path), backend="onnxruntime", threads=1) as model:
+        assert model(frame()).shape == (HEIGHT, WIDTH)
+    with pytest.raises(UserError, match=r"^{}: file not found; give an existing \.onnx file".format(
+            re.escape(str(tmp_path / "missing.onnx")))):
+        dfseg.load(tmp_path / "missing.onnx")
+    # a path without a model suffix is a missing file too, not 'neither a preset nor a valid short form'
+    with pytest.raises(UserError, match=r"^{}: file not found".format(re.escape(str(tmp_path / "model")))):
+        dfseg.load(str(tmp_path / "model"))
+    for bad in (None, 3, b"tiny.onnx"):
+        with pytest.raises(UserError, match=r"^model: expected a file path or a model name \(a str or pathlib.Path\), "
+                                            r"got {}$".format(type(bad).__name__)):
+            dfseg.load(bad)
+    with pytest.raises(UserError, match=r"^weights: expected a file path or a model name .*got int$"):
+        dfseg.load("df1-seg", weights=5)
+    # a string was taken letter by letter ("provider 'C' is not installed")
+    for providers in ("CPUExecutionProvider", [None]):
+        with pytest.raises(UserError, match=r"^providers: expected a list of ONNX Runtime provider names"):
+            dfseg.load(onnx_path, backend="onnxruntime", providers=providers)
+    with pytest.raises(UserError, match=r"^config: expected a dfseg.build_config.BuildConfig, got str; pass precision="):
+        dfseg.load(onnx_path, backend="onnxruntime", config="fp16")
+
+
+def test_load_at_fp16_prints_nothing_unless_logging_is_configured(onnx_path, tmp_path) -> None:
+    """Deriving the FP16 graph logs a note for dfseg-run; with no logging configured, logging's last-resort
+    handler printed it on stderr from dfseg.load too (a real child process: pytest's own log capture
+    would hide the difference)."""
+    code = (
+        "import logging, sys\nimport dfseg\n"
+        "if sys.argv[1] == 'configured':\n    logging.basicConfig(format='LOG %(message)s')\n"
+        "with dfseg.load({!r}, backend='onnxruntime', precision='fp16', threads=1) as model:\n"
+        "    print(model.runner.config.precision)\n"
+        "print(logging.getLogger('dfseg').handlers)\n"
+    ).format(onnx_path)
+    for how in ("silent", "configured"):  # the graph is derived once per cache: a folder of its own each
+        cwd = tmp_path / how
+        cwd.mkdir()
+        proc = subprocess.run([sys.executable, "-c", code, how], capture_output=True, text=True, timeout=120,
+                              cwd=str(cwd))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "fp16\n[]\n"  # and no handler left behind on the dfseg logger
+        if how == "silent":
+            assert proc.stderr == ""
+        else:
+            assert proc.stderr.startswith("LOG deriving the fp16 graph of "), proc.stderr
+
+
 def test_threads_takes_a_numpy_integer_too(onnx_path) -> None:
     with dfseg.load(onnx_path, backend="onnxruntime", threads=np.int64(1)) as model:
         assert model(frame()).shape == (HEIGHT, WIDTH)
@@ -93,6 +144,22 @@ def test_overlay_refuses_a_class_map_of_another_size() -> None:
         api.overlay(frame()[:, :, 0], np.zeros((HEIGHT, WIDTH), np.uint8))
 
 
+def test_overlay_leaves_the_callers_frame_alone_and_takes_any_view() -> None:
+    """overlay returns a new image: the frame passed in is not blended over (the README's example keeps
+    using it), and a read-only frame or a reversed view (frame[:, ::-1]) works like its contiguous copy."""
+    image = frame(3)
+    before = image.copy()
+    classes = np.random.RandomState(3).randint(0, 19, image.shape[:2]).astype(np.uint8)
+    blend = api.overlay(image, classes)
+    np.testing.assert_array_equal(image, before)
+    assert blend is not image and not np.array_equal(blend, image)
+    image.setflags(write=False)
+    np.testing.assert_array_equal(api.overlay(image, classes), blend)
+    flipped, flipped_classes = before[:, ::-1], classes[:, ::-1]
+    np.testing.assert_array_equal(api.overlay(flipped, flipped_classes),
+                                  api.overlay(np.ascontiguousarray(flipped), np.ascontiguousarray(flipped_classes)))
+
+
 @pytest.mark.parametrize("classmap", [np.full((4, 4), 99.5), np.zeros((4, 4, 1), np.uint8), [[0, 1], [2, 3]],
                                       np.zeros((4, 4), bool)], ids=["float", "3d", "list", "bool"])
 def test_colorize_and_overlay_want_integer_class_ids(classmap) -> None:
@@ -108,6 +175,20 @@ def test_class_ids_outside_the_palette_are_a_user_error_and_wide_integers_work()
             api.colorize(ids)
     ids = np.arange(16, dtype=np.int64).reshape(4, 4)
     np.testing.assert_array_equal(api.colorize(ids), api.colorize(ids.astype(np.uint8)))
+
+
+@pytest.mark.parametrize("num_classes", [0, -1, 257, "19", 19.0, True])
+def test_num_classes_of_the_colour_helpers_is_a_whole_number_from_one_to_256(num_classes) -> None:
+    # -1 coloured only 18 classes (the class table sliced from its end), "19" was a TypeError inside it
+    ids = np.zeros((4, 4), np.uint8)
+    expected = r"^num_classes: expected a whole number from 1 to 256, got {}$".format(re.escape(repr(num_classes)))
+    with pytest.raises(UserError, match=expected):
+        api.colorize(ids, num_classes=num_classes)
+    with pytest.raises(UserError, match=expected):
+        api.overlay(frame(height=4, width=4), ids, num_classes=num_classes)
+    ids[0, 0] = 18
+    assert api.colorize(ids, num_classes=18)[0, 0].tolist() == [0, 0, 0]  # ids from num_classes on are black
+    assert api.colorize(ids, num_classes=np.int64(19))[0, 0].tolist() == api.palette_bgr()[18].tolist()
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +260,24 @@ def test_leaving_the_loop_stops_the_threads_and_finalises_the_video(onnx_path, v
         unused = model.stream(video)  # opened, never iterated: close() still releases the source
         unused.close()
         assert unused.pipeline.source.capture is None and threading.active_count() == baseline
+
+
+def test_closing_the_model_ends_its_open_streams(onnx_path, video, tmp_path) -> None:
+    """model.close() in the middle of a stream used to leave the pipeline running on a released runtime:
+    the next frame raised RunnerError ("not active; use it as a context manager or call activate()")."""
+    baseline = threading.active_count()
+    out = tmp_path / "out.avi"
+    model = dfseg.load(onnx_path, backend="onnxruntime", threads=1)
+    stream = model.stream(video, outputs=[str(out)])
+    unused = model.stream(video)  # opened, never iterated
+    assert next(stream).index == 0
+    model.close()
+    assert list(stream) == [] and stream.summary.end_reason == "closed by the caller"
+    assert stream.pipeline.source.capture is None and unused.pipeline.source.capture is None
+    assert threading.active_count() == baseline and not model.runner.is_active
+    assert count_frames(str(out))[0] >= 1  # finalised and playable
+    with pytest.raises(UserError, match="already closed"):
+        model.stream(video)
 
 
 def test_stream_serves_the_status_page_and_prints_nothing(onnx_path, video, capfd) -> None:
@@ -268,6 +367,34 @@ def test_stream_bad_source_or_output_is_a_user_error_before_work(onnx_path, vide
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # nothing written
     with pytest.raises(UserError, match="already closed"):
         model.stream(video)
+
+
+def test_stream_option_types_are_one_line_user_errors(onnx_path, video, tmp_path) -> None:
+    out = str(tmp_path / "labels") + "/"
+    with dfseg.load(onnx_path, backend="onnxruntime", threads=1) as model:
+        # a string was taken one letter per output ("output folder .: named twice")
+        with pytest.raises(UserError, match="^{}$".format(re.escape(
+                "outputs: expected a list of outputs, e.g. outputs=[{0!r}], got {0!r}".format(out)))):
+            model.stream(video, outputs=out)
+        for alpha in ("x", None, float("nan"), 2):  # "x" was a TypeError from render.py
+            with pytest.raises(UserError, match=r"^alpha: expected a finite number >= 0.0 and <= 1.0, got "):
+                model.stream(video, outputs=[out], alpha=alpha)
+            with pytest.raises(UserError, match=r"^alpha: "):  # checked without outputs too
+                model.stream(video, alpha=alpha)
+        with pytest.raises(UserError, match=r"^--overlay 'blnd': choose one of blend, mask, side$"):
+            model.stream(video, overlay="blnd")
+        for fps in (0, "30", 2.5):  # ignored for a file, but passed on to a camera
+            with pytest.raises(UserError, match=r"^camera_fps: expected a whole number >= 1, got "):
+                model.stream(video, camera_fps=fps)
+        # 5 was an AttributeError; "" silently left the view open to anyone, "abc" was a guessable token
+        with pytest.raises(UserError, match=r"^http_token: expected a str, got int$"):
+            model.stream(video, outputs=["http://127.0.0.1:0"], http_token=5)
+        for token in ("", "abc", "has a space in it 0123456789"):
+            with pytest.raises(UserError, match=r"^http_token: the HTTP token must be at least"):
+                model.stream(video, outputs=["http://127.0.0.1:0"], http_token=token)
+        with model.stream(video, outputs=None, max_frames=2) as stream:  # None: no outputs, as the default
+            assert [r.index for r in stream] == [0, 1]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_stream_that_cannot_start_releases_its_source(onnx_path, video, monkeypatch) -> None:
