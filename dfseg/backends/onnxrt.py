@@ -5,7 +5,7 @@ Device side: Python 3.6, no torch; onnxruntime is imported when the runner activ
 """
 
 import os
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -100,6 +100,7 @@ class OnnxRuntimeRunner(BaseRunner):
         self.session = None
         self._inputs = {}  # type: Dict[str, TensorMeta]
         self._output_names = []  # type: List[str]
+        self._output_shapes = {}  # type: Dict[str, Tuple[int, ...]]
 
     def activate_impl(self) -> None:
         import onnxruntime
@@ -135,6 +136,8 @@ class OnnxRuntimeRunner(BaseRunner):
             for arg in self.session.get_inputs()
         }
         self._output_names = [arg.name for arg in self.session.get_outputs()]
+        self._output_shapes = {arg.name: tuple(d if isinstance(d, int) else -1 for d in (arg.shape or ()))
+                               for arg in self.session.get_outputs()}
 
     def deactivate_impl(self) -> None:
         self.session = None
@@ -145,6 +148,11 @@ class OnnxRuntimeRunner(BaseRunner):
     def output_names(self) -> List[str]:
         self._require_active()
         return list(self._output_names)
+
+    def output_shapes(self) -> Dict[str, Tuple[int, ...]]:
+        """Each output's shape as the graph declares it (-1: a dynamic dimension; (): not declared)."""
+        self._require_active()
+        return dict(self._output_shapes)
 
     @property
     def providers(self) -> List[str]:

@@ -33,8 +33,15 @@ class Segmenter:
         shape = tuple(meta.shape)
         if len(shape) != 4 or shape[1] not in (3, -1, None):
             raise UserError("{}: input {!r} has shape {}; expected NCHW with 3 channels".format(runner.name, self.input_name, shape))
+        if shape[0] not in (1, -1, None):
+            raise UserError("{}: input {!r} has shape {}; dfseg feeds one frame at a time: export the model with "
+                            "batch size 1".format(runner.name, self.input_name, shape))
         model_height, model_width = shape[2], shape[3]
         dynamic = any(d is None or d < 0 for d in (model_height, model_width))
+        if not dynamic and (model_height == 0 or model_width == 0):
+            raise UserError("{}: input {!r} has shape {}, no pixels; export the model at a frame size such as "
+                            "640x360".format(runner.name, self.input_name, shape))
+        self._check_outputs(runner)
         if not dynamic:
             model_size = Size(int(model_width), int(model_height))
             if size is not None and tuple(size) != tuple(model_size):
@@ -48,6 +55,29 @@ class Segmenter:
         self.size = size  # None: a dynamic model runs at each frame's own size
         self.dtype = np.dtype(meta.dtype)
         self.mean = mean
+
+    @staticmethod
+    def _check_outputs(runner: BaseRunner) -> None:
+        """The outputs that ``classmap`` would pick from, checked when the model is loaded (before any frame)
+        where the runner declares them (``output_shapes``): none, no telling which, or one of the wrong rank."""
+        declared = getattr(runner, "output_shapes", None)
+        if declared is None:
+            return
+        shapes = declared()
+        if not shapes:
+            raise UserError("{}: the model has no outputs; export a segmentation model (dfseg-export MODEL --size "
+                            "...)".format(runner.name))
+        if CLASSMAP_OUTPUT in shapes:
+            return
+        if LOGITS_OUTPUT not in shapes and len(shapes) != 1:
+            raise UserError(
+                "{}: cannot tell the prediction among outputs {}; export with output 'classmap' or 'logits'".format(
+                    runner.name, sorted(shapes)))
+        shape = shapes[LOGITS_OUTPUT] if LOGITS_OUTPUT in shapes else next(iter(shapes.values()))
+        if shape and len(shape) != 4:  # () is a shape the graph does not declare: the first frame tells
+            raise UserError(
+                "{}: output has shape {}, not N x classes x H x W: is this a segmentation model "
+                "(df1-seg, df2-seg1, ...)?".format(runner.name, tuple(shape)))
 
     def prepare(self, bgr: np.ndarray) -> np.ndarray:
         """BGR uint8 frame -> the network's input tensor (resized, mean subtracted, scaled)."""
