@@ -59,6 +59,21 @@ def continued_table(out_path: str) -> Optional[LatencyTable]:
                         ) from None
 
 
+def check_continuable(out_path: str, old: LatencyTable, meta: Dict[str, Any]) -> None:
+    """A UserError unless a run with ``meta`` (``table_meta.device_meta``) can add entries to ``old``, the
+    table at ``out_path``: the same backend, precision and device, and entries measured as this dfseg
+    measures them.  ``dfseg-bench --table`` asks before its banner; ``measure_table`` asks again."""
+    for field in ("backend", "precision", "device"):
+        if old.meta.get(field) not in (None, meta.get(field)):
+            raise UserError("{}: the existing table was measured with {} {!r}, not {!r}; write to another "
+                            "file".format(out_path, field, old.meta.get(field), meta.get(field)))
+    if old.entries and (BOUNDARY not in old.meta or REFERENCE not in old.meta
+                        or (old.meta.get(REFERENCE) or {}).get("id") != REFERENCE_ID):
+        raise UserError("{}: the existing table was measured by an older dfseg (without boundary stubs or "
+                        "without the drift reference {!r}); its entries do not add up with new ones: write to "
+                        "another file".format(out_path, REFERENCE_ID))
+
+
 def measure_table(
     parts: Sequence[Part],
     source: ModelSource,
@@ -79,15 +94,7 @@ def measure_table(
     existing_meta: Dict[str, Any] = {}
     old = continued_table(out_path)
     if old is not None:
-        for field in ("backend", "precision", "device"):
-            if old.meta.get(field) not in (None, meta.get(field)):
-                raise UserError("{}: the existing table was measured with {} {!r}, not {!r}; write to another "
-                                "file".format(out_path, field, old.meta.get(field), meta.get(field)))
-        if old.entries and (BOUNDARY not in old.meta or REFERENCE not in old.meta
-                            or (old.meta.get(REFERENCE) or {}).get("id") != REFERENCE_ID):
-            raise UserError("{}: the existing table was measured by an older dfseg (without boundary stubs or "
-                            "without the drift reference {!r}); its entries do not add up with new ones: write to "
-                            "another file".format(out_path, REFERENCE_ID))
+        check_continuable(out_path, old, meta)
         existing, existing_meta = old.entries, old.meta
     header = {"schema": SCHEMA, "backend": backend, "precision": meta.get("precision"), "threads": threads,
               "device": meta.get("device"), "clock": clock, "timing": TIMING}

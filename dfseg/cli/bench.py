@@ -183,7 +183,7 @@ def _main(argv: Optional[List[str]]) -> int:
         continued_table(args.table)
     check_outputs([("--table", args.table), ("--json", args.json), ("--csv", args.csv), ("--png", _png_path(args)),
                    ("--work-dir", args.work_dir)],
-                  inputs=[args.validate_table, args.bundle], folders=("--work-dir",))
+                  inputs=[args.validate_table, args.bundle], folders=("--work-dir",), outside_inputs=True)
     from ..bench.machine import pin_to_cpus
 
     args.notes = []  # printed once every input is checked (_inputs_checked): bad input is one line
@@ -311,7 +311,7 @@ def table_suite_from_args(args: argparse.Namespace, source: Any = None) -> Any:
 def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
     from ..bench.machine import describe_machine, machine_warnings
     from ..bench.table_meta import device_meta
-    from ..bench.table_run import continued_table, measure_table
+    from ..bench.table_run import check_continuable, continued_table, measure_table
 
     parts, sizes, calibration = table_suite_from_args(args, source)
     threads = 1 if args.threads is None else args.threads
@@ -326,11 +326,13 @@ def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
         warnings.append("{}: no network to calibrate the in-network factor on (no search space, no model with a "
                         "repeated block); its estimates are plain sums of the parts (5-10% low on a CPU): add space "
                         "options to calibrate".format(args.table))
+    meta = device_meta(machine, backend, env["backend_version"], config, sizes, env["identity"])
     existing = continued_table(args.table)
+    if existing is not None:
+        check_continuable(args.table, existing, meta)  # another backend's table: refused before any line
     if existing is not None and existing.entries:
         warnings += _check_identity(args, args.table, existing.meta.get("identity"), env["identity"])
     _print_warnings(warnings)
-    meta = device_meta(machine, backend, env["backend_version"], config, sizes, env["identity"])
     print("measuring {} parts into {} ({} thread(s), backend {}, {} clock)".format(
         len(parts), args.table, threads, backend, clock), file=sys.stderr)
     table = measure_table(parts, source, args.table, meta, protocol, backend, threads,
