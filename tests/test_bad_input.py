@@ -85,6 +85,18 @@ def files(tmp_path_factory):
     blob.shape.dim.extend([2 ** 40, 2 ** 40])
     del blob.data[:]
     (root / "huge.caffemodel").write_bytes(net.SerializeToString())
+    # Valid ONNX models that load, but that no frame can run through: refused when loaded, not at the first frame
+    image = [1, 3, 48, 64]
+    for name, node, inputs, outputs in (
+            ("batch2", "Identity", [2, 3, 48, 64], [("output", [2, 3, 48, 64])]),
+            ("no-pixels", "Identity", [1, 3, 0, 0], [("output", [1, 3, 0, 0])]),
+            ("no-output", "Identity", image, []),
+            ("classifier", "ReduceMean", image, [("output", [1, 3])])):
+        attributes = {"axes": [2, 3], "keepdims": 0} if node == "ReduceMean" else {}
+        graph = helper.make_graph([helper.make_node(node, ["input"], ["output"], **attributes)], "g",
+                                  [helper.make_tensor_value_info("input", TensorProto.FLOAT, inputs)],
+                                  [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n, shape in outputs])
+        save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(root / (name + ".onnx")))
     return root
 
 
@@ -143,6 +155,15 @@ CASES = [
     ("run", ["--model", "{model}", "--camera-size", "abc", "{dir}/in.mp4", "none"], "size 'abc'"),
     ("run", ["--model", "{dir}/frames", "{dir}/in.mp4", "none"], "is a folder; give an .onnx file"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "{dir}/notes.txt/a\nb.mp4"], "notes.txt/a\\nb.mp4"),
+    # models that load but that no frame can run through: a traceback (exit 1) or an error after the banner before
+    ("run", ["--model", "{dir}/batch2.onnx", "{dir}/in.mp4", "none"],
+     "batch2.onnx: input 'input' has shape (2, 3, 48, 64); dfseg feeds one frame at a time: export the model with "
+     "batch size 1"),
+    ("run", ["--model", "{dir}/no-pixels.onnx", "{dir}/in.mp4", "none"], "no-pixels.onnx: input 'input' has shape "
+     "(1, 3, 0, 0), no pixels"),
+    ("run", ["--model", "{dir}/no-output.onnx", "{dir}/in.mp4", "none"], "no-output.onnx: the model has no outputs"),
+    ("run", ["--model", "{dir}/classifier.onnx", "{dir}/in.mp4", "none"],
+     "classifier.onnx: output has shape (1, 3), not N x classes x H x W"),
     # dfseg-bench
     ("bench", ["--models", "df1", "--backend", "foo"], "--backend foo: choose one of auto"),
     ("bench", ["--models", "df1", "--clock", "thread", "--threads", "2"], "--clock thread: applies to --table"),
@@ -173,6 +194,13 @@ CASES = [
     ("bench", ["--validate-table", "{dir}/table.json", "--random", "-1"], "--random: must be at least 0"),
     ("bench", ["--precision", "fp64"], "invalid choice"),
     ("bench", ["--validate-table", "{dir}/missing.json"], "missing.json"),
+    # an output inside the --bundle folder (its manifest.json was overwritten), another backend's table (refused
+    # only after the warnings and the "measuring" line)
+    ("bench", ["--bundle", "{dir}/empty", "--json", "{dir}/empty/manifest.json"],
+     "--json {dir}/empty/manifest.json: lies inside the input folder {dir}/empty"),
+    ("bench", ["--table", "{dir}/table.json", "--models", "s16.16-16x1_32x1_32x1-wc19.19.32", "--sizes", "64x48",
+               "--no-space", "--backend", "onnxruntime", "--no-progress"],
+     "{dir}/table.json: the existing table was measured with backend 'synthetic', not 'onnxruntime'"),
     # dfseg-search
     ("search", ["--table", "{dir}/table.json", "--eps", "nan"], "--eps: must be a finite number"),
     ("search", ["--table", "{dir}/table.json", "--eps", "-1"], "--eps: must be a finite number >= 0"),
