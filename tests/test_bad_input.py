@@ -155,6 +155,11 @@ CASES = [
     ("run", ["--model", "{model}", "--camera-size", "abc", "{dir}/in.mp4", "none"], "size 'abc'"),
     ("run", ["--model", "{dir}/frames", "{dir}/in.mp4", "none"], "is a folder; give an .onnx file"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "{dir}/notes.txt/a\nb.mp4"], "notes.txt/a\\nb.mp4"),
+    # a build cache named as an output (also spelt another way): each would be written over the other
+    ("run", ["--model", "{dir}/empty.onnx", "{dir}/in.mp4", "{dir}/o.avi", "--timing-cache", "{dir}/./o.avi"],
+     "--timing-cache {dir}/./o.avi: named twice (also output {dir}/o.avi); give each output its own path"),
+    ("run", ["--model", "{dir}/empty.onnx", "{dir}/in.mp4", "{dir}/shown/", "--engine-cache", "{dir}/shown"],
+     "--engine-cache {dir}/shown: named twice (also output folder {dir}/shown)"),
     # models that load but that no frame can run through: a traceback (exit 1) or an error after the banner before
     ("run", ["--model", "{dir}/batch2.onnx", "{dir}/in.mp4", "none"],
      "batch2.onnx: input 'input' has shape (2, 3, 48, 64); dfseg feeds one frame at a time: export the model with "
@@ -194,6 +199,8 @@ CASES = [
     ("bench", ["--validate-table", "{dir}/table.json", "--random", "-1"], "--random: must be at least 0"),
     ("bench", ["--precision", "fp64"], "invalid choice"),
     ("bench", ["--validate-table", "{dir}/missing.json"], "missing.json"),
+    ("bench", ["--models", "df1", "--json", "{dir}/r.json", "--timing-cache", "{dir}/r.json", "--clock", "wall"],
+     "--timing-cache {dir}/r.json: named twice (also --json {dir}/r.json)"),
     # an output inside the --bundle folder (its manifest.json was overwritten), another backend's table (refused
     # only after the warnings and the "measuring" line)
     ("bench", ["--bundle", "{dir}/empty", "--json", "{dir}/empty/manifest.json"],

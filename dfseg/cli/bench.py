@@ -164,7 +164,9 @@ def _main(argv: Optional[List[str]]) -> int:
     args.build_config = build_config_from_args(args)
     if (args.table or args.validate_table) and args.build_config.fp32_layers:
         raise UserError("--fp32-layers: a table's parts and probes do not share node names; measure tables without it")
-    check_build_files(args.build_config, [args.validate_table, args.bundle])
+    outputs = [("--table", args.table), ("--json", args.json), ("--csv", args.csv), ("--png", _png_path(args)),
+               ("--work-dir", args.work_dir)]
+    check_build_files(args.build_config, [args.validate_table, args.bundle], outputs)
     if args.table and args.build_config.precision == "int8" and not args.build_config.calibration_cache:
         raise UserError("--table --precision int8: a part's inputs are feature maps, which images cannot calibrate; "
                         "measure an fp16 or fp32 table (or, on TensorRT 8.x, pass --calibration-cache FILE)")
@@ -181,9 +183,7 @@ def _main(argv: Optional[List[str]]) -> int:
         from ..bench.table_run import continued_table
 
         continued_table(args.table)
-    check_outputs([("--table", args.table), ("--json", args.json), ("--csv", args.csv), ("--png", _png_path(args)),
-                   ("--work-dir", args.work_dir)],
-                  inputs=[args.validate_table, args.bundle], folders=("--work-dir",), outside_inputs=True)
+    check_outputs(outputs, inputs=[args.validate_table, args.bundle], folders=("--work-dir",), outside_inputs=True)
     from ..bench.machine import pin_to_cpus
 
     args.notes = []  # printed once every input is checked (_inputs_checked): bad input is one line

@@ -11,7 +11,7 @@ import re
 import signal
 import sys
 import threading
-from typing import Any, Callable, Dict, List, NoReturn, Optional
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from ..build_config import DEFAULT_CALIBRATION_IMAGES, NETWORK_TYPINGS, PRECISIONS, BuildConfig, parse_layer_list
 from ..errors import Terminated, UserError, raise_terminated
@@ -104,14 +104,21 @@ def add_build_options(parser: argparse.ArgumentParser, tensorrt: bool = True, ca
                                 "flags); 11 is always strong, 8.x always weak")
 
 
-def check_build_files(config: BuildConfig, inputs: List[Optional[str]]) -> None:
-    """The files a build may write (caches) must not be an input, nor lie in the calibration folder; an
+def check_build_files(config: BuildConfig, inputs: List[Optional[str]],
+                      outputs: Sequence[Tuple[str, Optional[str]]] = ()) -> None:
+    """The files a build may write (caches) must not be an input, nor lie in the calibration folder, nor
+    be one of the command's own ``outputs`` ((option, path) pairs, as ``check_outputs`` takes them); an
     output of the command must not lie in the calibration folder either (checked by the caller's own
     check_outputs through ``inputs``)."""
-    check_outputs([("--engine-cache", config.cache_dir), ("--timing-cache", config.timing_cache),
-                   ("--calibration-cache", config.calibration_cache)],
-                  inputs=[path for path in inputs if path] + ([config.calibration] if config.calibration else []),
+    caches = [("--engine-cache", config.cache_dir), ("--timing-cache", config.timing_cache),
+              ("--calibration-cache", config.calibration_cache)]
+    check_outputs(caches, inputs=[path for path in inputs if path] + ([config.calibration] if config.calibration else []),
                   folders=("--engine-cache",), outside_inputs=True)
+    named = {os.path.realpath(path): "{} {}".format(option, path).strip() for option, path in outputs if path}
+    for option, path in caches:
+        if path and os.path.realpath(path) in named:
+            raise UserError("{} {}: named twice (also {}); give each output its own path".format(
+                option, path, named[os.path.realpath(path)]))
 
 
 def build_config_from_args(args: argparse.Namespace) -> BuildConfig:

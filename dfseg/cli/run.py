@@ -201,7 +201,7 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
     if args.save_labels:
         sinks.append(ImageFolderSink(args.save_labels, labels=True))
     inputs = local_inputs(input_uri) + [args.model, args.weights]
-    check_build_files(args.build_config, inputs)
+    check_build_files(args.build_config, inputs, outputs=output_paths(sinks))
     check_outputs(output_paths(sinks), inputs=inputs + [args.build_config.calibration],
                   folders=OUTPUT_FOLDERS, outside_inputs=True)
     return sinks
