@@ -51,9 +51,10 @@ class BuildConfig(NamedTuple):
                 raise UserError("--calibration {}: not a video ({}); pass a folder of images, a video or a "
                                 "Cityscapes root".format(self.calibration, ", ".join(VIDEO_EXTENSIONS)))
         elif self.calibration is not None and self.precision == "int8":
-            from .calibration import require_images
+            from .calibration import check_readable, require_images
 
-            require_images(self.calibration, "--calibration")  # an empty folder: said before anything is built
+            check_readable(require_images(self.calibration, "--calibration"), self.calibration_images)
+            # an empty folder, or an image OpenCV cannot read: said before anything is built
         for option, path in (("--calibration-cache", self.calibration_cache), ("--timing-cache", self.timing_cache)):
             if path is not None and os.path.isdir(path):
                 raise UserError("{} {}: a folder; give a file (it is read when present, written otherwise)".format(

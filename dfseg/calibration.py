@@ -51,6 +51,17 @@ def require_images(source: str, name: str = "calibration source") -> List[str]:
     return files
 
 
+def check_readable(files: List[str], limit: int) -> None:
+    """A UserError naming the first of the ``limit`` files calibration would read (``evenly_spaced``) whose
+    header OpenCV does not recognise (an empty file, text named .png): said before a graph or an engine is
+    built.  OpenCV without ``haveImageReader`` (older than 3.4.?) skips the check."""
+    known = getattr(_cv2(), "haveImageReader", None)
+    for index in evenly_spaced(len(files), limit) if known else ():
+        if not known(files[index]):
+            raise UserError("calibration image {}: OpenCV cannot decode it; remove it from the folder or convert "
+                            "it".format(files[index]))
+
+
 def _walk_images(root: str, suffix: str = "") -> List[str]:
     found = []
     for directory, _, names in os.walk(root):

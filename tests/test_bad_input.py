@@ -160,6 +160,12 @@ CASES = [
      "--timing-cache {dir}/./o.avi: named twice (also output {dir}/o.avi); give each output its own path"),
     ("run", ["--model", "{dir}/empty.onnx", "{dir}/in.mp4", "{dir}/shown/", "--engine-cache", "{dir}/shown"],
      "--engine-cache {dir}/shown: named twice (also output folder {dir}/shown)"),
+    # int8 calibration that cannot work: said before the "deriving the int8 graph" note, not after it
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--precision", "int8", "--engine-cache", "{dir}/engines"],
+     "int8 needs calibration images here"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--precision", "int8", "--calibration", "{dir}/badframes",
+             "--engine-cache", "{dir}/engines"],
+     "calibration image {dir}/badframes/a.png: OpenCV cannot decode it; remove it from the folder or convert it"),
     # models that load but that no frame can run through: a traceback (exit 1) or an error after the banner before
     ("run", ["--model", "{dir}/batch2.onnx", "{dir}/in.mp4", "none"],
      "batch2.onnx: input 'input' has shape (2, 3, 48, 64); dfseg feeds one frame at a time: export the model with "
