@@ -160,6 +160,9 @@ CASES = [
      "--timing-cache {dir}/./o.avi: named twice (also output {dir}/o.avi); give each output its own path"),
     ("run", ["--model", "{dir}/empty.onnx", "{dir}/in.mp4", "{dir}/shown/", "--engine-cache", "{dir}/shown"],
      "--engine-cache {dir}/shown: named twice (also output folder {dir}/shown)"),
+    # a file output ending in / (the file would have been written without the slash, or a traceback at the end)
+    ("run", ["--model", "{dir}/empty.onnx", "{dir}/in.mp4", "none", "--timing-cache", "{dir}/tc/"],
+     "--timing-cache {dir}/tc/: ends in /, which names a folder; name a file to write"),
     # int8 calibration that cannot work: said before the "deriving the int8 graph" note, not after it
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--precision", "int8", "--engine-cache", "{dir}/engines"],
      "int8 needs calibration images here"),
@@ -207,6 +210,16 @@ CASES = [
     ("bench", ["--validate-table", "{dir}/missing.json"], "missing.json"),
     ("bench", ["--models", "df1", "--json", "{dir}/r.json", "--timing-cache", "{dir}/r.json", "--clock", "wall"],
      "--timing-cache {dir}/r.json: named twice (also --json {dir}/r.json)"),
+    ("bench", ["--validate-table", "{dir}/missing.json", "--json", "{dir}/v/"],
+     "--json {dir}/v/: ends in /, which names a folder; name a file to write"),
+    # outputs the run would silently not write, and a --pin-cpu that names no CPU (silently no pinning)
+    ("bench", ["--table", "{dir}/notes.txt", "--json", "{dir}/r.json", "--models", "df1", "--no-space"],
+     "--json {dir}/r.json: --table does not write it"),
+    ("bench", ["--models", "df1", "--png", "{dir}/p.png", "--json", "{dir}/notes.txt/r.json"],
+     "--png {dir}/p.png: a benchmark does not write it"),
+    ("bench", ["--validate-table", "{dir}/missing.json", "--csv", "{dir}/r.csv"],
+     "--csv {dir}/r.csv: --validate-table does not write it"),
+    ("bench", ["--validate-table", "{dir}/missing.json", "--pin-cpu", ""], "--pin-cpu '': names no CPU"),
     # an output inside the --bundle folder (its manifest.json was overwritten), another backend's table (refused
     # only after the warnings and the "measuring" line)
     ("bench", ["--bundle", "{dir}/empty", "--json", "{dir}/empty/manifest.json"],

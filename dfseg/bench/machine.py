@@ -216,6 +216,8 @@ def pin_to_cpus(spec: str) -> Optional[List[int]]:
             cpus = [int(c) for c in spec.split(",") if c.strip()]
         except ValueError:
             raise UserError("--pin-cpu {!r}: use auto or a comma-separated list of CPU numbers".format(spec)) from None
+    if not cpus:
+        raise UserError("--pin-cpu {!r}: names no CPU; use auto or a comma-separated list of CPU numbers".format(spec))
     allowed = os.sched_getaffinity(0)
     bad = [c for c in cpus if c not in allowed]
     if bad or not cpus:

@@ -176,6 +176,14 @@ def _main(argv: Optional[List[str]]) -> int:
         raise UserError("--backend {}: choose one of auto, {}".format(args.backend, ", ".join(BACKENDS)))
     if args.clock != "auto" and not (args.table or args.validate_table):
         raise UserError("--clock {}: applies to --table and --validate-table only".format(args.clock))
+    unused = ["{} {}".format(option, value) for option, value, used in (
+        ("--json", args.json, not args.table), ("--csv", args.csv, not (args.table or args.validate_table)),
+        ("--png", args.png, bool(args.validate_table))) if value and not used]
+    if unused:  # each would be silently not written
+        raise UserError("{}: {} does not write it (a benchmark writes --json and --csv, --validate-table --json "
+                        "and --png, a --table run only its table); leave it out".format(
+                            unused[0], "--table" if args.table else "--validate-table" if args.validate_table
+                            else "a benchmark"))
     for option, value in (("--models", args.models), ("--sizes", args.sizes)):
         if value is not None and not [v for v in value.split(",") if v.strip()]:
             raise UserError("{} {!r}: names nothing; leave the option out for the defaults".format(option, value))
@@ -187,7 +195,7 @@ def _main(argv: Optional[List[str]]) -> int:
     from ..bench.machine import pin_to_cpus
 
     args.notes = []  # printed once every input is checked (_inputs_checked): bad input is one line
-    if args.pin_cpu:
+    if args.pin_cpu is not None:  # --pin-cpu '' is an error, not no pinning
         args.notes.append("pinned to CPU(s) {}".format(pin_to_cpus(args.pin_cpu)))
     backend = _backend(args)
     sources = _Sources(args)
