@@ -49,6 +49,8 @@ def files(tmp_path_factory):
     (root / "number.json.journal.jsonl").write_text("5\n")  # valid JSON, not a record
     (root / "noise.json.journal.jsonl").write_bytes(bytes(range(14, 256)))  # no newline: not a torn record either
     (root / "deep.json").write_text("[" * 100000)
+    (root / "foreign.json.journal.jsonl").write_text('{"type": "header", "schema": "dfseg.latency-table/1", '
+                                                     '"backend": "tensorrt"}\n')  # another backend's unfinished table
     (root / "huge-classes.json").write_text('{"stages": [[64], [128], [256]], "decoder": [19, 32, 32], '
                                             '"classes": 2000000000}')
     city = root / "city"
@@ -210,6 +212,9 @@ CASES = [
     ("bench", ["--validate-table", "{dir}/missing.json"], "missing.json"),
     ("bench", ["--models", "df1", "--json", "{dir}/r.json", "--timing-cache", "{dir}/r.json", "--clock", "wall"],
      "--timing-cache {dir}/r.json: named twice (also --json {dir}/r.json)"),
+    ("bench", ["--table", "{dir}/foreign.json", "--models", "s16.16-16x1_32x1_32x1-wc19.19.32", "--sizes", "64x48",
+               "--no-space", "--backend", "onnxruntime", "--no-progress"],
+     "{dir}/foreign.json.journal.jsonl: an unfinished table was started with different settings (backend, "),
     ("bench", ["--validate-table", "{dir}/missing.json", "--json", "{dir}/v/"],
      "--json {dir}/v/: ends in /, which names a folder; name a file to write"),
     # outputs the run would silently not write, and a --pin-cpu that names no CPU (silently no pinning)

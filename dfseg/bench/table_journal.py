@@ -28,6 +28,23 @@ def journal_path(table_path: str) -> str:
     return table_path + ".journal.jsonl"
 
 
+def check_header(path: str, records: List[Dict[str, Any]], header: Dict[str, Any]) -> None:
+    """A UserError unless the journal at ``path`` whose ``records`` (``journal.read_records``) are given
+    starts with a header of the settings in ``header``: a run with other settings (or a foreign file)
+    cannot resume it.  No records: nothing to resume, nothing to refuse."""
+    if not records:
+        return
+    if records[0].get("type") != "header":
+        raise UserError("{}: not a dfseg table journal; delete it to start the table over".format(path))
+    old = {k: v for k, v in records[0].items() if k != "type"}
+    differing = sorted(k for k in header if old.get(k) != header[k])
+    if differing:
+        raise UserError("{}: an unfinished table was started with different settings ({}: {} then, {} now); "
+                        "use the same options to resume, or delete the journal to start over".format(
+                            path, ", ".join(differing), [old.get(k) for k in differing],
+                            [header[k] for k in differing]))
+
+
 class TableJournal:
     """A table run's progress in the one journal (``dfseg.journal``): a header with the settings,
     then the measured boundary stubs, and per chunk its overhead and entries.  Times are stored
@@ -55,15 +72,7 @@ class TableJournal:
             raise
 
     def _replay(self, records: List[Dict[str, Any]]) -> None:
-        if records[0].get("type") != "header":
-            raise UserError("{}: not a dfseg table journal; delete it to start the table over".format(self.path))
-        old = {k: v for k, v in records[0].items() if k != "type"}
-        differing = sorted(k for k in self.header if old.get(k) != self.header[k])
-        if differing:
-            raise UserError("{}: an unfinished table was started with different settings ({}: {} then, {} now); "
-                            "use the same options to resume, or delete the journal to start over".format(
-                                self.path, ", ".join(differing), [old.get(k) for k in differing],
-                                [self.header[k] for k in differing]))
+        check_header(self.path, records, self.header)
         for position, record in enumerate(records[1:], start=2):
             kind = record.get("type")
             if kind == "entry":

@@ -37,6 +37,7 @@ from .table_journal import (
     REFERENCE,
     TIMING,
     TableJournal,
+    check_header,
     entry_from,
     journal_path,
     table_entry,
@@ -59,10 +60,31 @@ def continued_table(out_path: str) -> Optional[LatencyTable]:
                         ) from None
 
 
+def journal_header(meta: Dict[str, Any], backend: str, threads: Optional[int], clock: str,
+                   config: Optional[BuildConfig]) -> Dict[str, Any]:
+    """The settings a table run's journal starts with: a run resumes only a journal of the same ones."""
+    header = {"schema": SCHEMA, "backend": backend, "precision": meta.get("precision"), "threads": threads,
+              "device": meta.get("device"), "clock": clock, "timing": TIMING}
+    if config is not None and config.network_typing != "auto":  # a TensorRT 10 weak-typed table is another table
+        header["network_typing"] = config.network_typing
+    return header
+
+
+def check_resumable(out_path: str, meta: Dict[str, Any], backend: str, threads: Optional[int], clock: str,
+                    config: Optional[BuildConfig]) -> None:
+    """What ``measure_table`` would refuse about the table at ``out_path`` and its journal, asked before any
+    line is printed (``dfseg-bench --table``): a table or an unfinished journal of other settings."""
+    old = continued_table(out_path)
+    if old is not None:
+        check_continuable(out_path, old, meta)
+    path = journal_path(out_path)
+    check_header(path, read_records(path)[0], journal_header(meta, backend, threads, clock, config))
+
+
 def check_continuable(out_path: str, old: LatencyTable, meta: Dict[str, Any]) -> None:
     """A UserError unless a run with ``meta`` (``table_meta.device_meta``) can add entries to ``old``, the
     table at ``out_path``: the same backend, precision and device, and entries measured as this dfseg
-    measures them.  ``dfseg-bench --table`` asks before its banner; ``measure_table`` asks again."""
+    measures them."""
     for field in ("backend", "precision", "device"):
         if old.meta.get(field) not in (None, meta.get(field)):
             raise UserError("{}: the existing table was measured with {} {!r}, not {!r}; write to another "
@@ -96,11 +118,7 @@ def measure_table(
     if old is not None:
         check_continuable(out_path, old, meta)
         existing, existing_meta = old.entries, old.meta
-    header = {"schema": SCHEMA, "backend": backend, "precision": meta.get("precision"), "threads": threads,
-              "device": meta.get("device"), "clock": clock, "timing": TIMING}
-    if config is not None and config.network_typing != "auto":  # a TensorRT 10 weak-typed table is another table
-        header["network_typing"] = config.network_typing
-    journal = TableJournal(journal_path(out_path), header)
+    journal = TableJournal(journal_path(out_path), journal_header(meta, backend, threads, clock, config))
     try:
         return _measure_into(journal, parts, source, out_path, existing, existing_meta, meta, protocol, backend,
                              threads, chunk_size, show_progress, clock, config, calibration)
