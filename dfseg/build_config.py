@@ -50,6 +50,10 @@ class BuildConfig(NamedTuple):
             if not self.calibration.lower().endswith(VIDEO_EXTENSIONS):
                 raise UserError("--calibration {}: not a video ({}); pass a folder of images, a video or a "
                                 "Cityscapes root".format(self.calibration, ", ".join(VIDEO_EXTENSIONS)))
+            if self.precision == "int8":
+                from .calibration import check_video
+
+                check_video(self.calibration)  # a damaged video: said before anything is built
         elif self.calibration is not None and self.precision == "int8":
             from .calibration import check_readable, require_images
 

@@ -51,6 +51,31 @@ def require_images(source: str, name: str = "calibration source") -> List[str]:
     return files
 
 
+def _open_video(cv2: Any, source: str) -> Any:
+    from .live.sources import native_stderr_silenced
+
+    with native_stderr_silenced():  # OpenCV's AVI parser prints its complaint about a damaged file itself
+        return cv2.VideoCapture(source)
+
+
+def _frame_count(cv2: Any, capture: Any, source: str) -> int:
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    if total <= 0:
+        raise UserError("calibration source {}: OpenCV cannot read frames from this video".format(source))
+    return total
+
+
+def check_video(source: str) -> None:
+    """A UserError when OpenCV reads no frames from the calibration video ``source`` (damaged, empty): said
+    before a graph or an engine is built, as ``calibration_frames`` would say it while calibrating."""
+    cv2 = _cv2()
+    capture = _open_video(cv2, source)
+    try:
+        _frame_count(cv2, capture, source)
+    finally:
+        capture.release()
+
+
 def check_readable(files: List[str], limit: int) -> None:
     """A UserError naming the first of the ``limit`` files calibration would read (``evenly_spaced``) whose
     header OpenCV does not recognise (an empty file, text named .png): said before a graph or an engine is
@@ -89,11 +114,9 @@ def calibration_frames(source: str, limit: int) -> Iterator[np.ndarray]:
         if not source.lower().endswith(VIDEO_EXTENSIONS):
             raise UserError("calibration source {}: not a video ({}); pass a folder of images or a video".format(
                 source, ", ".join(VIDEO_EXTENSIONS)))
-        capture = cv2.VideoCapture(source)
+        capture = _open_video(cv2, source)
         try:
-            total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-            if total <= 0:
-                raise UserError("calibration source {}: OpenCV cannot read frames from this video".format(source))
+            total = _frame_count(cv2, capture, source)
             for index in evenly_spaced(total, limit):
                 capture.set(cv2.CAP_PROP_POS_FRAMES, index)
                 ok, frame = capture.read()

@@ -251,6 +251,8 @@ def graph_for(model_path: str, config: BuildConfig, target: str) -> str:
 
     _onnx()  # deriving needs the onnx package: say so before anything is written
     config.needs_images(graph_path=True)  # int8 without --calibration: one line, before the 'deriving' note
+    if config.fp32_layers:  # a name that matches no node: likewise
+        matching_names([node.name for node in proto.graph.node], config.fp32_layers)
     identity = dict(config.graph_identity(), target=target, source=sha256_file(model_path))
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:16]
     stem = os.path.splitext(os.path.basename(model_path))[0]

@@ -171,6 +171,11 @@ CASES = [
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--precision", "int8", "--calibration", "{dir}/badframes",
              "--engine-cache", "{dir}/engines"],
      "calibration image {dir}/badframes/a.png: OpenCV cannot decode it; remove it from the folder or convert it"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--precision", "int8", "--calibration", "{dir}/trunc.avi",
+             "--engine-cache", "{dir}/engines"],  # OpenCV's AVI parser printed its own line too
+     "calibration source {dir}/trunc.avi: OpenCV cannot read frames from this video"),
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--precision", "fp16", "--fp32-layers", "/nope/",
+             "--engine-cache", "{dir}/engines"], "fp32 layers: no node named or starting with '/nope/'"),
     # models that load but that no frame can run through: a traceback (exit 1) or an error after the banner before
     ("run", ["--model", "{dir}/batch2.onnx", "{dir}/in.mp4", "none"],
      "batch2.onnx: input 'input' has shape (2, 3, 48, 64); dfseg feeds one frame at a time: export the model with "
@@ -225,6 +230,9 @@ CASES = [
     ("bench", ["--validate-table", "{dir}/missing.json", "--csv", "{dir}/r.csv"],
      "--csv {dir}/r.csv: --validate-table does not write it"),
     ("bench", ["--validate-table", "{dir}/missing.json", "--pin-cpu", ""], "--pin-cpu '': names no CPU"),
+    ("bench", ["--models", "s16.16-16x1_32x1_32x1-wc19.19.32", "--sizes", "64x48", "--backend", "onnxruntime",
+               "--precision", "int8", "--engine-cache", "{dir}/engines", "--no-progress"],
+     "int8 needs calibration images here"),  # said after the machine warnings and the export before
     # an output inside the --bundle folder (its manifest.json was overwritten), another backend's table (refused
     # only after the warnings and the "measuring" line)
     ("bench", ["--bundle", "{dir}/empty", "--json", "{dir}/empty/manifest.json"],
@@ -335,6 +343,22 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(files, command, args, 
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     assert "weights_only=False" not in proc.stderr  # torch's advice to run a file's code is never passed on
     assert snapshot(files) == before  # no input, no earlier output, nothing new in the input folder
+
+
+@pytest.mark.parametrize("backend, message", [
+    ("tensorrt", "the tensorrt backend needs TensorRT's Python bindings"), ("trtexec", "trtexec not found on PATH")])
+def test_bench_names_a_backend_that_is_not_installed_before_any_line(files, backend, message):
+    """--backend tensorrt or trtexec where it is missing: one line, not after the machine warnings."""
+    import importlib.util
+
+    from dfseg.backends.tensorrt.trtexec_path import locate_trtexec
+
+    if importlib.util.find_spec("tensorrt") if backend == "tensorrt" else locate_trtexec():
+        pytest.skip("{} is installed here".format(backend))
+    proc = run("bench", ["--models", "s16.16-16x1_32x1_32x1-wc19.19.32", "--sizes", "64x48", "--backend", backend,
+                         "--no-progress"])
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("dfseg-bench: error: " + message), proc.stderr
 
 
 def test_a_camera_password_is_never_shown(files):

@@ -114,6 +114,17 @@ def _backend(args: argparse.Namespace) -> str:
     choice = resolve_backend(args.backend)
     if choice.note:
         args.notes.append("dfseg-bench: {}".format(choice.note))
+    # A backend asked for by name that is not installed: said now, before the machine warnings and the exports.
+    if choice.backend == "tensorrt":
+        from ..backends.tensorrt.builder import import_tensorrt
+
+        import_tensorrt()
+    elif choice.backend == "trtexec":
+        from ..backends.tensorrt.trtexec import find_trtexec
+
+        find_trtexec()
+    if not args.table:  # (a table's int8 is refused above without a calibration cache)
+        args.build_config.needs_images(graph_path=choice.backend == "onnxruntime")
     return choice.backend
 
 
