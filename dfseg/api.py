@@ -30,7 +30,16 @@ from .live.http import check_token, run_status
 from .live.pipeline import MAX_QUEUE_SIZE, MIN_QUEUE_SIZE, Pipeline, RunResult, check_latency, follow_source_fps
 from .live.render import Renderer
 from .live.segmenter import Segmenter
-from .live.sinks import MAX_OUTPUT_FPS, OUTPUT_FOLDERS, HttpSink, NullSink, Sink, open_sink, output_paths
+from .live.sinks import (
+    MAX_OUTPUT_FPS,
+    MIN_OUTPUT_FPS,
+    OUTPUT_FOLDERS,
+    HttpSink,
+    NullSink,
+    Sink,
+    open_sink,
+    output_paths,
+)
 from .live.sources import LOOP_FOREVER, CaptureSource, Source, open_source
 from .opencv_log import quiet_opencv
 from .sizes import Size, parse_size
@@ -153,7 +162,7 @@ class Model:
         check_whole_number("loops", loops, LOOP_FOREVER)
         check_whole_number("queue_size", queue_size, MIN_QUEUE_SIZE, MAX_QUEUE_SIZE)
         if output_fps is not None:
-            check_number("output_fps", output_fps, 0.0, MAX_OUTPUT_FPS, above=True)
+            check_number("output_fps", output_fps, MIN_OUTPUT_FPS, MAX_OUTPUT_FPS)
         check_whole_number("camera_fps", camera_fps, 1)  # dfseg-run --camera-fps's bounds
         if outputs is None:
             outputs = ()

@@ -133,7 +133,10 @@ CASES = [
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--queue-size", "1000000000000"],
      "--queue-size: must be from 1 to 64, got 1000000000000"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "{dir}/fps.avi", "--output-fps", "1e308"],
-     "--output-fps: must be a finite number > 0.0 and <= 1000.0, got 1e308"),
+     "--output-fps: must be a finite number >= 0.01 and <= 1000.0, got 1e308"),
+    # a rate OpenCV's video writers cannot store: the writer failed at the first frame, after the banner
+    ("run", ["--model", "{model}", "{dir}/in.mp4", "{dir}/fps.avi", "--output-fps", "0.001"],
+     "--output-fps: must be a finite number >= 0.01 and <= 1000.0, got 0.001"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--alpha", "nan"], "--alpha: must be a finite number"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--reconnect-delay", "-1"], "--reconnect-delay"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--queue-size", "x"], "'x' is not a whole number"),
@@ -213,6 +216,8 @@ CASES = [
     ("bench", ["--models", "df1", "--threads", "-3"], "--threads: must be at least 1"),
     ("bench", ["--models", "df1", "--threads", "100000"], "--threads: must be from 1 to 256, got 100000"),
     ("bench", ["--validate-table", "{dir}/table.json", "--random", "-1"], "--random: must be at least 0"),
+    ("bench", ["--validate-table", "{dir}/table.json", "--random", "1000000000"],  # hung drawing members
+     "--random: must be from 0 to 1000, got 1000000000"),
     ("bench", ["--precision", "fp64"], "invalid choice"),
     ("bench", ["--validate-table", "{dir}/missing.json"], "missing.json"),
     ("bench", ["--models", "df1", "--json", "{dir}/r.json", "--timing-cache", "{dir}/r.json", "--clock", "wall"],

@@ -36,6 +36,9 @@ from .common import (
 from .space_options import add_space_arguments, decoder_choices, space_from_args, space_given
 
 PROG = "dfseg-bench"
+# Random members to validate: each is exported and timed (minutes apiece), and drawing 10^9 distinct ones from a
+# small space tried 10^11 times before the first line.
+MAX_RANDOM = 1000
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -63,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("--decoder-space", action="store_true",
                        help="also every decoder setting [C3,C4,C5] (from --choices) of the segmentation models at "
                             "--sizes")
-    space.add_argument("--random", type=whole_number(0), default=20,
-                       help="random space members to validate (default 20); a --table run calibrates on others")
+    space.add_argument("--random", type=whole_number(0, MAX_RANDOM), default=20,
+                       help="random space members to validate, at most {} (default 20); a --table run calibrates "
+                            "on others".format(MAX_RANDOM))
     space.add_argument("--seed", type=seed_number, default=0, help="seed for the random members (default 0)")
     how = parser.add_argument_group("how")
     how.add_argument("--backend", default="auto", help="auto (tensorrt where its Python module imports, else "

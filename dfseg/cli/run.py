@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..live.pipeline import DEFAULT, LATENCY_POLICIES, MAX_QUEUE_SIZE, MIN_QUEUE_SIZE
     from ..live.render import OVERLAY_MODES
     from ..live.scheduling import IDLE, POLICIES
-    from ..live.sinks import MAX_OUTPUT_FPS
+    from ..live.sinks import MAX_OUTPUT_FPS, MIN_OUTPUT_FPS
     from ..live.sources import LOOP_FOREVER
 
     parser = ArgumentParser(
@@ -105,9 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "backlog (freshest class maps; files keep every frame either way). default: today's queues")
     parser.add_argument("--queue-size", type=whole_number(MIN_QUEUE_SIZE, MAX_QUEUE_SIZE), default=2,
                         help="frames buffered between stages ({} to {}, default 2)".format(MIN_QUEUE_SIZE, MAX_QUEUE_SIZE))
-    parser.add_argument("--output-fps", type=number(0.0, above=True, maximum=MAX_OUTPUT_FPS),
-                        help="frame rate of video outputs, at most {:g} (default: the input's, else 30)".format(
-                            MAX_OUTPUT_FPS))
+    parser.add_argument("--output-fps", type=number(MIN_OUTPUT_FPS, maximum=MAX_OUTPUT_FPS),
+                        help="frame rate of video outputs, {:g} to {:g} (default: the input's, else 30)".format(
+                            MIN_OUTPUT_FPS, MAX_OUTPUT_FPS))
     parser.add_argument("--camera-size", default="1280x720", help="capture size for cameras (default 1280x720)")
     parser.add_argument("--camera-fps", type=whole_number(1), default=30, help="capture frame rate for cameras (default 30)")
     parser.add_argument("--reconnect-attempts", type=whole_number(0), default=5, help="reopen a lost camera/stream this often")

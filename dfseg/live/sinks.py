@@ -32,6 +32,8 @@ from ..fileio import (
 from ..uri import file_path
 
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
+# OpenCV's writers refuse a rate below about 0.005 (0.001 fails at the first frame, after the banner)
+MIN_OUTPUT_FPS = 0.01
 MAX_OUTPUT_FPS = 1000.0  # output_fps (--output-fps): above any camera's; a container cannot store 1e308
 
 
