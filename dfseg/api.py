@@ -37,6 +37,7 @@ from .live.sinks import (
     HttpSink,
     NullSink,
     Sink,
+    check_frame_names,
     open_sink,
     output_paths,
 )
@@ -192,6 +193,7 @@ class Model:
                 sink.log, sink.warn = _quiet, _warn  # a view open to every host is a Python warning, not a print
         check_outputs(output_paths(sinks), inputs=local_inputs(str(source)),
                       folders=OUTPUT_FOLDERS, outside_inputs=True)
+        check_frame_names(live_source, sinks)
         drawn = any(not isinstance(sink, NullSink) for sink in sinks)
         if not drawn:
             renderer = None

@@ -69,6 +69,9 @@ def files(tmp_path_factory):
     with open(str(root / "plain-pickle.pt"), "wb") as handle:  # not torch.save's format: torch warns on the way
         pickle.dump({"weight": Payload()}, handle, protocol=4)
     os.makedirs(root / "empty")
+    os.makedirs(root / "stems")  # two images of one name: one file in a folder output
+    cv2.imwrite(str(root / "stems" / "a.png"), np.zeros((48, 64, 3), np.uint8))
+    cv2.imwrite(str(root / "stems" / "a.jpg"), np.full((48, 64, 3), 200, np.uint8))
     os.makedirs(root / "badframes")
     (root / "badframes" / "a.png").write_bytes(b"")  # empty, then text: images only by their names
     (root / "badframes" / "b.png").write_text("text, not a PNG\n")
@@ -179,6 +182,9 @@ CASES = [
      "calibration source {dir}/trunc.avi: OpenCV cannot read frames from this video"),
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--precision", "fp16", "--fp32-layers", "/nope/",
              "--engine-cache", "{dir}/engines"], "fp32 layers: no node named or starting with '/nope/'"),
+    ("run", ["--model", "{model}", "{dir}/stems", "{dir}/shown/", "--save-labels", "{dir}/labels"],
+     "{dir}/stems/a.jpg and {dir}/stems/a.png: a folder output names each frame after its input file, so both would "
+     "be written to a.png; rename one"),
     # models that load but that no frame can run through: a traceback (exit 1) or an error after the banner before
     ("run", ["--model", "{dir}/batch2.onnx", "{dir}/in.mp4", "none"],
      "batch2.onnx: input 'input' has shape (2, 3, 48, 64); dfseg feeds one frame at a time: export the model with "

@@ -186,7 +186,14 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
     """Every output, checked before any work: none may be the input, lie inside an input folder,
     be named twice, or sit where nothing can be written."""
     from ..fileio import check_outputs
-    from ..live.sinks import OUTPUT_FOLDERS, ImageFolderSink, default_output, open_sink, output_paths
+    from ..live.sinks import (
+        OUTPUT_FOLDERS,
+        ImageFolderSink,
+        check_frame_names,
+        default_output,
+        open_sink,
+        output_paths,
+    )
 
     def status() -> dict:
         from ..live.http import run_status
@@ -204,6 +211,7 @@ def _open_sinks(args: argparse.Namespace, input_uri: str, source: "Source", runn
     check_build_files(args.build_config, inputs, outputs=output_paths(sinks))
     check_outputs(output_paths(sinks), inputs=inputs + [args.build_config.calibration],
                   folders=OUTPUT_FOLDERS, outside_inputs=True)
+    check_frame_names(source, sinks)
     return sinks
 
 

@@ -391,6 +391,22 @@ def default_output() -> str:
 OUTPUT_FOLDERS = ("output folder", "--save-labels")  # the names output_paths gives folders
 
 
+def check_frame_names(source: Any, sinks: List[Sink]) -> None:
+    """A folder output names each frame after its input file (``NAME.png``): two input images of one name
+    (a.png and a.jpg) would be written to one file, the second over the first.  A UserError naming both,
+    before any work, where an image folder feeds a folder output."""
+    paths = getattr(source, "paths", None) or []
+    if not any(isinstance(sink, ImageFolderSink) for sink in sinks):
+        return
+    seen = {}  # type: Dict[str, str]
+    for path in paths:
+        name = os.path.splitext(os.path.basename(path))[0]
+        if name in seen:
+            raise UserError("{} and {}: a folder output names each frame after its input file, so both would be "
+                            "written to {}.png; rename one".format(seen[name], path, name))
+        seen[name] = path
+
+
 def output_paths(sinks: List[Sink]) -> List[Tuple[str, Optional[str]]]:
     """(name, path) of every sink that writes files, for ``fileio.check_outputs`` before a run."""
     paths = []  # type: List[Tuple[str, Optional[str]]]
