@@ -85,6 +85,29 @@ def files(tmp_path_factory):
     blob.shape.dim.extend([2 ** 40, 2 ** 40])
     del blob.data[:]
     (root / "huge.caffemodel").write_bytes(net.SerializeToString())
+    for name, classes, image in (("twoclass", ("a", "b"), None), ("oneclass", ("cat",), None),
+                                 ("npy-flat", ("a", "b"), np.zeros(32, np.uint8)),
+                                 ("npy-float", ("a", "b"), np.zeros((32, 32, 3), np.float64))):
+        for split in ("train", "val"):  # --trainer image folders of .npy images
+            for name_ in classes:
+                os.makedirs(root / name / split / name_)
+                np.save(str(root / name / split / name_ / "0.npy"),
+                        rng.randint(0, 255, (32, 32, 3)).astype(np.uint8) if image is None else image)
+    # Cityscapes-format sets whose labels OpenCV's grey read would turn into other ids without an error (a
+    # colour label into a blend of its channels, a 16-bit one into its high byte); the val-only ones for dfseg-eval
+    for name, splits, suffix, label in (
+            ("city-colour-label", ("train", "val"), "labelTrainIds", np.dstack([np.zeros((48, 64), np.uint8)] * 2 +
+                                                                                [np.ones((48, 64), np.uint8)])),
+            ("city-16bit-label", ("train", "val"), "labelTrainIds", np.full((48, 64), 1259, np.uint16)),
+            ("city-16bit-gt", ("val",), "labelTrainIds", np.full((48, 64), 259, np.uint16)),
+            ("city-labelid-200", ("val",), "labelIds", np.full((48, 64), 200, np.uint8))):
+        for split in splits:
+            for kind, stem, array in (("leftImg8bit", "leftImg8bit", np.full((48, 64, 3), 80, np.uint8)),
+                                      ("gtFine", "gtFine_" + suffix, label)):
+                os.makedirs(root / name / kind / split / "aachen")
+                cv2.imwrite(str(root / name / kind / split / "aachen" / "aachen_000000_000019_{}.png".format(stem)),
+                            array)
+    os.makedirs(root / "journal-folder" / "journal.jsonl")  # an --out whose journal is a folder
     return root
 
 
@@ -98,6 +121,10 @@ def snapshot(root):
                 state[os.path.relpath(path, str(root))] = hashlib.sha256(handle.read()).hexdigest()
     return state
 
+
+# A search that gets past its checks trains one step of one trial, outside the inputs' folder
+QUICK = ["--widths", "64,128,256", "--out", "{dir}/../search-quick", "--max-trials", "1", "--epochs", "1",
+         "--batch-size", "1", "--steps-per-epoch", "1", "--loader-workers", "0", "--quiet", "--no-plots"]
 
 CASES = [
     # dfseg-run: outputs that would destroy the input, or cannot be written, are refused before any work
@@ -227,6 +254,13 @@ CASES = [
     ("eval", ["--data", "{dir}/empty", "--model", "{model}", "--limit", "0"], "--limit: must be at least 1"),
     ("eval", ["--data", "{dir}/empty", "--model", "{model}", "--plot", "/proc/iou.png"], "cannot write in /proc"),
     ("eval", ["--data", "{dir}/empty"], "one of the arguments --model --predictions is required"),
+    # a file output named with a trailing slash: a folder, refused before the work (was a traceback after it)
+    ("search", ["--table", "{dir}/table.json", "--dry-run", "--space-out", "{dir}/new/"],
+     "--space-out {dir}/new/: ends in '/', which names a folder; name a file to write"),
+    ("eval", ["--data", "{dir}/city", "--model", "{model}", "--json", "{dir}/new/"],
+     "--json {dir}/new/: ends in '/', which names a folder"),
+    ("eval", ["--data", "{dir}/city", "--model", "{model}", "--plot", "{dir}/new/"],
+     "--plot {dir}/new/: ends in '/', which names a folder"),
     # dfseg-export
     ("export", ["df1-seg", "--size", "64x48", "-o", "/proc/m.onnx"], "cannot write in /proc"),
     ("export", ["df1-seg", "--size", "64x48", "-o", "{dir}/w.safetensors", "--weights", "{dir}/w.safetensors"],
