@@ -288,6 +288,27 @@ CASES = [
     ("convert", ["df1", "{dir}/binary.json", "{dir}/out.pt"], "must be a .safetensors file"),
     ("convert", ["df1"], "the following arguments are required"),
     ("convert", ["df1", "{dir}/negative.caffemodel", "{dir}/out.safetensors"], "has a negative dimension"),
+    # dfseg-search: values that got past the checks (the trial, or the machine, met them instead)
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--out", "{dir}/../search-ray",
+                "--ray-address", ""],
+     "--ray-address '': give auto, local, HOST:PORT or ray://HOST:PORT"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--resume", "--out", "{dir}/journal-folder"],
+     "{dir}/journal-folder/journal.jsonl: is not a file, so it cannot be a search journal"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--max-trials", "1", "--out",
+                "{dir}/journal-folder"],
+     "{dir}/journal-folder/journal.jsonl: is not a file"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass"] + QUICK + ["--out",
+                                                                                 "{dir}/twoclass/train/search"],
+     "--out {dir}/twoclass/train/search: lies inside the input folder {dir}/twoclass"),
+    ("search", ["--table", "{dir}/table.json", "--out", "{dir}/../search-cmd", "--max-trials", "1", "--train-cmd",
+                sys.executable + " -c pass {{arch}} {{result}} {{progres}}"],
+     "--train-cmd: unknown placeholder {{progres}} in"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass"] + QUICK + ["--loader-workers", "100000"],
+     "--loader-workers: must be from 0 to 256, got 100000"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass"] + QUICK + ["--lr", "1e300"],
+     "--lr: must be a finite number > 0.0 and <= 100.0, got 1e300"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass", "--scale", "1-1000"] + QUICK,
+     "--scale 1.0-1000.0: scales the input size 224x224 beyond 16384 pixels a side; give MAX at most 73"),
 ]
 
 
