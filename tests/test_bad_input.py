@@ -309,6 +309,18 @@ CASES = [
      "--lr: must be a finite number > 0.0 and <= 100.0, got 1e300"),
     ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass", "--scale", "1-1000"] + QUICK,
      "--scale 1.0-1000.0: scales the input size 224x224 beyond 16384 pixels a side; give MAX at most 73"),
+    # dfseg-search --trainer: datasets that trained (or failed trial by trial) instead of being refused
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/oneclass"] + QUICK,
+     "{dir}/oneclass/train: one class folder ('cat'); classification needs at least two"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/npy-flat"] + QUICK,
+     "npy-flat/train/a/0.npy: expected an HxWx3 uint8 BGR image, got uint8 of shape (32,)"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/npy-float"] + QUICK,
+     "npy-float/train/a/0.npy: expected an HxWx3 uint8 BGR image, got float64 of shape (32, 32, 3)"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/city-colour-label"] + QUICK,
+     "aachen_000000_000019_gtFine_labelTrainIds.png: a label must be an HxW integer image (one id per pixel), "
+     "got uint8 48x64x3"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/city-16bit-label"] + QUICK,
+     "aachen_000000_000019_gtFine_labelTrainIds.png: label 1259 does not fit the model's 1000 classes"),
 ]
 
 
