@@ -321,6 +321,11 @@ CASES = [
      "got uint8 48x64x3"),
     ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/city-16bit-label"] + QUICK,
      "aachen_000000_000019_gtFine_labelTrainIds.png: label 1259 does not fit the model's 1000 classes"),
+    # dfseg-eval: ground truth whose ids were changed or ignored without an error
+    ("eval", ["--data", "{dir}/city-16bit-gt", "--model", "{model}", "--quiet"],
+     "aachen_000000_000019_gtFine_labelTrainIds.png: holds id 259, outside the 8-bit ids 0..255"),
+    ("eval", ["--data", "{dir}/city-labelid-200", "--model", "{model}", "--quiet"],
+     "aachen_000000_000019_gtFine_labelIds.png: labelId 200 is outside the Cityscapes table (0..33)"),
 ]
 
 
