@@ -307,6 +307,11 @@ CASES = [
      "--loader-workers: must be from 0 to 256, got 100000"),
     ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass"] + QUICK + ["--lr", "1e300"],
      "--lr: must be a finite number > 0.0 and <= 100.0, got 1e300"),
+    # a --blocks range no architecture (or memory) holds: killed by the OOM killer, or a MemoryError traceback
+    ("search", ["--table", "{dir}/table.json", "--dry-run", "--widths", "64,128,256", "--blocks", "1-1000000,1-1,1-1"],
+     "blocks: stage 3 range (1, 1000000): at most 256 blocks a stage"),
+    ("search", ["--table", "{dir}/table.json", "--dry-run", "--widths", "64,128,256", "--blocks", "1-256,1-1,1-1"],
+     "blocks: stage 3 range 1-256 over 3 widths makes 2,862,208 width sequences of up to 256 blocks, more than"),
     ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass", "--scale", "1-1000"] + QUICK,
      "--scale 1.0-1000.0: scales the input size 224x224 beyond 16384 pixels a side; give MAX at most 73"),
     # dfseg-search --trainer: datasets that trained (or failed trial by trial) instead of being refused
