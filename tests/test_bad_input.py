@@ -305,6 +305,10 @@ CASES = [
      "--train-cmd: unknown placeholder {{progres}} in"),
     ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass"] + QUICK + ["--loader-workers", "100000"],
      "--loader-workers: must be from 0 to 256, got 100000"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass", "--timeout", "60"] + QUICK,
+     "--timeout 60: limits a --train-cmd command; the built-in --trainer runs its --epochs"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--timeout", "60"],
+     "--timeout 60: limits a --train-cmd command"),
     ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass"] + QUICK + ["--lr", "1e300"],
      "--lr: must be a finite number > 0.0 and <= 100.0, got 1e300"),
     # a --blocks range no architecture (or memory) holds: killed by the OOM killer, or a MemoryError traceback

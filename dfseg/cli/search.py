@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--steps-per-epoch", type=whole_number(1), default=None,
                           help="built-in trainer: at most this many steps per epoch (quick trials; default the "
                                "whole train split)")
-    evaluate.add_argument("--timeout", type=number(0.0, above=True), default=None, help="seconds per training attempt")
+    evaluate.add_argument("--timeout", type=number(0.0, above=True), default=None,
+                          help="--train-cmd: seconds per training attempt (the command's process group is ended)")
     evaluate.add_argument("--retries", type=whole_number(0), default=1, help="retries of a failed trial (default 1)")
     run = parser.add_argument_group("execution")
     run.add_argument("--workers", type=whole_number(1), default=1, help="trials in flight at once (default 1)")
@@ -270,6 +271,9 @@ def check_evaluator(args: argparse.Namespace) -> None:
 
     if args.train_cmd is not None:
         evaluators.CommandEvaluator(args.train_cmd, timeout_s=args.timeout)
+    elif args.timeout is not None:  # accepted and then ignored, it would promise a limit that nothing enforces
+        raise UserError("--timeout {:g}: limits a --train-cmd command; the built-in --trainer runs its --epochs "
+                        "and --replay reads a file, so leave --timeout out".format(args.timeout))
     if args.replay is not None:
         args.replay_accuracy = evaluators.load_accuracies(args.replay)
     if args.trainer is not None:
