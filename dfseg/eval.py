@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional
 
 import numpy as np
 
-from .cityscapes import IGNORE_LABEL, NUM_CLASSES, class_names, label_to_train_lut
+from .cityscapes import IGNORE_LABEL, LABELS, NUM_CLASSES, class_names, label_to_train_lut
 from .errors import UserError
 from .fileio import write_json_atomic
 
@@ -31,6 +31,9 @@ PREDICTION_ENCODINGS = ("trainids", "labelids")
 # labelIds -> trainIds, built once (read-only: shared by every read_truth / read_predictions call).
 LABEL_TO_TRAIN = label_to_train_lut()
 LABEL_TO_TRAIN.setflags(write=False)
+KNOWN_LABEL_IDS = np.zeros(256, bool)  # the labelIds of the official table (the rest are no Cityscapes id)
+KNOWN_LABEL_IDS[[c.label_id for c in LABELS if 0 <= c.label_id < 256]] = True
+KNOWN_LABEL_IDS.setflags(write=False)
 
 
 class Sample(NamedTuple):
@@ -118,12 +121,23 @@ def read_label(path: str) -> np.ndarray:
         raise UserError("{}: cannot read this label image (missing or not an image)".format(path))
     if label.ndim != 2:
         raise UserError("{}: a label image must have one channel, this one has shape {}".format(path, label.shape))
+    if label.dtype != np.uint8 and label.size and (int(label.max()) > 255 or int(label.min()) < 0):
+        # as uint8 the id would wrap (256 -> 0) into another class with no error
+        raise UserError("{}: holds id {}, outside the 8-bit ids 0..255 of a label image; fix the label".format(
+            path, int(label.max()) if int(label.max()) > 255 else int(label.min())))
     return label.astype(np.uint8)
 
 
 def read_truth(sample: Sample) -> np.ndarray:
     label = read_label(sample.label_path)
-    return label if sample.label_is_train_ids else LABEL_TO_TRAIN[label]
+    if sample.label_is_train_ids:
+        return label
+    present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
+    unknown = present[~KNOWN_LABEL_IDS[present]]
+    if unknown.size:  # it would be ignored silently, as if the pixel were unlabelled
+        raise UserError("{}: labelId {} is outside the Cityscapes table (0..33); fix the label, or name the file "
+                        "*{} if it holds trainIds".format(sample.label_path, int(unknown[0]), TRAIN_IDS_SUFFIX))
+    return LABEL_TO_TRAIN[label]
 
 
 def index_predictions(directory: str) -> Dict[str, str]:

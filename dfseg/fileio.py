@@ -267,8 +267,9 @@ def check_writable(where: str, path: str, folder: bool = False) -> None:
     target = os.path.abspath(path)
     if os.path.isdir(target) and not folder:
         raise UserError("{}: is a folder; name a file to write".format(where))
-    if not folder and path.endswith(("/", os.sep)):  # abspath drops the slash: the file would be named without it
-        raise UserError("{}: ends in {}, which names a folder; name a file to write".format(where, path[-1]))
+    if not folder and path.endswith(("/", os.sep)):
+        # abspath drops the slash, so the checks below would pass a path no file can be written to
+        raise UserError("{}: ends in {!r}, which names a folder; name a file to write".format(where, path[-1]))
     if os.path.exists(target) and not os.path.isdir(target) and folder:
         raise UserError("{}: is a file; name a folder to write into".format(where))
     probe = target if folder else os.path.dirname(target)

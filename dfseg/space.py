@@ -30,6 +30,7 @@ from .arch import (
     DECODER_WIDTHS,
     DEFAULT_STEM,
     IMAGENET_CLASSES,
+    MAX_BLOCKS_PER_STAGE,
     NUM_STAGES,
     Arch,
     ArchError,
@@ -91,6 +92,9 @@ class SearchSpace:
                 raise SpaceError(
                     "blocks: stage {} range {!r} must be MIN-MAX with 1 <= MIN <= MAX".format(s + 3, pair)
                 )
+            if high > MAX_BLOCKS_PER_STAGE:  # no architecture has more; the enumeration would exhaust memory first
+                raise SpaceError("blocks: stage {} range {!r}: at most {} blocks a stage".format(
+                    s + 3, pair, MAX_BLOCKS_PER_STAGE))
             ranges.append((low, high))
         self.blocks_per_stage = tuple(ranges)  # type: Tuple[Tuple[int, int], ...]
         kinds = (block,) * NUM_STAGES if isinstance(block, str) else tuple(block)
@@ -240,7 +244,7 @@ class SearchSpace:
         total = 0
         ranges = [range(low, high + 1) for low, high in self.blocks_per_stage]
         for counts in itertools.product(*ranges):
-            total += _multiset_count(len(self.widths), sum(counts))
+            total += multiset_count(len(self.widths), sum(counts))
         return total
 
     def to_json(self) -> Dict[str, Any]:
@@ -364,7 +368,7 @@ class DecoderSpace:
 
 
 # ---------------------------------------------------------------------- helpers
-def _multiset_count(kinds: int, length: int) -> int:
+def multiset_count(kinds: int, length: int) -> int:
     """Number of non-decreasing sequences of ``length`` over ``kinds`` values: C(length+kinds-1, kinds-1)."""
     numerator, denominator = 1, 1
     for i in range(1, kinds):

@@ -102,6 +102,29 @@ def files(tmp_path_factory):
                                   [helper.make_tensor_value_info("input", TensorProto.FLOAT, inputs)],
                                   [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n, shape in outputs])
         save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(root / (name + ".onnx")))
+    for name, classes, image in (("twoclass", ("a", "b"), None), ("oneclass", ("cat",), None),
+                                 ("npy-flat", ("a", "b"), np.zeros(32, np.uint8)),
+                                 ("npy-float", ("a", "b"), np.zeros((32, 32, 3), np.float64))):
+        for split in ("train", "val"):  # --trainer image folders of .npy images
+            for name_ in classes:
+                os.makedirs(root / name / split / name_)
+                np.save(str(root / name / split / name_ / "0.npy"),
+                        rng.randint(0, 255, (32, 32, 3)).astype(np.uint8) if image is None else image)
+    # Cityscapes-format sets whose labels OpenCV's grey read would turn into other ids without an error (a
+    # colour label into a blend of its channels, a 16-bit one into its high byte); the val-only ones for dfseg-eval
+    for name, splits, suffix, label in (
+            ("city-colour-label", ("train", "val"), "labelTrainIds", np.dstack([np.zeros((48, 64), np.uint8)] * 2 +
+                                                                                [np.ones((48, 64), np.uint8)])),
+            ("city-16bit-label", ("train", "val"), "labelTrainIds", np.full((48, 64), 1259, np.uint16)),
+            ("city-16bit-gt", ("val",), "labelTrainIds", np.full((48, 64), 259, np.uint16)),
+            ("city-labelid-200", ("val",), "labelIds", np.full((48, 64), 200, np.uint8))):
+        for split in splits:
+            for kind, stem, array in (("leftImg8bit", "leftImg8bit", np.full((48, 64, 3), 80, np.uint8)),
+                                      ("gtFine", "gtFine_" + suffix, label)):
+                os.makedirs(root / name / kind / split / "aachen")
+                cv2.imwrite(str(root / name / kind / split / "aachen" / "aachen_000000_000019_{}.png".format(stem)),
+                            array)
+    os.makedirs(root / "journal-folder" / "journal.jsonl")  # an --out whose journal is a folder
     return root
 
 
@@ -115,6 +138,10 @@ def snapshot(root):
                 state[os.path.relpath(path, str(root))] = hashlib.sha256(handle.read()).hexdigest()
     return state
 
+
+# A search that gets past its checks trains one step of one trial, outside the inputs' folder
+QUICK = ["--widths", "64,128,256", "--out", "{dir}/../search-quick", "--max-trials", "1", "--epochs", "1",
+         "--batch-size", "1", "--steps-per-epoch", "1", "--loader-workers", "0", "--quiet", "--no-plots"]
 
 CASES = [
     # dfseg-run: outputs that would destroy the input, or cannot be written, are refused before any work
@@ -170,7 +197,7 @@ CASES = [
      "--engine-cache {dir}/shown: named twice (also output folder {dir}/shown)"),
     # a file output ending in / (the file would have been written without the slash, or a traceback at the end)
     ("run", ["--model", "{dir}/empty.onnx", "{dir}/in.mp4", "none", "--timing-cache", "{dir}/tc/"],
-     "--timing-cache {dir}/tc/: ends in /, which names a folder; name a file to write"),
+     "--timing-cache {dir}/tc/: ends in '/', which names a folder; name a file to write"),
     # int8 calibration that cannot work: said before the "deriving the int8 graph" note, not after it
     ("run", ["--model", "{model}", "{dir}/in.mp4", "none", "--precision", "int8", "--engine-cache", "{dir}/engines"],
      "int8 needs calibration images here"),
@@ -232,7 +259,7 @@ CASES = [
                "--no-space", "--backend", "onnxruntime", "--no-progress"],
      "{dir}/foreign.json.journal.jsonl: an unfinished table was started with different settings (backend, "),
     ("bench", ["--validate-table", "{dir}/missing.json", "--json", "{dir}/v/"],
-     "--json {dir}/v/: ends in /, which names a folder; name a file to write"),
+     "--json {dir}/v/: ends in '/', which names a folder; name a file to write"),
     # outputs the run would silently not write, and a --pin-cpu that names no CPU (silently no pinning)
     ("bench", ["--table", "{dir}/notes.txt", "--json", "{dir}/r.json", "--models", "df1", "--no-space"],
      "--json {dir}/r.json: --table does not write it"),
@@ -305,6 +332,13 @@ CASES = [
     ("eval", ["--data", "{dir}/empty", "--model", "{model}", "--limit", "0"], "--limit: must be at least 1"),
     ("eval", ["--data", "{dir}/empty", "--model", "{model}", "--plot", "/proc/iou.png"], "cannot write in /proc"),
     ("eval", ["--data", "{dir}/empty"], "one of the arguments --model --predictions is required"),
+    # a file output named with a trailing slash: a folder, refused before the work (was a traceback after it)
+    ("search", ["--table", "{dir}/table.json", "--dry-run", "--space-out", "{dir}/new/"],
+     "--space-out {dir}/new/: ends in '/', which names a folder; name a file to write"),
+    ("eval", ["--data", "{dir}/city", "--model", "{model}", "--json", "{dir}/new/"],
+     "--json {dir}/new/: ends in '/', which names a folder"),
+    ("eval", ["--data", "{dir}/city", "--model", "{model}", "--plot", "{dir}/new/"],
+     "--plot {dir}/new/: ends in '/', which names a folder"),
     # dfseg-export
     ("export", ["df1-seg", "--size", "64x48", "-o", "/proc/m.onnx"], "cannot write in /proc"),
     ("export", ["df1-seg", "--size", "64x48", "-o", "{dir}/w.safetensors", "--weights", "{dir}/w.safetensors"],
@@ -332,6 +366,53 @@ CASES = [
     ("convert", ["df1", "{dir}/binary.json", "{dir}/out.pt"], "must be a .safetensors file"),
     ("convert", ["df1"], "the following arguments are required"),
     ("convert", ["df1", "{dir}/negative.caffemodel", "{dir}/out.safetensors"], "has a negative dimension"),
+    # dfseg-search: values that got past the checks (the trial, or the machine, met them instead)
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--out", "{dir}/../search-ray",
+                "--ray-address", ""],
+     "--ray-address '': give auto, local, HOST:PORT or ray://HOST:PORT"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--resume", "--out", "{dir}/journal-folder"],
+     "{dir}/journal-folder/journal.jsonl: is not a file, so it cannot be a search journal"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--max-trials", "1", "--out",
+                "{dir}/journal-folder"],
+     "{dir}/journal-folder/journal.jsonl: is not a file"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass"] + QUICK + ["--out",
+                                                                                 "{dir}/twoclass/train/search"],
+     "--out {dir}/twoclass/train/search: lies inside the input folder {dir}/twoclass"),
+    ("search", ["--table", "{dir}/table.json", "--out", "{dir}/../search-cmd", "--max-trials", "1", "--train-cmd",
+                sys.executable + " -c pass {{arch}} {{result}} {{progres}}"],
+     "--train-cmd: unknown placeholder {{progres}} in"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass"] + QUICK + ["--loader-workers", "100000"],
+     "--loader-workers: must be from 0 to 256, got 100000"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass", "--timeout", "60"] + QUICK,
+     "--timeout 60: limits a --train-cmd command; the built-in --trainer runs its --epochs"),
+    ("search", ["--table", "{dir}/table.json", "--replay", "{dir}/acc.csv", "--timeout", "60"],
+     "--timeout 60: limits a --train-cmd command"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass"] + QUICK + ["--lr", "1e300"],
+     "--lr: must be a finite number > 0.0 and <= 100.0, got 1e300"),
+    # a --blocks range no architecture (or memory) holds: killed by the OOM killer, or a MemoryError traceback
+    ("search", ["--table", "{dir}/table.json", "--dry-run", "--widths", "64,128,256", "--blocks", "1-1000000,1-1,1-1"],
+     "blocks: stage 3 range (1, 1000000): at most 256 blocks a stage"),
+    ("search", ["--table", "{dir}/table.json", "--dry-run", "--widths", "64,128,256", "--blocks", "1-256,1-1,1-1"],
+     "blocks: stage 3 range 1-256 over 3 widths makes 2,862,208 width sequences of up to 256 blocks, more than"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/twoclass", "--scale", "1-1000"] + QUICK,
+     "--scale 1.0-1000.0: scales the input size 224x224 beyond 16384 pixels a side; give MAX at most 73"),
+    # dfseg-search --trainer: datasets that trained (or failed trial by trial) instead of being refused
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/oneclass"] + QUICK,
+     "{dir}/oneclass/train: one class folder ('cat'); classification needs at least two"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/npy-flat"] + QUICK,
+     "npy-flat/train/a/0.npy: expected an HxWx3 uint8 BGR image, got uint8 of shape (32,)"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/npy-float"] + QUICK,
+     "npy-float/train/a/0.npy: expected an HxWx3 uint8 BGR image, got float64 of shape (32, 32, 3)"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/city-colour-label"] + QUICK,
+     "aachen_000000_000019_gtFine_labelTrainIds.png: a label must be an HxW integer image (one id per pixel), "
+     "got uint8 48x64x3"),
+    ("search", ["--table", "{dir}/table.json", "--trainer", "{dir}/city-16bit-label"] + QUICK,
+     "aachen_000000_000019_gtFine_labelTrainIds.png: label 1259 does not fit the model's 1000 classes"),
+    # dfseg-eval: ground truth whose ids were changed or ignored without an error
+    ("eval", ["--data", "{dir}/city-16bit-gt", "--model", "{model}", "--quiet"],
+     "aachen_000000_000019_gtFine_labelTrainIds.png: holds id 259, outside the 8-bit ids 0..255"),
+    ("eval", ["--data", "{dir}/city-labelid-200", "--model", "{model}", "--quiet"],
+     "aachen_000000_000019_gtFine_labelIds.png: labelId 200 is outside the Cityscapes table (0..33)"),
 ]
 
 

@@ -28,6 +28,8 @@ from .space_options import add_space_arguments, decoder_space_from_args, space_f
 
 PROG = "dfseg-search"
 EXIT_FAILED = 1
+MAX_LR = 100.0
+MAX_LOADER_WORKERS = 256
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="built-in torch trainer on an image-folder or Cityscapes-format dataset")
     evaluate.add_argument("--epochs", type=whole_number(1), default=2, help="built-in trainer: epochs (default 2)")
     evaluate.add_argument("--batch-size", type=whole_number(1), default=32, help="built-in trainer: batch size (default 32)")
-    evaluate.add_argument("--lr", type=number(0.0, above=True), default=0.1, help="built-in trainer: peak learning rate (default 0.1)")
+    # An lr beyond any schedule's (float32 overflows at 3.4e38) fails every trial instead of this check.
+    evaluate.add_argument("--lr", type=number(0.0, above=True, maximum=MAX_LR), default=0.1, help="built-in trainer: peak learning rate (default 0.1)")
     evaluate.add_argument("--device", default="cpu", help="built-in trainer: torch device (default cpu)")
     evaluate.add_argument("--labels", default="auto", choices=("auto", "trainIds", "labelIds"),
                           help="built-in trainer, Cityscapes: *_gtFine_labelTrainIds or *_gtFine_labelIds (mapped "
@@ -96,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--crop", type=_size, default=None, metavar="WxH",
                           help="built-in trainer, segmentation: training crop (default the input size --size)")
     evaluate.add_argument("--no-flip", action="store_true", help="built-in trainer: no random horizontal flip")
-    evaluate.add_argument("--loader-workers", type=whole_number(0), default=2,
+    # Each worker is a process: 100000 of them exhaust the machine before the first batch (as --threads).
+    evaluate.add_argument("--loader-workers", type=whole_number(0, MAX_LOADER_WORKERS), default=2,
                           help="built-in trainer: DataLoader worker processes per training process (default 2)")
     evaluate.add_argument("--amp", action="store_true",
                           help="built-in trainer: mixed precision (bf16 autocast on CPU, fp16 with a gradient scaler "
@@ -108,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--steps-per-epoch", type=whole_number(1), default=None,
                           help="built-in trainer: at most this many steps per epoch (quick trials; default the "
                                "whole train split)")
-    evaluate.add_argument("--timeout", type=number(0.0, above=True), default=None, help="seconds per training attempt")
+    evaluate.add_argument("--timeout", type=number(0.0, above=True), default=None,
+                          help="--train-cmd: seconds per training attempt (the command's process group is ended)")
     evaluate.add_argument("--retries", type=whole_number(0), default=1, help="retries of a failed trial (default 1)")
     run = parser.add_argument_group("execution")
     run.add_argument("--workers", type=whole_number(1), default=1, help="trials in flight at once (default 1)")
@@ -238,6 +243,9 @@ def _check_journal(out: str, resume: bool) -> None:
     from ..search.session import journal_path
 
     exists = os.path.exists(journal_path(out))
+    if exists and not os.path.isfile(journal_path(out)):
+        raise UserError("{}: is not a file, so it cannot be a search journal; move it away or choose another "
+                        "--out".format(journal_path(out)))
     if resume and not exists:
         raise UserError("--resume: {} holds no search journal ({} is missing); check --out, or leave out --resume "
                         "to start a new search".format(out, journal_path(out)))
@@ -263,6 +271,9 @@ def check_evaluator(args: argparse.Namespace) -> None:
 
     if args.train_cmd is not None:
         evaluators.CommandEvaluator(args.train_cmd, timeout_s=args.timeout)
+    elif args.timeout is not None:  # accepted and then ignored, it would promise a limit that nothing enforces
+        raise UserError("--timeout {:g}: limits a --train-cmd command; the built-in --trainer runs its --epochs "
+                        "and --replay reads a file, so leave --timeout out".format(args.timeout))
     if args.replay is not None:
         args.replay_accuracy = evaluators.load_accuracies(args.replay)
     if args.trainer is not None:
@@ -314,10 +325,13 @@ def _check_options(args: argparse.Namespace, out: str) -> None:
     for option, value in (("--out", args.out), ("--space-out", args.space_out)):
         if value is not None and not value.strip():
             raise UserError("{} '': give a path".format(option))
+    if args.ray_address is not None and not args.ray_address.strip():
+        raise UserError("--ray-address '': give auto, local, HOST:PORT or ray://HOST:PORT, or leave the option out "
+                        "to train on this machine")
     if args.retry_failed and not args.resume:
         raise UserError("--retry-failed goes with --resume (it retries the failed trials of a journalled search)")
     check_outputs([("--space-out", args.space_out)] + ([] if args.dry_run else [("--out", out)]),
-                  inputs=[args.table, args.replay, args.trainer], folders=("--out",))
+                  inputs=[args.table, args.replay, args.trainer], folders=("--out",), outside_inputs=True)
     if not args.dry_run:
         check_evaluator(args)
         if any(getattr(args, name) is not None for name in ("train_cmd", "replay", "trainer")):

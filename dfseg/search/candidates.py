@@ -20,9 +20,10 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 import numpy as np
 
 from ..arch import NUM_STAGES, PRESETS, Arch
+from ..errors import UserError
 from ..fileio import atomic_output
 from ..latency.table import LatencyTable, MissingEntriesError, measure_command
-from ..space import DecoderSpace, SearchSpace
+from ..space import DecoderSpace, SearchSpace, multiset_count
 
 Space = Union[SearchSpace, DecoderSpace]
 # Latencies are sums of a few dozen table entries; this absorbs float rounding at the window edges.
@@ -153,8 +154,26 @@ class _StageTable:
         return index[np.argsort(self.latency[index], kind="stable")]
 
 
+# Width sequences x blocks a stage's table may hold (Python lists, tens of bytes each): the default space
+# needs about 4e5, a --blocks range of hundreds of blocks billions (a MemoryError, or the OOM killer, later).
+MAX_STAGE_CELLS = 10 ** 7
+
+
+def check_stage_sizes(space: SearchSpace) -> None:
+    """Refuse a stage whose width sequences would not fit in memory, before any is built."""
+    for stage in range(NUM_STAGES):
+        low, high = space.blocks_per_stage[stage]
+        sequences = len(space.entry_widths(stage)) * sum(
+            multiset_count(len(space.widths), count) for count in range(low, high + 1))
+        if sequences * high > MAX_STAGE_CELLS:
+            raise UserError("blocks: stage {} range {}-{} over {} widths makes {:,} width sequences of up to {} "
+                            "blocks, more than the search can hold in memory; narrow the range or the widths".format(
+                                stage + 3, low, high, len(space.widths), sequences, high))
+
+
 def enumerate_space(space: SearchSpace, table: LatencyTable, progress: bool = False) -> CandidateSet:
     """S^ of a backbone space: all members with t_min <= Lat(x) <= t_max (bounds optional)."""
+    check_stage_sizes(space)
     require_parts(space, table)
     block_ms = {}  # type: Dict[Tuple[int, bool, int, int], float]
     for stage in range(NUM_STAGES):

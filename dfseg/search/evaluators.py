@@ -18,6 +18,7 @@ import collections
 import csv
 import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -34,6 +35,10 @@ from .progress import PROGRESS_NAME, stop_requested
 ARCH_FIELD = "{arch}"
 RESULT_FIELD = "{result}"
 PROGRESS_FIELD = "{progress}"
+FIELDS = (ARCH_FIELD, RESULT_FIELD, PROGRESS_FIELD)
+# A word in braces looks like a placeholder: one not in FIELDS (a misspelling such as {progres}) would
+# reach the training program as it stands, with no error anywhere.
+_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 class EvaluationError(Exception):
@@ -71,6 +76,10 @@ class CommandEvaluator:
             raise UserError("--train-cmd: cannot split {!r} ({})".format(template, exc)) from None
         if not argv:
             raise UserError("--train-cmd: empty command")
+        unknown = [m for token in argv for m in _PLACEHOLDER.findall(token) if m not in FIELDS]
+        if unknown:
+            raise UserError("--train-cmd: unknown placeholder {} in {!r}; the placeholders are {}".format(
+                unknown[0], template, ", ".join(FIELDS)))
         for field in (ARCH_FIELD, RESULT_FIELD):
             if not any(field in token for token in argv):
                 raise UserError("--train-cmd: {!r} must contain {} (see dfseg-search --help)".format(template, field))

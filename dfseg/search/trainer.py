@@ -25,7 +25,7 @@ from ..cityscapes import IGNORE_LABEL
 from ..errors import UserError
 from ..eval import ConfusionMatrix
 from ..fileio import DiskFullError, no_space_as_error, write_atomic, write_json_atomic
-from ..sizes import Size
+from ..sizes import MAX_SIDE, Size
 from .evaluators import TrialStopped
 from .progress import PROGRESS_NAME, stop_requested
 from .training import checkpoint as ckpt
@@ -119,6 +119,12 @@ def check_config(config: TrainerConfig) -> None:
         raise UserError("--batch-size {}: below one image per process".format(config.batch_size))
     if config.dtype not in ("float32", "float64"):
         raise UserError("dtype {!r}: float32 or float64".format(config.dtype))
+    high = config.recipe.scale[1]
+    if max(config.input_size.width, config.input_size.height) * high > MAX_SIDE:
+        # cv2 cannot resize to it (or, short of that, one sample takes gigabytes): every trial would fail
+        raise UserError("--scale {}-{}: scales the input size {} beyond {} pixels a side; give MAX at most {:g}".format(
+            config.recipe.scale[0], high, config.input_size, MAX_SIDE,
+            MAX_SIDE // max(config.input_size.width, config.input_size.height)))
     crop = config.recipe.crop
     if crop is not None and (crop.width > config.input_size.width * 4 or crop.height > config.input_size.height * 4):
         raise UserError("--crop {}: far beyond the input size {}".format(crop, config.input_size))

@@ -34,18 +34,25 @@ _KNOWN_LABEL_IDS = frozenset(c.label_id for c in LABELS)
 
 
 def read_image(path: str, labels: bool = False) -> np.ndarray:
+    """An image (HxWx3 BGR) or, with ``labels``, a label image as stored: read as grey, a colour label
+    would become a blend of its channels and a 16-bit one its high byte, wrong ids with no error."""
     if path.endswith(".npy"):
         try:
-            return np.load(path, allow_pickle=False)
+            image = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise UserError("{}: unreadable .npy ({}); replace or remove the file".format(path, exc)) from None
-    try:
-        import cv2
-    except ImportError:
-        raise UserError("{}: reading images needs opencv-python-headless<5 (or store them as .npy)".format(path)) from None
-    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE if labels else cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError("{}: unreadable image; replace or remove the file".format(path))
+    else:
+        try:
+            import cv2
+        except ImportError:
+            raise UserError("{}: reading images needs opencv-python-headless<5 (or store them as .npy)".format(
+                path)) from None
+        image = cv2.imread(path, cv2.IMREAD_UNCHANGED if labels else cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError("{}: unreadable image; replace or remove the file".format(path))
+    if labels and (image.ndim != 2 or not np.issubdtype(image.dtype, np.integer)):
+        raise UserError("{}: a label must be an HxW integer image (one id per pixel), got {} {}; store the ids as "
+                        "a single-channel PNG".format(path, image.dtype, "x".join(map(str, image.shape))))
     return image
 
 
@@ -53,9 +60,11 @@ def image_shape(path: str) -> Tuple[int, int]:
     """(height, width) of an image from its header where Pillow can read one (a whole decode otherwise)."""
     if path.endswith(".npy"):
         try:
-            return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape[:2])  # type: ignore
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise UserError("{}: unreadable .npy ({}); replace or remove the file".format(path, exc)) from None
+        _colour(array, path)  # the header says it all: no trial should be the first to find out
+        return tuple(array.shape[:2])  # type: ignore
     try:
         from PIL import Image
     except ImportError:
@@ -90,6 +99,9 @@ def classification_samples(root: str, split: str) -> Tuple[List[Tuple[str, int]]
     classes = class_folders(root, "train")
     if not classes:
         raise UserError("{}: expected DATA/train/<class>/<images> (or a Cityscapes-format leftImg8bit/)".format(root))
+    if len(classes) < 2:  # every prediction would be right: 100% for any architecture
+        raise UserError("{}: one class folder ({!r}); classification needs at least two, one folder per "
+                        "class".format(os.path.join(root, "train"), classes[0]))
     if not os.path.isdir(os.path.join(root, split)):
         raise UserError("{}: split {}/ is missing; a dataset needs train/ and val/".format(root, split))
     unknown = sorted(set(class_folders(root, split)) - set(classes))
@@ -167,8 +179,9 @@ def _prepare(image: np.ndarray, mean: Tuple[float, ...], path: str) -> np.ndarra
 
 
 def _colour(image: np.ndarray, path: str) -> np.ndarray:
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise UserError("{}: expected an HxWx3 BGR image, got shape {}".format(path, image.shape))
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise UserError("{}: expected an HxWx3 uint8 BGR image, got {} of shape {}; store images as uint8 "
+                        "HxWx3".format(path, image.dtype, image.shape))
     return image
 
 
