@@ -173,7 +173,10 @@ def test_build_command_per_version(tmp_path):
         build_command("trtexec", "m.onnx", "m.engine", config._replace(fp32_layers=("x",)), (8, 2))
     images = tmp_path / "images"
     images.mkdir()
-    (images / "a.png").write_bytes(b"")  # listed, never read: the command is only composed
+    import cv2
+
+    # A decodable image: the build configuration checks that calibration could read it.
+    cv2.imwrite(str(images / "a.png"), np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(UserError, match="calibration cache"):
         build_command("trtexec", "m.onnx", "m.engine", config._replace(precision="int8", calibration_cache=None,
                                                                          calibration=str(images)), (8, 2))
