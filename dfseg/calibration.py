@@ -52,7 +52,7 @@ def require_images(source: str, name: str = "calibration source") -> List[str]:
 
 
 def _open_video(cv2: Any, source: str) -> Any:
-    from .live.sources import native_stderr_silenced
+    from .opencv_log import native_stderr_silenced
 
     with native_stderr_silenced():  # OpenCV's AVI parser prints its complaint about a damaged file itself
         return cv2.VideoCapture(source)

@@ -256,7 +256,7 @@ def test_overlapping_stderr_silencers_in_two_threads_give_stderr_back(tmp_path):
     """Two streams' captures (API threads) may reopen their files at once and finish in either order:
     descriptor 2 stays silenced while either is inside and is the process's own stderr again once both
     are out (each restoring its own saved copy used to leave stderr on /dev/null for good)."""
-    from dfseg.live.sources import native_stderr_silenced
+    from dfseg.opencv_log import native_stderr_silenced
 
     def same(a, b):
         return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)

@@ -18,18 +18,17 @@ refused credentials say so instead of "cannot open it".
 Device side: Python 3.6, no torch; OpenCV is imported when a source opens.
 """
 
-import contextlib
 import glob
 import os
 import re
 import sys
-import threading
 import time
-from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from ..errors import UserError
+from ..opencv_log import native_stderr_silenced
 from ..uri import file_path, redact
 from .rtsp_auth import credentials_problem
 
@@ -381,71 +380,6 @@ def _open_hint(description: str, live: bool) -> str:
     if live:
         return "; check that the camera is connected and not used by another program"
     return "; is it a video file OpenCV can decode (mp4, avi, mkv)?"
-
-
-# Who is inside native_stderr_silenced, process-wide: descriptor 2 is the process's, and the captures of two
-# streams (API threads) may reopen their files at once and leave in any order.  The first one in saves the
-# descriptor and the last one out restores it; each restoring its own saved copy would leave the process's
-# stderr on /dev/null whenever they overlap without nesting.
-class _Silenced:
-    lock = threading.Lock()
-    depth = 0  # callers inside
-    saved = None  # type: Optional[int]  # the process's descriptor 2 meanwhile
-
-
-@contextlib.contextmanager
-def native_stderr_silenced(silence: bool = True) -> Iterator[None]:
-    """With ``silence``, what C code writes to the process's stderr (file descriptor 2) meanwhile is
-    dropped.  OpenCV's own AVI parser, the backend a damaged file falls through to when FFmpeg
-    refuses it, prints its complaint ("Unexpected element...") there directly, past every log level
-    (OPENCV_LOG_LEVEL): the caller says what went wrong instead, in its one line.  Used only around
-    opening a file (before the run, or to replay it): Python's sys.stderr writes to the same
-    descriptor, so a line printed in those milliseconds (by any thread) would be dropped too.
-    Thread-safe: overlapping uses keep descriptor 2 silenced until the last one ends."""
-    entered = silence and _silence_enter()
-    try:
-        yield
-    finally:
-        if entered:
-            _silence_leave()
-
-
-def _silence_enter() -> bool:
-    """Descriptor 2 onto /dev/null (or already there for another caller); False where there is none to
-    silence (closed).  A sys.stderr of None still has C code writing to descriptor 2, so it is silenced."""
-    with _Silenced.lock:
-        if _Silenced.depth == 0:
-            try:
-                sys.stderr.flush()
-            except (AttributeError, OSError, ValueError):
-                pass
-            try:
-                saved = os.dup(2)
-            except OSError:
-                return False
-            try:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                try:
-                    os.dup2(devnull, 2)
-                finally:
-                    os.close(devnull)
-            except OSError:
-                os.close(saved)
-                return False
-            _Silenced.saved = saved
-        _Silenced.depth += 1
-        return True
-
-
-def _silence_leave() -> None:
-    with _Silenced.lock:
-        _Silenced.depth -= 1
-        if _Silenced.depth == 0 and _Silenced.saved is not None:
-            saved, _Silenced.saved = _Silenced.saved, None
-            try:
-                os.dup2(saved, 2)
-            finally:
-                os.close(saved)
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
