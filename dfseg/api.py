@@ -98,6 +98,8 @@ class Stream:
         return self.pipeline.result() if self._finished else None
 
     def close(self) -> None:
+        if self._finished:  # ended or closed already (also by its model's close())
+            return
         if not self._started:  # the generator never ran: the source opened by stream() is released here
             self.pipeline.source.close()
         self._frames.close()
@@ -230,8 +232,7 @@ class Model:
         """End this model's open streams (as ``Stream.close`` does: threads stopped, source released,
         outputs finalised; their iteration ends), then release the runtime."""
         for stream in list(self._streams):
-            if not stream._finished:
-                stream.close()
+            stream.close()
         if self.runner.is_active:
             self.runner.deactivate()
 

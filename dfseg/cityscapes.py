@@ -62,6 +62,10 @@ TRAIN_CLASSES = tuple(sorted((c for c in LABELS if c.train_id != IGNORE_LABEL), 
 CLASS_NAMES = tuple(c.name for c in TRAIN_CLASSES)  # type: Tuple[str, ...]
 
 
+# The labelIds of the official table: any other id in a labelIds image is no Cityscapes class.
+LABEL_IDS = frozenset(cls.label_id for cls in LABELS)
+
+
 def label_to_train_lut() -> np.ndarray:
     """A 256-entry uint8 lookup table: ``lut[label_ids]`` gives trainIds (255 where not evaluated)."""
     lut = np.full(256, IGNORE_LABEL, dtype=np.uint8)

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional
 
 import numpy as np
 
-from .cityscapes import IGNORE_LABEL, LABELS, NUM_CLASSES, class_names, label_to_train_lut
+from .cityscapes import IGNORE_LABEL, LABEL_IDS, NUM_CLASSES, class_names, label_to_train_lut
 from .errors import UserError
 from .fileio import write_json_atomic
 
@@ -31,8 +31,8 @@ PREDICTION_ENCODINGS = ("trainids", "labelids")
 # labelIds -> trainIds, built once (read-only: shared by every read_truth / read_predictions call).
 LABEL_TO_TRAIN = label_to_train_lut()
 LABEL_TO_TRAIN.setflags(write=False)
-KNOWN_LABEL_IDS = np.zeros(256, bool)  # the labelIds of the official table (the rest are no Cityscapes id)
-KNOWN_LABEL_IDS[[c.label_id for c in LABELS if 0 <= c.label_id < 256]] = True
+KNOWN_LABEL_IDS = np.zeros(256, bool)  # cityscapes.LABEL_IDS as a lookup table over a label image's ids
+KNOWN_LABEL_IDS[[i for i in LABEL_IDS if 0 <= i < 256]] = True
 KNOWN_LABEL_IDS.setflags(write=False)
 
 

@@ -241,7 +241,26 @@ def check_outputs(outputs: Iterable[Tuple[str, Optional[str]]], inputs: Sequence
     ``outputs`` are (option, path) pairs; empty paths are skipped.  ``folders`` names the options
     whose path is a folder to write into rather than a file.
     """
+    outputs = list(outputs)
+    check_distinct(outputs)
     existing_inputs = [path for path in inputs if path and os.path.exists(path)]
+    for option, path in outputs:
+        if not path:
+            continue
+        where = "{} {}".format(option, path).strip()
+        real = os.path.realpath(path)
+        for source in existing_inputs:
+            source_real = os.path.realpath(source)
+            if real == source_real or (os.path.exists(path) and os.path.samefile(path, source)):
+                raise UserError("{}: is the input {}; writing it would destroy the input, so name another "
+                                "output".format(where, source))
+            if outside_inputs and os.path.isdir(source_real) and real.startswith(source_real.rstrip(os.sep) + os.sep):
+                raise UserError("{}: lies inside the input folder {}; name an output outside it".format(where, source))
+        check_writable(where, path, folder=option in folders)
+
+
+def check_distinct(outputs: Iterable[Tuple[str, Optional[str]]]) -> None:
+    """Refuse two of ``outputs`` ((option, path) pairs; empty paths skipped) that name one file."""
     seen = {}  # type: Dict[str, str]
     for option, path in outputs:
         if not path:
@@ -251,14 +270,6 @@ def check_outputs(outputs: Iterable[Tuple[str, Optional[str]]], inputs: Sequence
         if real in seen:
             raise UserError("{}: named twice (also {}); give each output its own path".format(where, seen[real]))
         seen[real] = where
-        for source in existing_inputs:
-            source_real = os.path.realpath(source)
-            if real == source_real or (os.path.exists(path) and os.path.samefile(path, source)):
-                raise UserError("{}: is the input {}; writing it would destroy the input, so name another "
-                                "output".format(where, source))
-            if outside_inputs and os.path.isdir(source_real) and real.startswith(source_real.rstrip(os.sep) + os.sep):
-                raise UserError("{}: lies inside the input folder {}; name an output outside it".format(where, source))
-        check_writable(where, path, folder=option in folders)
 
 
 def check_writable(where: str, path: str, folder: bool = False) -> None:

@@ -71,14 +71,16 @@ def journal_header(meta: Dict[str, Any], backend: str, threads: Optional[int], c
 
 
 def check_resumable(out_path: str, meta: Dict[str, Any], backend: str, threads: Optional[int], clock: str,
-                    config: Optional[BuildConfig]) -> None:
+                    config: Optional[BuildConfig]) -> Optional[LatencyTable]:
     """What ``measure_table`` would refuse about the table at ``out_path`` and its journal, asked before any
-    line is printed (``dfseg-bench --table``): a table or an unfinished journal of other settings."""
+    line is printed (``dfseg-bench --table``): a table or an unfinished journal of other settings.  Returns
+    the table being continued (None for a new one)."""
     old = continued_table(out_path)
     if old is not None:
         check_continuable(out_path, old, meta)
     path = journal_path(out_path)
     check_header(path, read_records(path)[0], journal_header(meta, backend, threads, clock, config))
+    return old
 
 
 def check_continuable(out_path: str, old: LatencyTable, meta: Dict[str, Any]) -> None:

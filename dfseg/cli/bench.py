@@ -334,7 +334,7 @@ def table_suite_from_args(args: argparse.Namespace, source: Any = None) -> Any:
 def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
     from ..bench.machine import describe_machine, machine_warnings
     from ..bench.table_meta import device_meta
-    from ..bench.table_run import check_resumable, continued_table, measure_table
+    from ..bench.table_run import check_resumable, measure_table
 
     parts, sizes, calibration = table_suite_from_args(args, source)
     threads = 1 if args.threads is None else args.threads
@@ -350,8 +350,8 @@ def _run_table(args: argparse.Namespace, backend: str, source: Any) -> int:
                         "repeated block); its estimates are plain sums of the parts (5-10% low on a CPU): add space "
                         "options to calibrate".format(args.table))
     meta = device_meta(machine, backend, env["backend_version"], config, sizes, env["identity"])
-    check_resumable(args.table, meta, backend, threads, clock, config)  # another backend's table: before any line
-    existing = continued_table(args.table)
+    # another backend's table: before any line
+    existing = check_resumable(args.table, meta, backend, threads, clock, config)
     if existing is not None and existing.entries:
         warnings += _check_identity(args, args.table, existing.meta.get("identity"), env["identity"])
     _print_warnings(warnings)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tupl
 
 from ..build_config import DEFAULT_CALIBRATION_IMAGES, NETWORK_TYPINGS, PRECISIONS, BuildConfig, parse_layer_list
 from ..errors import Terminated, UserError, raise_terminated
-from ..fileio import check_outputs
+from ..fileio import check_distinct, check_outputs
 from ..opencv_log import quiet_opencv
 from ..uri import redact
 
@@ -114,11 +114,7 @@ def check_build_files(config: BuildConfig, inputs: List[Optional[str]],
               ("--calibration-cache", config.calibration_cache)]
     check_outputs(caches, inputs=[path for path in inputs if path] + ([config.calibration] if config.calibration else []),
                   folders=("--engine-cache",), outside_inputs=True)
-    named = {os.path.realpath(path): "{} {}".format(option, path).strip() for option, path in outputs if path}
-    for option, path in caches:
-        if path and os.path.realpath(path) in named:
-            raise UserError("{} {}: named twice (also {}); give each output its own path".format(
-                option, path, named[os.path.realpath(path)]))
+    check_distinct(list(outputs) + caches)
 
 
 def build_config_from_args(args: argparse.Namespace) -> BuildConfig:

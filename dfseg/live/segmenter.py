@@ -8,7 +8,7 @@ network input smaller than the frame) is enlarged with nearest-neighbour samplin
 Device side: Python 3.6, no torch.
 """
 
-from typing import Dict, Optional, Sequence
+from typing import Collection, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -67,17 +67,9 @@ class Segmenter:
         if not shapes:
             raise UserError("{}: the model has no outputs; export a segmentation model (dfseg-export MODEL --size "
                             "...)".format(runner.name))
-        if CLASSMAP_OUTPUT in shapes:
-            return
-        if LOGITS_OUTPUT not in shapes and len(shapes) != 1:
-            raise UserError(
-                "{}: cannot tell the prediction among outputs {}; export with output 'classmap' or 'logits'".format(
-                    runner.name, sorted(shapes)))
-        shape = shapes[LOGITS_OUTPUT] if LOGITS_OUTPUT in shapes else next(iter(shapes.values()))
-        if shape and len(shape) != 4:  # () is a shape the graph does not declare: the first frame tells
-            raise UserError(
-                "{}: output has shape {}, not N x classes x H x W: is this a segmentation model "
-                "(df1-seg, df2-seg1, ...)?".format(runner.name, tuple(shape)))
+        name = _prediction_output(runner.name, shapes)
+        if name != CLASSMAP_OUTPUT and shapes[name]:  # () is a shape the graph does not declare: the first frame tells
+            _check_logits_rank(runner.name, shapes[name])
 
     def prepare(self, bgr: np.ndarray) -> np.ndarray:
         """BGR uint8 frame -> the network's input tensor (resized, mean subtracted, scaled)."""
@@ -93,22 +85,8 @@ class Segmenter:
             classes = np.asarray(outputs[CLASSMAP_OUTPUT])
             classes = classes.reshape(classes.shape[-2:])
             return classes.astype(np.uint8)
-        if LOGITS_OUTPUT in outputs:
-            logits = outputs[LOGITS_OUTPUT]
-        elif len(outputs) == 1:
-            logits = next(iter(outputs.values()))
-        else:
-            raise UserError(
-                "{}: cannot tell the prediction among outputs {}; export with output 'classmap' or 'logits'".format(
-                    self.runner.name, sorted(outputs)
-                )
-            )
-        logits = np.asarray(logits)
-        if logits.ndim != 4:
-            raise UserError(
-                "{}: output has shape {}, not N x classes x H x W: is this a segmentation model "
-                "(df1-seg, df2-seg1, ...)?".format(self.runner.name, logits.shape)
-            )
+        logits = np.asarray(outputs[_prediction_output(self.runner.name, outputs)])
+        _check_logits_rank(self.runner.name, logits.shape)
         return np.argmax(logits[0], axis=0).astype(np.uint8)
 
     @staticmethod
@@ -131,3 +109,20 @@ class Segmenter:
         """Class map (trainIds, uint8) for ``bgr`` at the frame's own size."""
         classes = self.classmap(self.infer(self.prepare(bgr)))
         return self.to_frame_size(classes, bgr.shape[0], bgr.shape[1])
+
+
+def _prediction_output(model: str, names: Collection[str]) -> str:
+    """Which of the outputs ``names`` holds the prediction: ``classmap``, else ``logits``, else the only one."""
+    for name in (CLASSMAP_OUTPUT, LOGITS_OUTPUT):
+        if name in names:
+            return name
+    if len(names) == 1:
+        return next(iter(names))
+    raise UserError("{}: cannot tell the prediction among outputs {}; export with output 'classmap' or 'logits'".format(
+        model, sorted(names)))
+
+
+def _check_logits_rank(model: str, shape: Sequence[int]) -> None:
+    if len(shape) != 4:
+        raise UserError("{}: output has shape {}, not N x classes x H x W: is this a segmentation model "
+                        "(df1-seg, df2-seg1, ...)?".format(model, tuple(shape)))

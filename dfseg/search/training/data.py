@@ -21,7 +21,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ...cityscapes import IGNORE_LABEL, LABELS, label_to_train_lut
+from ...cityscapes import IGNORE_LABEL, LABEL_IDS, label_to_train_lut
 from ...errors import UserError
 from ...preprocess import CITYSCAPES_MEAN_BGR, IMAGENET_MEAN_BGR, INPUT_SCALE
 from ...sizes import Size
@@ -30,7 +30,6 @@ from .recipe import Recipe, classification_train, classification_val, sample_rng
 IMAGE_EXTENSIONS = (".npy", ".png", ".jpg", ".jpeg", ".bmp")
 LABEL_KINDS = ("auto", "trainIds", "labelIds")
 _SUFFIX = {"trainIds": "_gtFine_labelTrainIds", "labelIds": "_gtFine_labelIds"}
-_KNOWN_LABEL_IDS = frozenset(c.label_id for c in LABELS)
 
 
 def read_image(path: str, labels: bool = False) -> np.ndarray:
@@ -153,7 +152,7 @@ def to_train_ids(label: np.ndarray, path: str, kind: str, classes: int) -> np.nd
     if kind == "labelIds":
         present = (np.flatnonzero(np.bincount(label.ravel(), minlength=256)) if label.dtype == np.uint8
                    else np.unique(label))
-        unknown = [int(v) for v in present if int(v) not in _KNOWN_LABEL_IDS]
+        unknown = [int(v) for v in present if int(v) not in LABEL_IDS]
         if unknown:
             raise UserError("{}: labelId {} is outside the Cityscapes table (0..33); fix the label, or pass "
                             "--labels trainIds if the file holds trainIds".format(path, unknown[0]))
