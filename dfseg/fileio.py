@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Type, Union
 
 from .errors import UserError
 
@@ -241,14 +241,10 @@ def check_outputs(outputs: Iterable[Tuple[str, Optional[str]]], inputs: Sequence
     ``outputs`` are (option, path) pairs; empty paths are skipped.  ``folders`` names the options
     whose path is a folder to write into rather than a file.
     """
-    outputs = list(outputs)
-    check_distinct(outputs)
     existing_inputs = [path for path in inputs if path and os.path.exists(path)]
-    for option, path in outputs:
-        if not path:
-            continue
-        where = "{} {}".format(option, path).strip()
-        real = os.path.realpath(path)
+    seen = {}  # type: Dict[str, str]
+    for option, where, path, real in _named_paths(outputs):
+        _claim(seen, where, real)
         for source in existing_inputs:
             source_real = os.path.realpath(source)
             if real == source_real or (os.path.exists(path) and os.path.samefile(path, source)):
@@ -262,14 +258,22 @@ def check_outputs(outputs: Iterable[Tuple[str, Optional[str]]], inputs: Sequence
 def check_distinct(outputs: Iterable[Tuple[str, Optional[str]]]) -> None:
     """Refuse two of ``outputs`` ((option, path) pairs; empty paths skipped) that name one file."""
     seen = {}  # type: Dict[str, str]
+    for _, where, _, real in _named_paths(outputs):
+        _claim(seen, where, real)
+
+
+def _claim(seen: Dict[str, str], where: str, real: str) -> None:
+    """Record output ``where`` at ``real`` in ``seen`` (real path -> output), refusing a path named before."""
+    if real in seen:
+        raise UserError("{}: named twice (also {}); give each output its own path".format(where, seen[real]))
+    seen[real] = where
+
+
+def _named_paths(outputs: Iterable[Tuple[str, Optional[str]]]) -> Iterator[Tuple[str, str, str, str]]:
+    """(option, ``option path`` as messages name it, path, real path) of each output that has a path."""
     for option, path in outputs:
-        if not path:
-            continue
-        where = "{} {}".format(option, path).strip()
-        real = os.path.realpath(path)
-        if real in seen:
-            raise UserError("{}: named twice (also {}); give each output its own path".format(where, seen[real]))
-        seen[real] = where
+        if path:
+            yield option, "{} {}".format(option, path).strip(), path, os.path.realpath(path)
 
 
 def check_writable(where: str, path: str, folder: bool = False) -> None:
